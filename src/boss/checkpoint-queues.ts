@@ -1,0 +1,232 @@
+import {
+  BeforeApplicationShutdown,
+  Inject,
+  Injectable,
+  Logger,
+  OnApplicationBootstrap,
+} from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import { PgBoss, type ConstructorOptions, type Db, type JobWithMetadata } from 'pg-boss';
+import type { DataSource, EntityManager } from 'typeorm';
+import { CHECKPOINT_DATA_SOURCE, CHECKPOINT_OPTIONS } from '../checkpoint.constants.js';
+import { CheckpointAbortedError, CheckpointConfigError } from '../checkpoint.errors.js';
+import { messages } from '../checkpoint.messages.js';
+import type { ResolvedCheckpointOptions } from '../checkpoint.options.js';
+import { CheckpointRunner, type CheckpointedMethod } from '../checkpoint.runner.js';
+import { CheckpointService } from '../checkpoint.service.js';
+
+/** How often each worker process looks for jobs whose worker died. */
+const REAP_INTERVAL_MS = 1000;
+
+interface QueueRegistration {
+  queue: string;
+  method: CheckpointedMethod;
+  instance: object;
+}
+
+/** What `dispatch()` did with an input. */
+export type DispatchResult =
+  | { mode: 'direct'; jobId: string; result: unknown }
+  | { mode: 'queued'; jobId: string };
+
+/**
+ * The module's PgBoss instance: created from the `boss` option and started before anything can
+ * inject it, or the application's own instance as given. Null without the option.
+ */
+export async function createBoss(options: ResolvedCheckpointOptions): Promise<PgBoss | null> {
+  if (options.boss === undefined) return null;
+  if (options.boss instanceof PgBoss) return options.boss;
+  const boss = new PgBoss(options.boss as ConstructorOptions);
+  // pg-boss emits 'error' for background failures; without a listener Node would crash.
+  const logger = new Logger('Checkpoint');
+  boss.on('error', (error: Error) => logger.error(`pg-boss: ${error.message}`));
+  await boss.start();
+  return boss;
+}
+
+/**
+ * pg-boss integration and the shutdown sequence. Registers every `@Checkpointed({ queue })`
+ * method as the worker of its queue at bootstrap; hands the jobs of dead workers back at once;
+ * and on shutdown stops fetching, lets in-flight attempts stop at a batch boundary, hands their
+ * jobs back without spending a retry, and stops pg-boss before TypeORM closes the DataSource.
+ */
+@Injectable()
+export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly logger = new Logger('Checkpoint');
+  private readonly registrations = new Map<string, QueueRegistration>();
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private reaper?: NodeJS.Timeout;
+
+  constructor(
+    @Inject(PgBoss) private readonly boss: PgBoss | null,
+    @Inject(CHECKPOINT_OPTIONS) private readonly options: ResolvedCheckpointOptions,
+    @Inject(CHECKPOINT_DATA_SOURCE) private readonly dataSource: DataSource,
+    private readonly service: CheckpointService,
+    private readonly runner: CheckpointRunner,
+  ) {}
+
+  /** Called by the explorer for each `@Checkpointed({ queue })` method. */
+  register(queue: string, method: CheckpointedMethod, instance: object): void {
+    const existing = this.registrations.get(queue);
+    if (existing !== undefined) {
+      throw new CheckpointConfigError(
+        messages.badDecoratorOptions(method.where, [`queue "${queue}" already has a worker: ${existing.method.where}`]),
+      );
+    }
+    if (this.boss === null) throw new CheckpointConfigError(messages.bossMissing(method.where, queue));
+    this.registrations.set(queue, { queue, method, instance });
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    const boss = this.boss;
+    if (boss === null || this.registrations.size === 0) return;
+    for (const { queue, method, instance } of this.registrations.values()) {
+      const { options } = method;
+      await boss.createQueue(queue, {
+        retryLimit: options.retryLimit,
+        retryDelay: options.retryDelay,
+        retryBackoff: options.retryBackoff,
+        retryDelayMax: options.retryDelayMax,
+        expireInSeconds: options.expireInSeconds,
+        retentionSeconds: options.retentionSeconds,
+        deleteAfterSeconds: options.deleteAfterSeconds,
+        heartbeatSeconds: options.heartbeatSeconds,
+      });
+      await boss.work(
+        queue,
+        {
+          batchSize: 1,
+          includeMetadata: true,
+          localConcurrency: options.localConcurrency,
+          pollingIntervalSeconds: options.pollingIntervalSeconds,
+          heartbeatRefreshSeconds: options.heartbeatRefreshSeconds,
+        },
+        async ([job]: JobWithMetadata<object>[]) => (job === undefined ? undefined : this.handle(queue, method, instance, job)),
+      );
+      this.logger.log(`${method.where} works queue "${queue}"`);
+    }
+    this.reaper = setInterval(() => void this.reap(), REAP_INTERVAL_MS).unref();
+  }
+
+  /**
+   * Runs a small input (at most `directThreshold` items, default 50) directly in the caller and
+   * sends a larger one to the queue. Both paths checkpoint under `<queue>:<jobId>`, so giving the
+   * same `id` again resumes a direct run that crashed.
+   */
+  async dispatch(queue: string, data: object, options: { size: number; id?: string }): Promise<DispatchResult> {
+    const registration = this.registrations.get(queue);
+    if (registration === undefined || this.boss === null) {
+      throw new CheckpointConfigError(`no @Checkpointed({ queue: '${queue}' }) method is registered`);
+    }
+    const jobId = options.id ?? randomUUID();
+    if (options.size > this.options.directThreshold) {
+      const sent = await this.boss.send(queue, data, { id: jobId });
+      return { mode: 'queued', jobId: sent ?? jobId };
+    }
+    const job = { id: jobId, name: queue, data, retryCount: 0, signal: new AbortController().signal };
+    const result = await this.runner.run(registration.method, registration.instance, [job], { queue, jobId });
+    return { mode: 'direct', jobId, result };
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    clearInterval(this.reaper);
+    const boss = this.boss;
+    if (boss !== null) {
+      // Stop fetching; running handlers go on until they reach a batch boundary.
+      await Promise.all([...this.registrations.keys()].map((queue) => boss.offWork(queue, { wait: false })));
+    }
+    await this.service.close();
+    await Promise.allSettled(this.inFlight);
+    if (boss !== null && !(this.options.boss instanceof PgBoss)) {
+      await boss.stop({ graceful: true, timeout: Math.max(1000, this.options.shutdownTimeoutMs), close: true });
+    }
+  }
+
+  private async handle(queue: string, method: CheckpointedMethod, instance: object, job: JobWithMetadata<object>) {
+    const boss = this.boss as PgBoss;
+    const attempt = { id: job.id, retryCount: job.retryCount };
+    const run = this.runner.run(method, instance, [job], {
+      dispatch: job.retryCount,
+      signal: job.signal,
+      queue,
+      jobId: job.id,
+      // The job completes in the same transaction as the checkpoint.
+      completeJob: async (manager, result) => {
+        await boss.complete(queue, attempt, toOutput(result), { db: bossDb(manager) });
+      },
+    });
+    this.inFlight.add(run);
+    try {
+      return await run;
+    } catch (error) {
+      if (this.service.shutdownSignal.aborted && error instanceof CheckpointAbortedError) {
+        await this.handBack(queue, job);
+        return undefined;
+      }
+      throw error;
+    } finally {
+      this.inFlight.delete(run);
+    }
+  }
+
+  /**
+   * Returns a job stopped by a deploy to the queue without spending a retry: fail it and raise
+   * its retry limit by one, in one transaction, so the next worker claims it at once and the
+   * retries left stay as they were. pg-boss offers no hand-back of an active job that spends
+   * nothing, and its job table is not ours to write.
+   */
+  private async handBack(queue: string, job: JobWithMetadata<object>): Promise<void> {
+    const boss = this.boss as PgBoss;
+    const attempt = { id: job.id, retryCount: job.retryCount };
+    try {
+      await this.dataSource.transaction(async (manager) => {
+        const db = bossDb(manager);
+        const failed = await boss.fail(queue, attempt, { handedBack: 'shutdown' }, { db });
+        if (affected(failed) === 0) return;
+        const updated = await boss.update(queue, undefined, { id: job.id, retryLimit: job.retryLimit + 1, startAfter: 0, db });
+        // The hand-back landed on the last allowed attempt: fail went terminal, so revive it.
+        if (updated.updated === 0) await boss.retry(queue, job.id, { db });
+      });
+      this.logger.log(`handed job ${job.id} of "${queue}" back to the queue`);
+    } catch (error) {
+      this.logger.warn(`could not hand job ${job.id} back without a retry (${(error as Error).message}); failing it`);
+      await boss.fail(queue, attempt, { handedBack: 'shutdown' });
+    }
+  }
+
+  /** Hands back the jobs of worker processes that died, instead of waiting for their expiry. */
+  private async reap(): Promise<void> {
+    const boss = this.boss;
+    if (boss === null || this.service.shutdownSignal.aborted) return;
+    try {
+      for (const orphan of await this.service.abandonOrphans([...this.registrations.keys()])) {
+        await boss.fail(orphan.queue, { id: orphan.jobId, retryCount: orphan.dispatch }, { message: 'worker process died' });
+        this.logger.warn(`job ${orphan.jobId} of "${orphan.queue}" lost its worker; handed back to the queue`);
+      }
+    } catch (error) {
+      this.logger.warn(`could not look for jobs of dead workers: ${(error as Error).message}`);
+    }
+  }
+}
+
+/** pg-boss's database adapter over a TypeORM transaction: its statements join the transaction. */
+function bossDb(manager: EntityManager): Db {
+  return {
+    executeSql: async (text: string, values?: unknown[]) => {
+      const runner = manager.queryRunner;
+      if (runner === undefined) throw new Error('bossDb needs a transactional EntityManager');
+      const result = await runner.query(text, values, true);
+      return { rows: (result.records ?? []) as never[] };
+    },
+  };
+}
+
+function affected(response: object): number {
+  return (response as { affected?: number }).affected ?? 0;
+}
+
+/** pg-boss stores objects as a job's output; other values are wrapped. */
+function toOutput(result: unknown): object | null {
+  if (result === undefined) return null;
+  return typeof result === 'object' && result !== null ? result : { value: result };
+}

@@ -1,0 +1,34 @@
+/** Metadata key written by `@Checkpointed()`. */
+export const CHECKPOINTED_METADATA = 'checkpoint:checkpointed';
+/** Metadata key written by `@CheckpointCtx()`: the index of the context parameter. */
+export const CHECKPOINT_CTX_METADATA = 'checkpoint:ctx-parameter';
+
+/** Injection token of the validated module options. */
+export const CHECKPOINT_OPTIONS = Symbol('checkpoint:options');
+/** Injection token of the TypeORM DataSource the library uses (the host's, never its own). */
+export const CHECKPOINT_DATA_SOURCE = Symbol('checkpoint:data-source');
+
+export const DEFAULT_SCHEMA = 'checkpoint';
+export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
+export const DEFAULT_DIRECT_THRESHOLD = 50;
+export const MAX_KEY_LENGTH = 512;
+
+/** Schema names: lower-case identifiers, short enough to leave room for PostgreSQL's 63-byte limit. */
+export const IDENTIFIER_PATTERN = /^[a-z_][a-z0-9_]{0,47}$/;
+
+/**
+ * The states of a checkpoint row. A frozen map rather than loose strings, so that every
+ * comparison in the code names one of these.
+ */
+export const CHECKPOINT_STATES = Object.freeze({
+  /** An attempt owns the key, or owned it until its process died. */
+  running: 'running',
+  /** The last attempt stopped cleanly at a batch boundary (shutdown) and handed the key back. */
+  released: 'released',
+  /** The work finished; `result` holds the method's return value. */
+  completed: 'completed',
+  /** The last attempt threw; progress is kept for the next attempt. */
+  failed: 'failed',
+} as const);
+
+export type CheckpointState = (typeof CHECKPOINT_STATES)[keyof typeof CHECKPOINT_STATES];

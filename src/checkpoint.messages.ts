@@ -1,0 +1,45 @@
+// Every error message of the library, in one place, each saying what to fix.
+
+export const messages = {
+  invalidOptions: (problems: string[]) =>
+    `CheckpointModule options are invalid:\n  - ${problems.join('\n  - ')}`,
+  invalidKey: (key: unknown, max: number) =>
+    `checkpoint key must be a non-empty string of at most ${max} characters (got ${describe(key)})`,
+  invalidCount: (field: string, value: unknown) =>
+    `${field} must be a whole number >= 0 (got ${describe(value)})`,
+  processedOverTotal: (processed: number, total: number) =>
+    `processedBatches (${processed}) cannot exceed totalBatches (${total})`,
+  notSerializable: (field: string, reason: string) =>
+    `${field} must be JSON-serialisable: ${reason}`,
+  payloadTooLarge: (field: string, bytes: number, max: number) =>
+    `${field} is ${bytes} bytes as JSON, over the limit of ${max} bytes (option maxPayloadBytes)`,
+  storeFailed: (operation: string, key: string | undefined, cause: string) =>
+    `checkpoint ${operation}${key === undefined ? '' : ` of key "${key}"`} failed in the database: ${cause}`,
+  leaseConflict: (key: string) =>
+    `checkpoint key "${key}" is owned by another live attempt; it can be claimed once that attempt ends or its database session closes`,
+  fenced: (key: string, epoch: number) =>
+    `checkpoint key "${key}" was taken over by a newer attempt (this attempt held epoch ${epoch}); this attempt must stop, its uncommitted batch is discarded`,
+  inputChanged: (key: string, stored: string, given: string) =>
+    `the input of checkpoint key "${key}" changed since its last attempt (stored fingerprint ${stored}, now ${given}); ` +
+    `delete the checkpoint, or set onInputChange to 'restart' (start over) or 'resume' (keep progress)`,
+  noKey: (where: string) =>
+    `@Checkpointed() on ${where} cannot derive a checkpoint key: give a \`key\` option (a function of the method's arguments), or a \`queue\` so that the pg-boss job id is the key`,
+  keyFunctionFailed: (where: string, reason: string) =>
+    `the key function of @Checkpointed() on ${where} did not return a usable key: ${reason}`,
+  badDecoratorOptions: (where: string, problems: string[]) =>
+    `@Checkpointed() on ${where} has invalid options:\n  - ${problems.join('\n  - ')}`,
+  bossMissing: (where: string, queue: string) =>
+    `@Checkpointed({ queue: '${queue}' }) on ${where} needs pg-boss: give CheckpointModule the \`boss\` option`,
+  notInQueue: (key: string) => `key "${key}" is not running in a queue handler`,
+  ownershipLost: (key: string) =>
+    `the database session that held ownership of checkpoint key "${key}" was lost`,
+  shuttingDown: () => 'the application is shutting down',
+} as const;
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') {
+    return value.length > 40 ? `a string of ${value.length} characters` : JSON.stringify(value);
+  }
+  if (typeof value === 'number' || typeof value === 'boolean' || value == null) return String(value);
+  return typeof value;
+}

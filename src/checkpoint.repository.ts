@@ -1,0 +1,90 @@
+import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
+import type { CheckpointState } from './checkpoint.constants.js';
+import { CheckpointStoreError } from './checkpoint.errors.js';
+import type { CheckpointRecord } from './checkpoint.interfaces.js';
+import type { CheckpointSql, Query } from './checkpoint.sql.js';
+
+/** A row of the checkpoint table as the pg driver returns it (bigint columns arrive as strings). */
+export interface CheckpointRow {
+  key: string;
+  state: CheckpointState;
+  epoch: string;
+  owner: string | null;
+  dispatch: number | null;
+  fingerprint: string | null;
+  current_batch_index: number;
+  current_index: string;
+  processed_batches: number;
+  total_batches: number;
+  total_items: string | null;
+  cursor: unknown;
+  intermediate_result: unknown;
+  metadata: Record<string, unknown> | null;
+  result: unknown;
+  error: unknown;
+  attempt: number;
+  attempt_started_at: Date | null;
+  attempt_start_index: string;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export interface QueryOutcome<R> {
+  rows: R[];
+  rowCount: number;
+}
+
+/**
+ * Runs the statements of `checkpoint.sql.ts` through the host's TypeORM DataSource: on a given
+ * query runner (a transaction, or the process's dedicated session), or on a pooled connection
+ * borrowed for one statement. Every database failure becomes a CheckpointStoreError.
+ */
+export class CheckpointRepository {
+  constructor(
+    private readonly dataSource: DataSource,
+    readonly sql: CheckpointSql,
+  ) {}
+
+  async run<R = CheckpointRow>(
+    operation: string,
+    key: string | undefined,
+    query: Query,
+    on?: EntityManager | QueryRunner,
+  ): Promise<QueryOutcome<R>> {
+    const given = on === undefined ? undefined : 'manager' in on && 'connect' in on ? on : on.queryRunner;
+    const runner = given ?? this.dataSource.createQueryRunner();
+    try {
+      const result = await runner.query(query.text, query.values, true);
+      const rows = (result.records ?? []) as R[];
+      return { rows, rowCount: result.affected ?? rows.length };
+    } catch (error) {
+      throw new CheckpointStoreError(operation, key, error);
+    } finally {
+      if (given === undefined) await runner.release();
+    }
+  }
+}
+
+/** Maps a row to the public record shape. */
+export function toRecord(row: CheckpointRow): CheckpointRecord {
+  return {
+    key: row.key,
+    state: row.state,
+    epoch: Number(row.epoch),
+    owner: row.owner,
+    attempt: row.attempt,
+    fingerprint: row.fingerprint,
+    currentBatchIndex: row.current_batch_index,
+    currentIndex: Number(row.current_index),
+    processedBatches: row.processed_batches,
+    totalBatches: row.total_batches,
+    totalItems: row.total_items === null ? null : Number(row.total_items),
+    cursor: row.cursor,
+    intermediateResult: row.intermediate_result,
+    metadata: row.metadata,
+    result: row.result,
+    error: row.error,
+    lastUpdate: row.updated_at,
+    createdAt: row.created_at,
+  };
+}

@@ -1,0 +1,145 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { createHash } from 'node:crypto';
+import type { DataSource, EntityManager } from 'typeorm';
+import { BatchSizer } from './batch-sizer.js';
+import { AttemptContext } from './checkpoint-context.js';
+import { CHECKPOINT_DATA_SOURCE, CHECKPOINT_STATES } from './checkpoint.constants.js';
+import {
+  CheckpointAbortedError,
+  CheckpointError,
+  CheckpointFencedError,
+  CheckpointInputChangedError,
+} from './checkpoint.errors.js';
+import { CheckpointService, type ClaimedCheckpoint } from './checkpoint.service.js';
+import type { CheckpointedOptions } from './checkpointed.interface.js';
+
+/** A decorated method, ready to run: built once at bootstrap by the explorer. */
+export interface CheckpointedMethod {
+  /** `ClassName.method`, for messages. */
+  where: string;
+  options: CheckpointedOptions;
+  original: (...args: unknown[]) => unknown;
+  contextIndex: number | undefined;
+  key: (args: unknown[]) => string;
+}
+
+/** What the pg-boss integration adds to one attempt. */
+export interface AttemptHooks {
+  /** pg-boss's retry count of the job: a newer dispatch supersedes an older live one. */
+  dispatch?: number;
+  /** pg-boss's signal for the job (aborted when pg-boss gives the attempt up). */
+  signal?: AbortSignal;
+  queue?: string;
+  jobId?: string;
+  /** In transactional mode: completes the job in the transaction that completes the key. */
+  completeJob?: (manager: EntityManager, result: unknown) => Promise<void>;
+}
+
+/** Runs attempts of decorated methods: claim, resume, run, then complete, fail or release. */
+@Injectable()
+export class CheckpointRunner {
+  private readonly logger = new Logger('Checkpoint');
+
+  constructor(
+    private readonly service: CheckpointService,
+    @Inject(CHECKPOINT_DATA_SOURCE) private readonly dataSource: DataSource,
+  ) {}
+
+  async run(method: CheckpointedMethod, instance: object, args: unknown[], hooks: AttemptHooks = {}): Promise<unknown> {
+    const { options } = method;
+    const key = method.key(args);
+    const fingerprint = options.fingerprint === undefined ? undefined : digest(options.fingerprint(...(args as never[])));
+    const claim = await this.service.claim(key, {
+      fingerprint,
+      dispatch: hooks.dispatch,
+      queue: hooks.queue,
+      jobId: hooks.jobId,
+    });
+    const signal = AbortSignal.any(
+      [claim.signal, this.service.shutdownSignal, hooks.signal].filter((s): s is AbortSignal => s !== undefined),
+    );
+    try {
+      if (claim.state === CHECKPOINT_STATES.completed) {
+        if ((options.onCompleted ?? 'return') === 'return') {
+          await this.service.release(key, claim.epoch);
+          return claim.result ?? undefined;
+        }
+        await this.startOver(claim, fingerprint);
+      } else if (fingerprint !== undefined && claim.fingerprint !== null && claim.fingerprint !== fingerprint) {
+        await this.inputChanged(method, claim, fingerprint);
+      }
+      if (claim.attempt > 1 && claim.resumeFrom > 0) {
+        this.logger.log(`${method.where}: resuming "${key}" at item ${claim.resumeFrom} (attempt ${claim.attempt})`);
+      }
+      const context = new AttemptContext(
+        claim,
+        signal,
+        this.service,
+        this.dataSource,
+        new BatchSizer(options.batchSize),
+        options.transactional === true,
+      );
+      const callArgs = [...args];
+      if (method.contextIndex !== undefined) callArgs[method.contextIndex] = context;
+      const result = await method.original.apply(instance, callArgs);
+      if (options.transactional && hooks.completeJob !== undefined) {
+        const completeJob = hooks.completeJob;
+        await this.dataSource.transaction(async (manager) => {
+          await this.service.complete(key, claim.epoch, result, { manager });
+          await completeJob(manager, result);
+        });
+      } else {
+        await this.service.complete(key, claim.epoch, result);
+      }
+      return result;
+    } catch (error) {
+      throw await this.settle(claim, signal, error);
+    }
+  }
+
+  /**
+   * Ends an attempt that threw. An attempt that was stopped (fenced, shut down, given up by
+   * pg-boss) hands the key back untouched; any other error marks the key failed, keeping the
+   * progress for the next attempt. Returns the error to rethrow.
+   */
+  private async settle(claim: ClaimedCheckpoint, signal: AbortSignal, error: unknown): Promise<unknown> {
+    const stopped = signal.aborted || error instanceof CheckpointFencedError || error instanceof CheckpointInputChangedError;
+    try {
+      if (stopped) await this.service.release(claim.key, claim.epoch);
+      else await this.service.fail(claim.key, claim.epoch, error);
+    } catch (settleError) {
+      if (!(settleError instanceof CheckpointFencedError)) {
+        this.logger.error(`could not record the end of "${claim.key}": ${(settleError as Error).message}`);
+      }
+    }
+    if (!signal.aborted || error instanceof CheckpointError) return error;
+    // The body saw the abort its own way (an AbortError from fetch, say): say why it stopped.
+    const reason: unknown = signal.reason;
+    if (reason instanceof CheckpointError) return reason;
+    return new CheckpointAbortedError(claim.key, reason instanceof Error ? reason.message : String(reason));
+  }
+
+  private async startOver(claim: ClaimedCheckpoint, fingerprint: string | undefined): Promise<void> {
+    await this.service.restart(claim.key, claim.epoch, fingerprint);
+    Object.assign(claim, { state: CHECKPOINT_STATES.running, resumeFrom: 0, cursor: null, currentBatchIndex: 0, processedBatches: 0, totalBatches: 0, intermediateResult: null, fingerprint: fingerprint ?? null });
+  }
+
+  private async inputChanged(method: CheckpointedMethod, claim: ClaimedCheckpoint, fingerprint: string): Promise<void> {
+    const stored = claim.fingerprint ?? '';
+    switch (method.options.onInputChange ?? 'fail') {
+      case 'fail':
+        throw new CheckpointInputChangedError(claim.key, stored, fingerprint);
+      case 'restart':
+        this.logger.warn(`${method.where}: input of "${claim.key}" changed; starting over`);
+        return this.startOver(claim, fingerprint);
+      case 'resume':
+        this.logger.warn(`${method.where}: input of "${claim.key}" changed; keeping progress at item ${claim.resumeFrom}`);
+        return this.service.setFingerprint(claim.key, claim.epoch, fingerprint);
+    }
+  }
+}
+
+/** A short, stable digest of any JSON value (sha256, 16 hex characters). */
+export function digest(value: unknown): string {
+  return createHash('sha256').update(JSON.stringify(value) ?? 'undefined').digest('hex').slice(0, 16);
+}

@@ -1,0 +1,220 @@
+// Every SQL statement of the library. Nothing else builds SQL: the schema name is validated
+// against IDENTIFIER_PATTERN and quoted here, and every value is a bound parameter.
+import { CHECKPOINT_STATES } from './checkpoint.constants.js';
+import { assertSchemaName } from './checkpoint.validation.js';
+
+/** A statement and its bound values. */
+export interface Query {
+  text: string;
+  values: unknown[];
+}
+
+const { running, released, completed, failed } = CHECKPOINT_STATES;
+
+/** Builds the statements for one schema. */
+export function checkpointSql(schema: string) {
+  assertSchemaName(schema);
+  const table = `"${schema}"."checkpoint"`;
+  const lockSpace = `nestjs-checkpoint:${schema}:`;
+  const q = (text: string, values: unknown[] = []): Query => ({ text, values });
+
+  return {
+    /** The LISTEN/NOTIFY channel of this schema (an identifier: quoted where it is one). */
+    channel: `${schema}_checkpoint`,
+
+    // --- migrations -------------------------------------------------------------------------
+    migrationLock: () =>
+      q(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`${lockSpace}migrate`]),
+    createSchema: () => q(`CREATE SCHEMA IF NOT EXISTS "${schema}"`),
+    createMigrationTable: () =>
+      q(`CREATE TABLE IF NOT EXISTS "${schema}"."migration" (
+        version integer PRIMARY KEY,
+        name text NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now()
+      )`),
+    appliedMigrations: () => q(`SELECT version FROM "${schema}"."migration" ORDER BY version`),
+    recordMigration: (version: number, name: string) =>
+      q(`INSERT INTO "${schema}"."migration" (version, name) VALUES ($1, $2)`, [version, name]),
+
+    // --- leases: session-level advisory locks on the process's one dedicated session ---------
+    tryLock: (key: string) =>
+      q(`SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked`, [lockSpace + key]),
+    unlock: (key: string) =>
+      q(`SELECT pg_advisory_unlock(hashtextextended($1, 0)) AS unlocked`, [lockSpace + key]),
+
+    // --- ownership --------------------------------------------------------------------------
+    /**
+     * Takes the key: bumps the epoch (fencing any earlier attempt) and returns the resume point.
+     * With `force` (this process holds the lease) it always succeeds; without it, only a newer
+     * dispatch of the same pg-boss job may supersede the live owner. A completed key stays
+     * completed, so that the caller can return its stored result.
+     */
+    claim: (
+      key: string,
+      owner: string,
+      fingerprint: string | null,
+      totalItems: number | null,
+      dispatch: number | null,
+      force: boolean,
+      queue: string | null,
+      jobId: string | null,
+    ) =>
+      q(
+        `INSERT INTO ${table} AS c (key, state, epoch, owner, fingerprint, total_items, dispatch,
+                                    queue, job_id, attempt, attempt_started_at, attempt_start_index)
+         VALUES ($1, '${running}', 1, $2, $3, $4, $5, $7, $8, 1, now(), 0)
+         ON CONFLICT (key) DO UPDATE SET
+           epoch = c.epoch + 1,
+           owner = EXCLUDED.owner,
+           dispatch = EXCLUDED.dispatch,
+           queue = EXCLUDED.queue,
+           job_id = EXCLUDED.job_id,
+           state = CASE WHEN c.state = '${completed}' THEN c.state ELSE '${running}' END,
+           attempt = c.attempt + CASE WHEN c.state = '${completed}' THEN 0 ELSE 1 END,
+           fingerprint = COALESCE(c.fingerprint, EXCLUDED.fingerprint),
+           total_items = COALESCE(EXCLUDED.total_items, c.total_items),
+           attempt_started_at = now(),
+           attempt_start_index = c.current_index,
+           updated_at = now()
+         WHERE $6::boolean OR c.dispatch < EXCLUDED.dispatch
+         RETURNING *`,
+        [key, owner, fingerprint, totalItems, dispatch, force, queue, jobId],
+      ),
+    /** One statement per batch: absolute progress, applied only while the epoch is current. */
+    advance: (
+      key: string,
+      epoch: number,
+      currentIndex: number,
+      currentBatchIndex: number | null,
+      processedBatches: number | null,
+      totalBatches: number | null,
+      totalItems: number | null,
+      cursor: string | null,
+      intermediateResult: string | null,
+      metadata: string | null,
+    ) =>
+      q(
+        `UPDATE ${table} SET
+           current_index = $3,
+           current_batch_index = COALESCE($4, current_batch_index),
+           processed_batches = COALESCE($5, processed_batches),
+           total_batches = COALESCE($6, total_batches),
+           total_items = COALESCE($7, total_items),
+           cursor = COALESCE($8::jsonb, cursor),
+           intermediate_result = COALESCE($9::jsonb, intermediate_result),
+           metadata = COALESCE($10::jsonb, metadata),
+           updated_at = now()
+         WHERE key = $1 AND epoch = $2 AND state = '${running}'`,
+        [key, epoch, currentIndex, currentBatchIndex, processedBatches, totalBatches, totalItems,
+          cursor, intermediateResult, metadata],
+      ),
+    complete: (key: string, epoch: number, result: string | null) =>
+      q(
+        `UPDATE ${table} SET state = '${completed}', result = $3::jsonb, error = NULL, owner = NULL,
+           updated_at = now()
+         WHERE key = $1 AND epoch = $2 AND state = '${running}'`,
+        [key, epoch, result],
+      ),
+    fail: (key: string, epoch: number, error: string) =>
+      q(
+        `UPDATE ${table} SET state = '${failed}', error = $3::jsonb, owner = NULL, updated_at = now()
+         WHERE key = $1 AND epoch = $2 AND state = '${running}'`,
+        [key, epoch, error],
+      ),
+    release: (key: string, epoch: number) =>
+      q(
+        `UPDATE ${table} SET state = '${released}', owner = NULL, updated_at = now()
+         WHERE key = $1 AND epoch = $2 AND state = '${running}'`,
+        [key, epoch],
+      ),
+    /** Starts the key over (input changed, or a completed key run again) under a new fingerprint. */
+    restart: (key: string, epoch: number, fingerprint: string | null) =>
+      q(
+        `UPDATE ${table} SET state = '${running}', fingerprint = $3, current_index = 0,
+           current_batch_index = 0, processed_batches = 0, total_batches = 0, cursor = NULL,
+           intermediate_result = NULL, result = NULL, error = NULL, attempt_start_index = 0,
+           attempt_started_at = now(), updated_at = now()
+         WHERE key = $1 AND epoch = $2`,
+        [key, epoch, fingerprint],
+      ),
+    /** Keeps the progress but records the new input's fingerprint (onInputChange: 'resume'). */
+    setFingerprint: (key: string, epoch: number, fingerprint: string) =>
+      q(`UPDATE ${table} SET fingerprint = $3, updated_at = now() WHERE key = $1 AND epoch = $2`, [
+        key,
+        epoch,
+        fingerprint,
+      ]),
+
+    /**
+     * Running keys of pg-boss jobs whose lease no session holds: their worker process died.
+     * A bigint advisory lock shows in pg_locks as its high half (classid) and low half (objid).
+     */
+    orphans: (queues: string[]) =>
+      q(
+        `SELECT c.key, c.epoch, c.queue, c.job_id, c.dispatch FROM ${table} c
+         WHERE c.state = '${running}' AND c.queue = ANY($1::text[]) AND c.job_id IS NOT NULL
+           AND NOT EXISTS (
+             SELECT 1 FROM pg_locks l
+             WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND l.classid = ((hashtextextended($2 || c.key, 0) >> 32) & 4294967295)::oid
+               AND l.objid = (hashtextextended($2 || c.key, 0) & 4294967295)::oid)`,
+        [queues, lockSpace],
+      ),
+    /** Marks a dead worker's attempt failed, unless a new attempt already took the key. */
+    abandon: (key: string, epoch: number, error: string) =>
+      q(
+        `UPDATE ${table} SET state = '${failed}', error = $3::jsonb, owner = NULL, updated_at = now()
+         WHERE key = $1 AND epoch = $2 AND state = '${running}'`,
+        [key, epoch, error],
+      ),
+
+    // --- the original service's operations ----------------------------------------------------
+    /** One upsert; like the original, the stored checkpoint is replaced as a whole. */
+    save: (
+      key: string,
+      currentBatchIndex: number,
+      currentIndex: number,
+      processedBatches: number,
+      totalBatches: number,
+      intermediateResult: string | null,
+      metadata: string | null,
+    ) =>
+      q(
+        `INSERT INTO ${table} AS c (key, state, current_batch_index, current_index,
+                                    processed_batches, total_batches, intermediate_result, metadata)
+         VALUES ($1, '${running}', $2, $3, $4, $5, $6::jsonb, $7::jsonb)
+         ON CONFLICT (key) DO UPDATE SET
+           current_batch_index = EXCLUDED.current_batch_index,
+           current_index = EXCLUDED.current_index,
+           processed_batches = EXCLUDED.processed_batches,
+           total_batches = EXCLUDED.total_batches,
+           intermediate_result = EXCLUDED.intermediate_result,
+           metadata = EXCLUDED.metadata,
+           updated_at = now()`,
+        [key, currentBatchIndex, currentIndex, processedBatches, totalBatches, intermediateResult,
+          metadata],
+      ),
+    find: (key: string) => q(`SELECT * FROM ${table} WHERE key = $1`, [key]),
+    remove: (key: string) => q(`DELETE FROM ${table} WHERE key = $1`, [key]),
+    list: (state: string | null, limit: number) =>
+      q(
+        `SELECT * FROM ${table} WHERE ($1::text IS NULL OR state = $1)
+         ORDER BY updated_at DESC, key LIMIT $2`,
+        [state, limit],
+      ),
+    purge: (state: string, olderThan: Date) =>
+      q(`DELETE FROM ${table} WHERE state = $1 AND updated_at < $2`, [state, olderThan]),
+
+    // --- progress across processes ------------------------------------------------------------
+    listen: () => q(`LISTEN "${schema}_checkpoint"`),
+    unlisten: () => q(`UNLISTEN "${schema}_checkpoint"`),
+    /** Leaves a borrowed connection as the pool lent it: no advisory lock, no LISTEN. */
+    resetSession: () => q(`SELECT pg_advisory_unlock_all(); UNLISTEN *`),
+    /** One statement for every key that changed since the last flush. */
+    notify: (keys: string[]) =>
+      q(`SELECT pg_notify($1, k) FROM unnest($2::text[]) AS k`, [`${schema}_checkpoint`, keys]),
+  };
+}
+
+export type CheckpointSql = ReturnType<typeof checkpointSql>;

@@ -1,0 +1,126 @@
+import type { QueueOptions, WorkOptions } from 'pg-boss';
+import type { EntityManager } from 'typeorm';
+
+/** What a call on a key whose work already completed does. */
+export type OnCompleted = 'return' | 'rerun';
+/** What a resume does when the input's fingerprint differs from the stored one. */
+export type OnInputChange = 'fail' | 'restart' | 'resume';
+
+/** A batch size that adapts so that one batch takes about `targetMs`. */
+export interface AdaptiveBatchSize {
+  targetMs: number;
+  /** Smallest batch (default 1). */
+  min?: number;
+  /** Largest batch (default 10 000). */
+  max?: number;
+}
+
+/** pg-boss queue options the decorator passes to `createQueue`, under pg-boss's own names. */
+export type CheckpointQueueOptions = Pick<
+  QueueOptions,
+  | 'retryLimit'
+  | 'retryDelay'
+  | 'retryBackoff'
+  | 'retryDelayMax'
+  | 'expireInSeconds'
+  | 'retentionSeconds'
+  | 'deleteAfterSeconds'
+  | 'heartbeatSeconds'
+>;
+
+/** pg-boss work options the decorator passes to `work`; the handler always takes one job. */
+export type CheckpointWorkOptions = Pick<
+  WorkOptions,
+  'localConcurrency' | 'pollingIntervalSeconds' | 'heartbeatRefreshSeconds'
+>;
+
+/** Options of `@Checkpointed()`. */
+export interface CheckpointedOptions extends CheckpointQueueOptions, CheckpointWorkOptions {
+  /**
+   * The checkpoint key, from the method's arguments (the context parameter excluded). For a
+   * queue handler the default is `<queue>:<job id>`; pg-boss keeps the id across retries.
+   */
+  key?: (...args: never[]) => string;
+  /** Items per batch (default 100), or a time target that adapts the size. */
+  batchSize?: number | AdaptiveBatchSize;
+  /**
+   * Run each batch in a transaction: the batch's writes through `batch.manager` and the
+   * checkpoint advance commit together, so each item's effect is applied exactly once.
+   */
+  transactional?: boolean;
+  /** A value derived from the input (hashed and stored); a resume compares it. */
+  fingerprint?: (...args: never[]) => unknown;
+  /** When the fingerprint changed: fail (default), start over, or keep the progress. */
+  onInputChange?: OnInputChange;
+  /** A call on a completed key: return the stored result (default) or run again. */
+  onCompleted?: OnCompleted;
+  /** Register the method as the pg-boss worker of this queue. */
+  queue?: string;
+}
+
+/** One batch handed to the loop body. */
+export interface CheckpointBatch<T> {
+  /** Index of this batch over the whole work (batches before a resume count). */
+  index: number;
+  /** Position of `items[0]` in the whole input. */
+  startIndex: number;
+  items: T[];
+  /**
+   * In transactional mode, the EntityManager of the batch's transaction: writes through it
+   * commit with the checkpoint advance, or not at all. Undefined otherwise.
+   */
+  manager: EntityManager | undefined;
+}
+
+/** Progress as the running attempt sees it. */
+export interface CheckpointAttemptProgress {
+  processedItems: number;
+  totalItems: number | null;
+  processedBatches: number;
+  /** Items per second in this attempt so far. */
+  itemsPerSecond: number;
+  /** Size of the next batch (changes with an adaptive batch size). */
+  batchSize: number;
+}
+
+/** Reads one page of a source in key order: the items after `after` (all when null), at most `limit`. */
+export type FetchPage<T, C> = (after: C | null, limit: number) => Promise<T[]>;
+
+/**
+ * What a `@Checkpointed()` method gets through its `@CheckpointCtx()` parameter.
+ */
+export interface CheckpointContext {
+  readonly key: string;
+  /** The epoch this attempt claimed; every write it makes is fenced by it. */
+  readonly epoch: number;
+  /** 1 for the first attempt on the key, then one more per resume. */
+  readonly attempt: number;
+  /** Item index this attempt starts at: every item before it was committed earlier. */
+  readonly resumeFrom: number;
+  /** The cursor stored by `pages()`, or null. */
+  readonly cursor: unknown;
+  /** What the last batch stored with `setIntermediateResult()`, or null. */
+  readonly intermediateResult: unknown;
+  /**
+   * Fires when this attempt must stop: ownership lost, a newer attempt took over, pg-boss gave
+   * the job up, or the application is shutting down. `batches()` and `pages()` stop at the
+   * next boundary on their own; pass it to long calls inside a batch.
+   */
+  readonly signal: AbortSignal;
+  /**
+   * Iterates `items` in batches, starting after the last committed item, and advances the
+   * checkpoint after each batch (in the batch's transaction in transactional mode). Leaving the
+   * loop early (break or throw) discards the current batch.
+   */
+  batches<T>(items: readonly T[]): AsyncIterable<CheckpointBatch<T>>;
+  /**
+   * Like `batches()`, for a source read page by page in key order (keyset pagination). The
+   * stored resume point is the cursor of the last committed item, so a resume asks for the
+   * items after it.
+   */
+  pages<T, C>(fetchPage: FetchPage<T, C>, cursorOf: (item: T) => C): AsyncIterable<CheckpointBatch<T>>;
+  /** Stores a JSON value with the next advance (running totals, say); read back on resume. */
+  setIntermediateResult(value: unknown): void;
+  /** Progress of this attempt. */
+  progress(): CheckpointAttemptProgress;
+}

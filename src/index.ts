@@ -1,0 +1,48 @@
+// The public API of nestjs-checkpoint.
+export { CheckpointModule } from './checkpoint.module.js';
+export { CheckpointModuleOptions } from './checkpoint.options.js';
+export type { CheckpointModuleExtras } from './checkpoint.module-definition.js';
+export { CheckpointService, type ClaimedCheckpoint } from './checkpoint.service.js';
+export { CheckpointQueues, type DispatchResult } from './boss/checkpoint-queues.js';
+export { Checkpointed } from './decorators/checkpointed.decorator.js';
+export { CheckpointCtx } from './decorators/checkpoint-ctx.decorator.js';
+export { CHECKPOINT_STATES, type CheckpointState } from './checkpoint.constants.js';
+export {
+  CheckpointError,
+  CheckpointConfigError,
+  CheckpointValidationError,
+  CheckpointStoreError,
+  CheckpointLeaseConflictError,
+  CheckpointFencedError,
+  CheckpointInputChangedError,
+  CheckpointAbortedError,
+} from './checkpoint.errors.js';
+export type {
+  AdvanceProgress,
+  CheckpointData,
+  CheckpointProgress,
+  CheckpointRecord,
+  Claim,
+  ClaimOptions,
+  ListOptions,
+  PurgeOptions,
+  WriteOptions,
+} from './checkpoint.interfaces.js';
+export type {
+  AdaptiveBatchSize,
+  CheckpointAttemptProgress,
+  CheckpointBatch,
+  CheckpointContext,
+  CheckpointedOptions,
+  CheckpointQueueOptions,
+  CheckpointWorkOptions,
+  FetchPage,
+  OnCompleted,
+  OnInputChange,
+} from './checkpointed.interface.js';
+export {
+  checkpointMigrations,
+  createCheckpointTypeOrmMigrations,
+  runCheckpointMigrations,
+  type CheckpointMigration,
+} from './migrations/checkpoint.migrations.js';
