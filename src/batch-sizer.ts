@@ -14,7 +14,11 @@ export class BatchSizer {
 
   constructor(option: number | AdaptiveBatchSize | undefined) {
     if (typeof option === 'object') {
-      this.adaptive = { targetMs: option.targetMs, min: option.min ?? 1, max: option.max ?? 10_000 };
+      this.adaptive = {
+        targetMs: option.targetMs,
+        min: option.min ?? 1,
+        max: option.max ?? 10_000,
+      };
       this.current = clamp(10, this.adaptive.min, this.adaptive.max);
     } else {
       this.current = option ?? DEFAULT_BATCH_SIZE;
@@ -39,14 +43,20 @@ export class BatchSizer {
 export function batchSizeProblems(option: unknown): string[] {
   if (option === undefined) return [];
   if (typeof option === 'number') {
-    return Number.isSafeInteger(option) && option >= 1 ? [] : [`batchSize must be a whole number >= 1 (got ${option})`];
+    return Number.isSafeInteger(option) && option >= 1
+      ? []
+      : [`batchSize must be a whole number >= 1 (got ${option})`];
   }
-  if (typeof option !== 'object' || option === null) return ['batchSize must be a number or { targetMs, min?, max? }'];
+  if (typeof option !== 'object' || option === null)
+    return ['batchSize must be a number or { targetMs, min?, max? }'];
   const { targetMs, min = 1, max = 10_000 } = option as Partial<AdaptiveBatchSize>;
   const problems: string[] = [];
-  if (typeof targetMs !== 'number' || !(targetMs > 0)) problems.push(`batchSize.targetMs must be > 0 (got ${String(targetMs)})`);
-  if (!Number.isSafeInteger(min) || min < 1) problems.push(`batchSize.min must be a whole number >= 1 (got ${String(min)})`);
-  if (!Number.isSafeInteger(max) || max < min) problems.push(`batchSize.max must be a whole number >= min (got ${String(max)})`);
+  if (typeof targetMs !== 'number' || !(targetMs > 0))
+    problems.push(`batchSize.targetMs must be > 0 (got ${String(targetMs)})`);
+  if (!Number.isSafeInteger(min) || min < 1)
+    problems.push(`batchSize.min must be a whole number >= 1 (got ${String(min)})`);
+  if (!Number.isSafeInteger(max) || max < min)
+    problems.push(`batchSize.max must be a whole number >= min (got ${String(max)})`);
   return problems;
 }
 

@@ -53,10 +53,15 @@ export class AttemptContext implements CheckpointContext {
 
   batches<T>(items: readonly T[]): AsyncIterable<CheckpointBatch<T>> {
     this.totalItems = items.length;
-    return this.loop((limit) => Promise.resolve(items.slice(this.nextIndex, this.nextIndex + limit)));
+    return this.loop((limit) =>
+      Promise.resolve(items.slice(this.nextIndex, this.nextIndex + limit)),
+    );
   }
 
-  pages<T, C>(fetchPage: FetchPage<T, C>, cursorOf: (item: T) => C): AsyncIterable<CheckpointBatch<T>> {
+  pages<T, C>(
+    fetchPage: FetchPage<T, C>,
+    cursorOf: (item: T) => C,
+  ): AsyncIterable<CheckpointBatch<T>> {
     return this.loop((limit) => fetchPage(this.nextCursor as C | null, limit), cursorOf);
   }
 
@@ -86,7 +91,10 @@ export class AttemptContext implements CheckpointContext {
     take: (limit: number) => Promise<T[]>,
     cursorOf?: (item: T) => unknown,
   ): AsyncGenerator<CheckpointBatch<T>> {
-    if (this.looping) throw new CheckpointError(`key "${this.key}": only one batches()/pages() loop may run at a time`);
+    if (this.looping)
+      throw new CheckpointError(
+        `key "${this.key}": only one batches()/pages() loop may run at a time`,
+      );
     this.looping = true;
     try {
       for (;;) {
@@ -108,7 +116,9 @@ export class AttemptContext implements CheckpointContext {
             committed = true;
           } finally {
             if (!committed && runner.isTransactionActive) {
-              await runner.rollbackTransaction().catch((error: Error) => logger.warn(`rollback failed: ${error.message}`));
+              await runner
+                .rollbackTransaction()
+                .catch((error: Error) => logger.warn(`rollback failed: ${error.message}`));
             }
             await runner.release();
           }
@@ -119,7 +129,7 @@ export class AttemptContext implements CheckpointContext {
         this.nextIndex += items.length;
         this.batchIndex += 1;
         this.processedBatches += 1;
-        if (cursorOf !== undefined) this.nextCursor = cursorOf(items[items.length - 1] as T);
+        if (cursorOf !== undefined) this.nextCursor = cursorOf(items[items.length - 1]);
         this.pendingIntermediate = undefined;
         this.sizer.record(items.length, performance.now() - started);
         // A short page is the last one of a keyset-paginated source.
@@ -146,9 +156,10 @@ export class AttemptContext implements CheckpointContext {
         currentIndex,
         currentBatchIndex: this.batchIndex + 1,
         processedBatches,
-        totalBatches: remaining === null ? undefined : processedBatches + Math.ceil(remaining / size),
+        totalBatches:
+          remaining === null ? undefined : processedBatches + Math.ceil(remaining / size),
         totalItems: this.totalItems ?? undefined,
-        cursor: cursorOf === undefined ? undefined : cursorOf(items[items.length - 1] as T),
+        cursor: cursorOf === undefined ? undefined : cursorOf(items[items.length - 1]),
         intermediateResult: this.pendingIntermediate,
       },
       { manager },
@@ -159,6 +170,9 @@ export class AttemptContext implements CheckpointContext {
     if (!this.signal.aborted) return;
     const reason: unknown = this.signal.reason;
     if (reason instanceof CheckpointError) throw reason;
-    throw new CheckpointAbortedError(this.key, reason instanceof Error ? reason.message : String(reason));
+    throw new CheckpointAbortedError(
+      this.key,
+      reason instanceof Error ? reason.message : String(reason),
+    );
   }
 }

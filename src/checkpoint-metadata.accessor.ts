@@ -14,6 +14,7 @@ export class CheckpointMetadataAccessor {
 
   /** Index of the `@CheckpointCtx()` parameter, if any. */
   getContextIndex(prototype: object, methodName: string): number | undefined {
-    return Reflect.getMetadata(CHECKPOINT_CTX_METADATA, prototype, methodName) as number | undefined;
+    return Reflect.getMetadata(CHECKPOINT_CTX_METADATA, prototype, methodName) as
+      number | undefined;
   }
 }

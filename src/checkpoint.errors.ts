@@ -24,9 +24,12 @@ export class CheckpointStoreError extends CheckpointError {
     readonly key: string | undefined,
     cause: unknown,
   ) {
-    super(messages.storeFailed(operation, key, cause instanceof Error ? cause.message : String(cause)), {
-      cause,
-    });
+    super(
+      messages.storeFailed(operation, key, cause instanceof Error ? cause.message : String(cause)),
+      {
+        cause,
+      },
+    );
   }
 }
 

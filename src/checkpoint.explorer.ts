@@ -31,7 +31,10 @@ export class CheckpointExplorer implements OnModuleInit {
   ) {}
 
   onModuleInit(): void {
-    const wrappers: InstanceWrapper[] = [...this.discovery.getProviders(), ...this.discovery.getControllers()];
+    const wrappers: InstanceWrapper[] = [
+      ...this.discovery.getProviders(),
+      ...this.discovery.getControllers(),
+    ];
     for (const wrapper of wrappers) {
       const instance: unknown = wrapper.instance;
       if (instance === null || typeof instance !== 'object') continue;
@@ -67,7 +70,11 @@ export class CheckpointExplorer implements OnModuleInit {
     };
     Object.defineProperty(wrapped, 'name', { value: name });
     for (const metadataKey of Reflect.getMetadataKeys(method.original) as unknown[]) {
-      Reflect.defineMetadata(metadataKey, Reflect.getMetadata(metadataKey, method.original), wrapped);
+      Reflect.defineMetadata(
+        metadataKey,
+        Reflect.getMetadata(metadataKey, method.original),
+        wrapped,
+      );
     }
     instance[name] = wrapped;
   }
@@ -76,13 +83,23 @@ export class CheckpointExplorer implements OnModuleInit {
 /** Validates the options and builds the key function; a problem stops bootstrap. */
 function deriveKey(where: string, options: CheckpointedOptions): (args: unknown[]) => string {
   const problems = [...batchSizeProblems(options.batchSize)];
-  if (options.onInputChange !== undefined && !['fail', 'restart', 'resume'].includes(options.onInputChange)) {
-    problems.push(`onInputChange must be 'fail', 'restart' or 'resume' (got ${JSON.stringify(options.onInputChange)})`);
+  if (
+    options.onInputChange !== undefined &&
+    !['fail', 'restart', 'resume'].includes(options.onInputChange)
+  ) {
+    problems.push(
+      `onInputChange must be 'fail', 'restart' or 'resume' (got ${JSON.stringify(options.onInputChange)})`,
+    );
   }
   if (options.onCompleted !== undefined && !['return', 'rerun'].includes(options.onCompleted)) {
-    problems.push(`onCompleted must be 'return' or 'rerun' (got ${JSON.stringify(options.onCompleted)})`);
+    problems.push(
+      `onCompleted must be 'return' or 'rerun' (got ${JSON.stringify(options.onCompleted)})`,
+    );
   }
-  if (options.queue !== undefined && (typeof options.queue !== 'string' || options.queue.length === 0)) {
+  if (
+    options.queue !== undefined &&
+    (typeof options.queue !== 'string' || options.queue.length === 0)
+  ) {
     problems.push('queue must be a non-empty string');
   }
   for (const field of ['key', 'fingerprint'] as const) {
@@ -90,7 +107,8 @@ function deriveKey(where: string, options: CheckpointedOptions): (args: unknown[
       problems.push(`${field} must be a function of the method's arguments`);
     }
   }
-  if (problems.length > 0) throw new CheckpointConfigError(messages.badDecoratorOptions(where, problems));
+  if (problems.length > 0)
+    throw new CheckpointConfigError(messages.badDecoratorOptions(where, problems));
 
   const { key, queue } = options;
   if (key !== undefined) {
@@ -99,7 +117,9 @@ function deriveKey(where: string, options: CheckpointedOptions): (args: unknown[
       try {
         assertKey(value);
       } catch (error) {
-        throw new CheckpointValidationError(messages.keyFunctionFailed(where, (error as Error).message));
+        throw new CheckpointValidationError(
+          messages.keyFunctionFailed(where, (error as Error).message),
+        );
       }
       return value;
     };
@@ -109,7 +129,10 @@ function deriveKey(where: string, options: CheckpointedOptions): (args: unknown[
     const job = args[0] as { id?: unknown } | undefined;
     if (typeof job?.id !== 'string' || job.id.length === 0) {
       throw new CheckpointValidationError(
-        messages.keyFunctionFailed(where, 'the first argument must be a pg-boss job with an id (or give a `key` option)'),
+        messages.keyFunctionFailed(
+          where,
+          'the first argument must be a pg-boss job with an id (or give a `key` option)',
+        ),
       );
     }
     return `${queue}:${job.id}`;

@@ -64,7 +64,9 @@ export interface CheckpointProgress {
 }
 
 /** A whole checkpoint row, as `list()` returns it. */
-export interface CheckpointRecord extends Required<Omit<CheckpointData, 'intermediateResult' | 'metadata'>> {
+export interface CheckpointRecord extends Required<
+  Omit<CheckpointData, 'intermediateResult' | 'metadata'>
+> {
   key: string;
   state: CheckpointState;
   epoch: number;

@@ -11,20 +11,21 @@ export interface CheckpointModuleExtras {
   dataSource?: string;
 }
 
-export const {
-  ConfigurableModuleClass,
-  MODULE_OPTIONS_TOKEN,
-  OPTIONS_TYPE,
-  ASYNC_OPTIONS_TYPE,
-} = new ConfigurableModuleBuilder<CheckpointModuleOptions>()
-  .setClassMethodName('forRoot')
-  .setExtras<CheckpointModuleExtras>({ isGlobal: false }, (definition, extras) => ({
-    ...definition,
-    global: extras.isGlobal,
-    providers: [
-      ...(definition.providers ?? []),
-      // The host's DataSource: the library never opens a pool of its own.
-      { provide: CHECKPOINT_DATA_SOURCE, useExisting: getDataSourceToken(extras.dataSource) },
-    ],
-  }))
-  .build();
+export const { ConfigurableModuleClass, MODULE_OPTIONS_TOKEN, OPTIONS_TYPE, ASYNC_OPTIONS_TYPE } =
+  new ConfigurableModuleBuilder<CheckpointModuleOptions>()
+    .setClassMethodName('forRoot')
+    .setFactoryMethodName('createCheckpointOptions')
+    // Every extra needs a default here: Nest strips exactly these keys from the validated options.
+    .setExtras<CheckpointModuleExtras>(
+      { isGlobal: false, dataSource: undefined },
+      (definition, extras) => ({
+        ...definition,
+        global: extras.isGlobal,
+        providers: [
+          ...(definition.providers ?? []),
+          // The host's DataSource: the library never opens a pool of its own.
+          { provide: CHECKPOINT_DATA_SOURCE, useExisting: getDataSourceToken(extras.dataSource) },
+        ],
+      }),
+    )
+    .build();

@@ -1,4 +1,14 @@
-import { IsBoolean, IsInt, IsObject, IsOptional, IsString, Matches, Max, Min, validateSync } from 'class-validator';
+import {
+  IsBoolean,
+  IsInt,
+  IsObject,
+  IsOptional,
+  IsString,
+  Matches,
+  Max,
+  Min,
+  validateSync,
+} from 'class-validator';
 import type { ConstructorOptions, PgBoss } from 'pg-boss';
 import {
   DEFAULT_DIRECT_THRESHOLD,

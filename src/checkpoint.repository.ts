@@ -51,7 +51,8 @@ export class CheckpointRepository {
     query: Query,
     on?: EntityManager | QueryRunner,
   ): Promise<QueryOutcome<R>> {
-    const given = on === undefined ? undefined : 'manager' in on && 'connect' in on ? on : on.queryRunner;
+    const given =
+      on === undefined ? undefined : 'manager' in on && 'connect' in on ? on : on.queryRunner;
     const runner = given ?? this.dataSource.createQueryRunner();
     try {
       const result = await runner.query(query.text, query.values, true);

@@ -45,10 +45,18 @@ export class CheckpointRunner {
     @Inject(CHECKPOINT_DATA_SOURCE) private readonly dataSource: DataSource,
   ) {}
 
-  async run(method: CheckpointedMethod, instance: object, args: unknown[], hooks: AttemptHooks = {}): Promise<unknown> {
+  async run(
+    method: CheckpointedMethod,
+    instance: object,
+    args: unknown[],
+    hooks: AttemptHooks = {},
+  ): Promise<unknown> {
     const { options } = method;
     const key = method.key(args);
-    const fingerprint = options.fingerprint === undefined ? undefined : digest(options.fingerprint(...(args as never[])));
+    const fingerprint =
+      options.fingerprint === undefined
+        ? undefined
+        : digest(options.fingerprint(...(args as never[])));
     const claim = await this.service.claim(key, {
       fingerprint,
       dispatch: hooks.dispatch,
@@ -56,7 +64,9 @@ export class CheckpointRunner {
       jobId: hooks.jobId,
     });
     const signal = AbortSignal.any(
-      [claim.signal, this.service.shutdownSignal, hooks.signal].filter((s): s is AbortSignal => s !== undefined),
+      [claim.signal, this.service.shutdownSignal, hooks.signal].filter(
+        (s): s is AbortSignal => s !== undefined,
+      ),
     );
     try {
       if (claim.state === CHECKPOINT_STATES.completed) {
@@ -65,11 +75,17 @@ export class CheckpointRunner {
           return claim.result ?? undefined;
         }
         await this.startOver(claim, fingerprint);
-      } else if (fingerprint !== undefined && claim.fingerprint !== null && claim.fingerprint !== fingerprint) {
+      } else if (
+        fingerprint !== undefined &&
+        claim.fingerprint !== null &&
+        claim.fingerprint !== fingerprint
+      ) {
         await this.inputChanged(method, claim, fingerprint);
       }
       if (claim.attempt > 1 && claim.resumeFrom > 0) {
-        this.logger.log(`${method.where}: resuming "${key}" at item ${claim.resumeFrom} (attempt ${claim.attempt})`);
+        this.logger.log(
+          `${method.where}: resuming "${key}" at item ${claim.resumeFrom} (attempt ${claim.attempt})`,
+        );
       }
       const context = new AttemptContext(
         claim,
@@ -102,29 +118,57 @@ export class CheckpointRunner {
    * pg-boss) hands the key back untouched; any other error marks the key failed, keeping the
    * progress for the next attempt. Returns the error to rethrow.
    */
-  private async settle(claim: ClaimedCheckpoint, signal: AbortSignal, error: unknown): Promise<unknown> {
-    const stopped = signal.aborted || error instanceof CheckpointFencedError || error instanceof CheckpointInputChangedError;
+  private async settle(
+    claim: ClaimedCheckpoint,
+    signal: AbortSignal,
+    error: unknown,
+  ): Promise<unknown> {
+    const stopped =
+      signal.aborted ||
+      error instanceof CheckpointFencedError ||
+      error instanceof CheckpointInputChangedError;
     try {
       if (stopped) await this.service.release(claim.key, claim.epoch);
       else await this.service.fail(claim.key, claim.epoch, error);
     } catch (settleError) {
       if (!(settleError instanceof CheckpointFencedError)) {
-        this.logger.error(`could not record the end of "${claim.key}": ${(settleError as Error).message}`);
+        this.logger.error(
+          `could not record the end of "${claim.key}": ${(settleError as Error).message}`,
+        );
       }
     }
     if (!signal.aborted || error instanceof CheckpointError) return error;
     // The body saw the abort its own way (an AbortError from fetch, say): say why it stopped.
     const reason: unknown = signal.reason;
     if (reason instanceof CheckpointError) return reason;
-    return new CheckpointAbortedError(claim.key, reason instanceof Error ? reason.message : String(reason));
+    return new CheckpointAbortedError(
+      claim.key,
+      reason instanceof Error ? reason.message : String(reason),
+    );
   }
 
-  private async startOver(claim: ClaimedCheckpoint, fingerprint: string | undefined): Promise<void> {
+  private async startOver(
+    claim: ClaimedCheckpoint,
+    fingerprint: string | undefined,
+  ): Promise<void> {
     await this.service.restart(claim.key, claim.epoch, fingerprint);
-    Object.assign(claim, { state: CHECKPOINT_STATES.running, resumeFrom: 0, cursor: null, currentBatchIndex: 0, processedBatches: 0, totalBatches: 0, intermediateResult: null, fingerprint: fingerprint ?? null });
+    Object.assign(claim, {
+      state: CHECKPOINT_STATES.running,
+      resumeFrom: 0,
+      cursor: null,
+      currentBatchIndex: 0,
+      processedBatches: 0,
+      totalBatches: 0,
+      intermediateResult: null,
+      fingerprint: fingerprint ?? null,
+    });
   }
 
-  private async inputChanged(method: CheckpointedMethod, claim: ClaimedCheckpoint, fingerprint: string): Promise<void> {
+  private async inputChanged(
+    method: CheckpointedMethod,
+    claim: ClaimedCheckpoint,
+    fingerprint: string,
+  ): Promise<void> {
     const stored = claim.fingerprint ?? '';
     switch (method.options.onInputChange ?? 'fail') {
       case 'fail':
@@ -133,7 +177,9 @@ export class CheckpointRunner {
         this.logger.warn(`${method.where}: input of "${claim.key}" changed; starting over`);
         return this.startOver(claim, fingerprint);
       case 'resume':
-        this.logger.warn(`${method.where}: input of "${claim.key}" changed; keeping progress at item ${claim.resumeFrom}`);
+        this.logger.warn(
+          `${method.where}: input of "${claim.key}" changed; keeping progress at item ${claim.resumeFrom}`,
+        );
         return this.service.setFingerprint(claim.key, claim.epoch, fingerprint);
     }
   }
@@ -141,5 +187,8 @@ export class CheckpointRunner {
 
 /** A short, stable digest of any JSON value (sha256, 16 hex characters). */
 export function digest(value: unknown): string {
-  return createHash('sha256').update(JSON.stringify(value) ?? 'undefined').digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(JSON.stringify(value) ?? 'undefined')
+    .digest('hex')
+    .slice(0, 16);
 }

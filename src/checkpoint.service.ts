@@ -65,7 +65,9 @@ export class CheckpointService {
     session.onLoss((reason) => {
       for (const lease of this.leases.values()) {
         if (!lease.locked) continue;
-        lease.controller.abort(new CheckpointAbortedError(lease.key, messages.ownershipLost(lease.key)));
+        lease.controller.abort(
+          new CheckpointAbortedError(lease.key, messages.ownershipLost(lease.key)),
+        );
         this.forget(lease);
       }
       this.logger.warn(`ownership lost with the database session: ${reason}`);
@@ -82,7 +84,12 @@ export class CheckpointService {
   /** Stores the checkpoint of `key`, replacing the previous one. One statement. */
   async saveCheckpoint(key: string, checkpoint: CheckpointData): Promise<void> {
     assertKey(key);
-    for (const field of ['currentBatchIndex', 'currentIndex', 'processedBatches', 'totalBatches'] as const) {
+    for (const field of [
+      'currentBatchIndex',
+      'currentIndex',
+      'processedBatches',
+      'totalBatches',
+    ] as const) {
       assertCount(field, checkpoint?.[field]);
     }
     if (checkpoint.processedBatches > checkpoint.totalBatches) {
@@ -217,7 +224,12 @@ export class CheckpointService {
    * `manager` it runs inside the caller's transaction, so the batch's writes and the advance
    * commit together. Throws `CheckpointFencedError` when a newer attempt owns the key.
    */
-  async advance(key: string, epoch: number, progress: AdvanceProgress, options: WriteOptions = {}): Promise<void> {
+  async advance(
+    key: string,
+    epoch: number,
+    progress: AdvanceProgress,
+    options: WriteOptions = {},
+  ): Promise<void> {
     assertCount('currentIndex', progress.currentIndex);
     assertOptionalCount('currentBatchIndex', progress.currentBatchIndex);
     assertOptionalCount('processedBatches', progress.processedBatches);
@@ -229,7 +241,9 @@ export class CheckpointService {
       progress.totalBatches > 0 &&
       progress.processedBatches > progress.totalBatches
     ) {
-      throw new CheckpointValidationError(messages.processedOverTotal(progress.processedBatches, progress.totalBatches));
+      throw new CheckpointValidationError(
+        messages.processedOverTotal(progress.processedBatches, progress.totalBatches),
+      );
     }
     const query = this.repository.sql.advance(
       key,
@@ -252,7 +266,12 @@ export class CheckpointService {
   }
 
   /** Marks `key` completed with the work's return value and ends the attempt's ownership. */
-  async complete(key: string, epoch: number, result?: unknown, options: WriteOptions = {}): Promise<void> {
+  async complete(
+    key: string,
+    epoch: number,
+    result?: unknown,
+    options: WriteOptions = {},
+  ): Promise<void> {
     const query = this.repository.sql.complete(key, epoch, this.json('result', result));
     try {
       await this.write('complete', key, epoch, query, options);
@@ -264,7 +283,11 @@ export class CheckpointService {
 
   /** Marks `key` failed with the error; progress is kept for the next attempt. Ends ownership. */
   async fail(key: string, epoch: number, error: unknown): Promise<void> {
-    const query = this.repository.sql.fail(key, epoch, this.json('error', describeError(error)) ?? 'null');
+    const query = this.repository.sql.fail(
+      key,
+      epoch,
+      this.json('error', describeError(error)) ?? 'null',
+    );
     try {
       await this.write('fail', key, epoch, query, {});
     } finally {
@@ -287,12 +310,24 @@ export class CheckpointService {
 
   /** Starts `key` over from item 0 under a new fingerprint; the attempt keeps its ownership. */
   async restart(key: string, epoch: number, fingerprint?: string): Promise<void> {
-    await this.write('restart', key, epoch, this.repository.sql.restart(key, epoch, fingerprint ?? null), {});
+    await this.write(
+      'restart',
+      key,
+      epoch,
+      this.repository.sql.restart(key, epoch, fingerprint ?? null),
+      {},
+    );
   }
 
   /** Keeps the progress of `key` but records a new input fingerprint. */
   async setFingerprint(key: string, epoch: number, fingerprint: string): Promise<void> {
-    await this.write('restart', key, epoch, this.repository.sql.setFingerprint(key, epoch, fingerprint), {});
+    await this.write(
+      'restart',
+      key,
+      epoch,
+      this.repository.sql.setFingerprint(key, epoch, fingerprint),
+      {},
+    );
   }
 
   // --- inspection and housekeeping ------------------------------------------------------------
@@ -307,7 +342,11 @@ export class CheckpointService {
   async list(options: ListOptions = {}): Promise<CheckpointRecord[]> {
     const limit = options.limit ?? 100;
     assertCount('limit', limit);
-    const { rows } = await this.repository.run('list', undefined, this.repository.sql.list(options.state ?? null, limit));
+    const { rows } = await this.repository.run(
+      'list',
+      undefined,
+      this.repository.sql.list(options.state ?? null, limit),
+    );
     return rows.map(toRecord);
   }
 
@@ -324,9 +363,14 @@ export class CheckpointService {
                   (options.olderThan.minutes ?? 0) * 60 +
                   (options.olderThan.seconds ?? 0)),
           );
-    if (Number.isNaN(olderThan.getTime())) throw new CheckpointValidationError('purge: olderThan is not a valid date');
+    if (Number.isNaN(olderThan.getTime()))
+      throw new CheckpointValidationError('purge: olderThan is not a valid date');
     const state = options.state ?? CHECKPOINT_STATES.completed;
-    const { rowCount } = await this.repository.run('purge', undefined, this.repository.sql.purge(state, olderThan));
+    const { rowCount } = await this.repository.run(
+      'purge',
+      undefined,
+      this.repository.sql.purge(state, olderThan),
+    );
     return rowCount;
   }
 
@@ -394,20 +438,36 @@ export class CheckpointService {
    * so that their jobs can be handed back to pg-boss at once instead of after expiry.
    * @internal used by CheckpointQueues
    */
-  async abandonOrphans(queues: string[]): Promise<Array<{ key: string; queue: string; jobId: string; dispatch: number }>> {
+  async abandonOrphans(
+    queues: string[],
+  ): Promise<Array<{ key: string; queue: string; jobId: string; dispatch: number }>> {
     if (queues.length === 0) return [];
-    const { rows } = await this.repository.run<{ key: string; epoch: string; queue: string; job_id: string; dispatch: number | null }>(
-      'reap',
-      undefined,
-      this.repository.sql.orphans(queues),
-    );
+    const { rows } = await this.repository.run<{
+      key: string;
+      epoch: string;
+      queue: string;
+      job_id: string;
+      dispatch: number | null;
+    }>('reap', undefined, this.repository.sql.orphans(queues));
     const abandoned = [];
     for (const row of rows) {
-      const error = JSON.stringify({ name: 'CheckpointWorkerLost', message: 'the worker process died' });
-      const { rowCount } = await this.repository.run('reap', row.key, this.repository.sql.abandon(row.key, Number(row.epoch), error));
+      const error = JSON.stringify({
+        name: 'CheckpointWorkerLost',
+        message: 'the worker process died',
+      });
+      const { rowCount } = await this.repository.run(
+        'reap',
+        row.key,
+        this.repository.sql.abandon(row.key, Number(row.epoch), error),
+      );
       if (rowCount === 0) continue;
       this.session.announce(row.key);
-      abandoned.push({ key: row.key, queue: row.queue, jobId: row.job_id, dispatch: row.dispatch ?? 0 });
+      abandoned.push({
+        key: row.key,
+        queue: row.queue,
+        jobId: row.job_id,
+        dispatch: row.dispatch ?? 0,
+      });
     }
     return abandoned;
   }
@@ -432,7 +492,9 @@ export class CheckpointService {
         if (this.leases.size === 0) done();
       });
       if (this.leases.size > 0) {
-        this.logger.warn(`${this.leases.size} attempt(s) did not reach a batch boundary in ${deadline} ms`);
+        this.logger.warn(
+          `${this.leases.size} attempt(s) did not reach a batch boundary in ${deadline} ms`,
+        );
       }
     }
     await this.session.close();
@@ -495,7 +557,9 @@ export function toProgress(row: CheckpointRow): CheckpointProgress {
   const totalItems = row.total_items === null ? null : Number(row.total_items);
   const doneThisAttempt = processedItems - Number(row.attempt_start_index);
   const seconds =
-    row.attempt_started_at === null ? 0 : (row.updated_at.getTime() - row.attempt_started_at.getTime()) / 1000;
+    row.attempt_started_at === null
+      ? 0
+      : (row.updated_at.getTime() - row.attempt_started_at.getTime()) / 1000;
   const itemsPerSecond = doneThisAttempt > 0 && seconds > 0 ? doneThisAttempt / seconds : null;
   const etaSeconds =
     row.state === CHECKPOINT_STATES.completed
@@ -508,7 +572,8 @@ export function toProgress(row: CheckpointRow): CheckpointProgress {
     currentBatch: row.current_batch_index,
     totalBatches: row.total_batches,
     processedBatches: row.processed_batches,
-    percentage: row.total_batches > 0 ? Math.round((row.processed_batches / row.total_batches) * 100) : 0,
+    percentage:
+      row.total_batches > 0 ? Math.round((row.processed_batches / row.total_batches) * 100) : 0,
     processedItems,
     totalItems,
     state: row.state,

@@ -96,7 +96,12 @@ export class CheckpointSession {
     const keys = [...this.changed];
     this.changed.clear();
     try {
-      await this.repository.run('notify', undefined, this.repository.sql.notify(keys), await this.open());
+      await this.repository.run(
+        'notify',
+        undefined,
+        this.repository.sql.notify(keys),
+        await this.open(),
+      );
     } catch (error) {
       // Progress notifications are best effort: watchers catch up at the next change.
       this.logger.warn(`could not announce progress: ${(error as Error).message}`);

@@ -105,8 +105,18 @@ export function checkpointSql(schema: string) {
            metadata = COALESCE($10::jsonb, metadata),
            updated_at = now()
          WHERE key = $1 AND epoch = $2 AND state = '${running}'`,
-        [key, epoch, currentIndex, currentBatchIndex, processedBatches, totalBatches, totalItems,
-          cursor, intermediateResult, metadata],
+        [
+          key,
+          epoch,
+          currentIndex,
+          currentBatchIndex,
+          processedBatches,
+          totalBatches,
+          totalItems,
+          cursor,
+          intermediateResult,
+          metadata,
+        ],
       ),
     complete: (key: string, epoch: number, result: string | null) =>
       q(
@@ -192,8 +202,15 @@ export function checkpointSql(schema: string) {
            intermediate_result = EXCLUDED.intermediate_result,
            metadata = EXCLUDED.metadata,
            updated_at = now()`,
-        [key, currentBatchIndex, currentIndex, processedBatches, totalBatches, intermediateResult,
-          metadata],
+        [
+          key,
+          currentBatchIndex,
+          currentIndex,
+          processedBatches,
+          totalBatches,
+          intermediateResult,
+          metadata,
+        ],
       ),
     find: (key: string) => q(`SELECT * FROM ${table} WHERE key = $1`, [key]),
     remove: (key: string) => q(`DELETE FROM ${table} WHERE key = $1`, [key]),

@@ -6,7 +6,9 @@ import { messages } from './checkpoint.messages.js';
 export function assertSchemaName(schema: unknown): asserts schema is string {
   if (typeof schema !== 'string' || !IDENTIFIER_PATTERN.test(schema)) {
     throw new CheckpointConfigError(
-      messages.invalidOptions([`schema must match ${IDENTIFIER_PATTERN} (got ${JSON.stringify(schema)})`]),
+      messages.invalidOptions([
+        `schema must match ${IDENTIFIER_PATTERN} (got ${JSON.stringify(schema)})`,
+      ]),
     );
   }
 }
@@ -24,7 +26,10 @@ export function assertCount(field: string, value: unknown): asserts value is num
 }
 
 /** Like assertCount, for optional fields. */
-export function assertOptionalCount(field: string, value: unknown): asserts value is number | undefined {
+export function assertOptionalCount(
+  field: string,
+  value: unknown,
+): asserts value is number | undefined {
   if (value !== undefined) assertCount(field, value);
 }
 
@@ -43,9 +48,12 @@ export function toJson(field: string, value: unknown, maxBytes: number): string 
     );
   }
   if (json === undefined) {
-    throw new CheckpointValidationError(messages.notSerializable(field, `a ${typeof value} has no JSON form`));
+    throw new CheckpointValidationError(
+      messages.notSerializable(field, `a ${typeof value} has no JSON form`),
+    );
   }
   const bytes = Buffer.byteLength(json);
-  if (bytes > maxBytes) throw new CheckpointValidationError(messages.payloadTooLarge(field, bytes, maxBytes));
+  if (bytes > maxBytes)
+    throw new CheckpointValidationError(messages.payloadTooLarge(field, bytes, maxBytes));
   return json;
 }

@@ -118,7 +118,10 @@ export interface CheckpointContext {
    * stored resume point is the cursor of the last committed item, so a resume asks for the
    * items after it.
    */
-  pages<T, C>(fetchPage: FetchPage<T, C>, cursorOf: (item: T) => C): AsyncIterable<CheckpointBatch<T>>;
+  pages<T, C>(
+    fetchPage: FetchPage<T, C>,
+    cursorOf: (item: T) => C,
+  ): AsyncIterable<CheckpointBatch<T>>;
   /** Stores a JSON value with the next advance (running totals, say); read back on resume. */
   setIntermediateResult(value: unknown): void;
   /** Progress of this attempt. */

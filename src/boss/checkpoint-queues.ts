@@ -6,7 +6,7 @@ import {
   OnApplicationBootstrap,
 } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import { PgBoss, type ConstructorOptions, type Db, type JobWithMetadata } from 'pg-boss';
+import { PgBoss, type Db, type JobWithMetadata } from 'pg-boss';
 import type { DataSource, EntityManager } from 'typeorm';
 import { CHECKPOINT_DATA_SOURCE, CHECKPOINT_OPTIONS } from '../checkpoint.constants.js';
 import { CheckpointAbortedError, CheckpointConfigError } from '../checkpoint.errors.js';
@@ -26,8 +26,7 @@ interface QueueRegistration {
 
 /** What `dispatch()` did with an input. */
 export type DispatchResult =
-  | { mode: 'direct'; jobId: string; result: unknown }
-  | { mode: 'queued'; jobId: string };
+  { mode: 'direct'; jobId: string; result: unknown } | { mode: 'queued'; jobId: string };
 
 /**
  * The module's PgBoss instance: created from the `boss` option and started before anything can
@@ -36,7 +35,7 @@ export type DispatchResult =
 export async function createBoss(options: ResolvedCheckpointOptions): Promise<PgBoss | null> {
   if (options.boss === undefined) return null;
   if (options.boss instanceof PgBoss) return options.boss;
-  const boss = new PgBoss(options.boss as ConstructorOptions);
+  const boss = new PgBoss(options.boss);
   // pg-boss emits 'error' for background failures; without a listener Node would crash.
   const logger = new Logger('Checkpoint');
   boss.on('error', (error: Error) => logger.error(`pg-boss: ${error.message}`));
@@ -70,10 +69,13 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
     const existing = this.registrations.get(queue);
     if (existing !== undefined) {
       throw new CheckpointConfigError(
-        messages.badDecoratorOptions(method.where, [`queue "${queue}" already has a worker: ${existing.method.where}`]),
+        messages.badDecoratorOptions(method.where, [
+          `queue "${queue}" already has a worker: ${existing.method.where}`,
+        ]),
       );
     }
-    if (this.boss === null) throw new CheckpointConfigError(messages.bossMissing(method.where, queue));
+    if (this.boss === null)
+      throw new CheckpointConfigError(messages.bossMissing(method.where, queue));
     this.registrations.set(queue, { queue, method, instance });
   }
 
@@ -101,7 +103,8 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
           pollingIntervalSeconds: options.pollingIntervalSeconds,
           heartbeatRefreshSeconds: options.heartbeatRefreshSeconds,
         },
-        async ([job]: JobWithMetadata<object>[]) => (job === undefined ? undefined : this.handle(queue, method, instance, job)),
+        async ([job]: JobWithMetadata<object>[]) =>
+          job === undefined ? undefined : this.handle(queue, method, instance, job),
       );
       this.logger.log(`${method.where} works queue "${queue}"`);
     }
@@ -113,18 +116,33 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
    * sends a larger one to the queue. Both paths checkpoint under `<queue>:<jobId>`, so giving the
    * same `id` again resumes a direct run that crashed.
    */
-  async dispatch(queue: string, data: object, options: { size: number; id?: string }): Promise<DispatchResult> {
+  async dispatch(
+    queue: string,
+    data: object,
+    options: { size: number; id?: string },
+  ): Promise<DispatchResult> {
     const registration = this.registrations.get(queue);
     if (registration === undefined || this.boss === null) {
-      throw new CheckpointConfigError(`no @Checkpointed({ queue: '${queue}' }) method is registered`);
+      throw new CheckpointConfigError(
+        `no @Checkpointed({ queue: '${queue}' }) method is registered`,
+      );
     }
     const jobId = options.id ?? randomUUID();
     if (options.size > this.options.directThreshold) {
       const sent = await this.boss.send(queue, data, { id: jobId });
       return { mode: 'queued', jobId: sent ?? jobId };
     }
-    const job = { id: jobId, name: queue, data, retryCount: 0, signal: new AbortController().signal };
-    const result = await this.runner.run(registration.method, registration.instance, [job], { queue, jobId });
+    const job = {
+      id: jobId,
+      name: queue,
+      data,
+      retryCount: 0,
+      signal: new AbortController().signal,
+    };
+    const result = await this.runner.run(registration.method, registration.instance, [job], {
+      queue,
+      jobId,
+    });
     return { mode: 'direct', jobId, result };
   }
 
@@ -133,16 +151,27 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
     const boss = this.boss;
     if (boss !== null) {
       // Stop fetching; running handlers go on until they reach a batch boundary.
-      await Promise.all([...this.registrations.keys()].map((queue) => boss.offWork(queue, { wait: false })));
+      await Promise.all(
+        [...this.registrations.keys()].map((queue) => boss.offWork(queue, { wait: false })),
+      );
     }
     await this.service.close();
     await Promise.allSettled(this.inFlight);
     if (boss !== null && !(this.options.boss instanceof PgBoss)) {
-      await boss.stop({ graceful: true, timeout: Math.max(1000, this.options.shutdownTimeoutMs), close: true });
+      await boss.stop({
+        graceful: true,
+        timeout: Math.max(1000, this.options.shutdownTimeoutMs),
+        close: true,
+      });
     }
   }
 
-  private async handle(queue: string, method: CheckpointedMethod, instance: object, job: JobWithMetadata<object>) {
+  private async handle(
+    queue: string,
+    method: CheckpointedMethod,
+    instance: object,
+    job: JobWithMetadata<object>,
+  ) {
     const boss = this.boss as PgBoss;
     const attempt = { id: job.id, retryCount: job.retryCount };
     const run = this.runner.run(method, instance, [job], {
@@ -183,13 +212,20 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
         const db = bossDb(manager);
         const failed = await boss.fail(queue, attempt, { handedBack: 'shutdown' }, { db });
         if (affected(failed) === 0) return;
-        const updated = await boss.update(queue, undefined, { id: job.id, retryLimit: job.retryLimit + 1, startAfter: 0, db });
+        const updated = await boss.update(queue, undefined, {
+          id: job.id,
+          retryLimit: job.retryLimit + 1,
+          startAfter: 0,
+          db,
+        });
         // The hand-back landed on the last allowed attempt: fail went terminal, so revive it.
         if (updated.updated === 0) await boss.retry(queue, job.id, { db });
       });
       this.logger.log(`handed job ${job.id} of "${queue}" back to the queue`);
     } catch (error) {
-      this.logger.warn(`could not hand job ${job.id} back without a retry (${(error as Error).message}); failing it`);
+      this.logger.warn(
+        `could not hand job ${job.id} back without a retry (${(error as Error).message}); failing it`,
+      );
       await boss.fail(queue, attempt, { handedBack: 'shutdown' });
     }
   }
@@ -200,8 +236,14 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
     if (boss === null || this.service.shutdownSignal.aborted) return;
     try {
       for (const orphan of await this.service.abandonOrphans([...this.registrations.keys()])) {
-        await boss.fail(orphan.queue, { id: orphan.jobId, retryCount: orphan.dispatch }, { message: 'worker process died' });
-        this.logger.warn(`job ${orphan.jobId} of "${orphan.queue}" lost its worker; handed back to the queue`);
+        await boss.fail(
+          orphan.queue,
+          { id: orphan.jobId, retryCount: orphan.dispatch },
+          { message: 'worker process died' },
+        );
+        this.logger.warn(
+          `job ${orphan.jobId} of "${orphan.queue}" lost its worker; handed back to the queue`,
+        );
       }
     } catch (error) {
       this.logger.warn(`could not look for jobs of dead workers: ${(error as Error).message}`);

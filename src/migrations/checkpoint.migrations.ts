@@ -11,14 +11,19 @@ export interface CheckpointMigration {
 }
 
 /** Every migration of the package, in order. New ones are appended, never edited. */
-export const checkpointMigrations: readonly CheckpointMigration[] = Object.freeze([createCheckpoint]);
+export const checkpointMigrations: readonly CheckpointMigration[] = Object.freeze([
+  createCheckpoint,
+]);
 
 /**
  * Applies the missing migrations of `schema` in one transaction, under a transaction-level
  * advisory lock, so that any number of processes booting at once is safe: the first applies
  * them, the others wait and then find nothing to do. Returns the versions it applied.
  */
-export async function runCheckpointMigrations(queryRunner: QueryRunner, schema: string): Promise<number[]> {
+export async function runCheckpointMigrations(
+  queryRunner: QueryRunner,
+  schema: string,
+): Promise<number[]> {
   assertSchemaName(schema);
   await queryRunner.startTransaction();
   try {
@@ -56,20 +61,28 @@ export function createCheckpointTypeOrmMigrations(
       }
       down(): Promise<void> {
         // Dropping the progress of running jobs is never what a rollback should do silently.
-        return Promise.reject(new Error(`checkpoint migration ${name} cannot be reverted automatically`));
+        return Promise.reject(
+          new Error(`checkpoint migration ${name} cannot be reverted automatically`),
+        );
       }
     };
   });
 }
 
 /** Applies, inside the caller's transaction, the migrations up to `upTo` that are not recorded. */
-async function applyMissing(queryRunner: QueryRunner, schema: string, upTo: number): Promise<number[]> {
+async function applyMissing(
+  queryRunner: QueryRunner,
+  schema: string,
+  upTo: number,
+): Promise<number[]> {
   const sql = checkpointSql(schema);
   const lock = sql.migrationLock();
   await queryRunner.query(lock.text, lock.values);
   await queryRunner.query(sql.createSchema().text);
   await queryRunner.query(sql.createMigrationTable().text);
-  const done = (await queryRunner.query(sql.appliedMigrations().text)) as Array<{ version: number }>;
+  const done = (await queryRunner.query(sql.appliedMigrations().text)) as Array<{
+    version: number;
+  }>;
   const doneVersions = new Set(done.map((row) => Number(row.version)));
   const applied: number[] = [];
   for (const migration of checkpointMigrations) {

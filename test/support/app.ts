@@ -1,0 +1,69 @@
+import type { DynamicModule, INestApplicationContext, Provider, Type } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import type { Logger as TypeOrmLogger } from 'typeorm';
+import { CheckpointModule, type CheckpointModuleOptions } from '../../src/index.js';
+import { DATABASE_URL } from './database.js';
+
+export interface TestAppOptions {
+  schema: string;
+  checkpoint?: Partial<CheckpointModuleOptions>;
+  providers?: Provider[];
+  imports?: Array<Type | DynamicModule>;
+  /** Entities of the test's own tables (in the test schema). */
+  entities?: Type[];
+  logger?: TypeOrmLogger;
+  /** TypeORM pool size (default 10). */
+  poolSize?: number;
+}
+
+/**
+ * Boots a fixture Nest application the way a user would: TypeOrmModule.forRoot() on the real
+ * database, and CheckpointModule.forRoot() in the test's own schema.
+ */
+export async function createTestApp(options: TestAppOptions): Promise<INestApplicationContext> {
+  const moduleRef = await Test.createTestingModule({
+    imports: [
+      TypeOrmModule.forRoot({
+        type: 'postgres',
+        url: DATABASE_URL,
+        schema: options.schema,
+        entities: options.entities ?? [],
+        synchronize: (options.entities?.length ?? 0) > 0,
+        logger: options.logger,
+        logging: options.logger === undefined ? false : ['query', 'error'],
+        extra: { max: options.poolSize ?? 10 },
+      }),
+      CheckpointModule.forRoot({ schema: options.schema, ...options.checkpoint }),
+      ...(options.imports ?? []),
+    ],
+    providers: options.providers ?? [],
+  }).compile();
+  // A library has no HTTP layer: the testing module itself is the application context and
+  // runs every lifecycle hook (init, bootstrap, shutdown), as NestFactory's would. Fixtures that
+  // must react to SIGTERM call enableShutdownHooks() themselves.
+  moduleRef.useLogger(
+    process.env.LOG_LEVELS === 'all' ? ['log', 'error', 'warn'] : ['error', 'warn'],
+  );
+  await moduleRef.init();
+  return moduleRef;
+}
+
+/** A TypeORM logger that counts the statements it sees, to prove one statement per write. */
+export class CountingLogger implements TypeOrmLogger {
+  readonly queries: string[] = [];
+  logQuery(query: string): void {
+    this.queries.push(query);
+  }
+  logQueryError(): void {}
+  logQuerySlow(): void {}
+  logSchemaBuild(): void {}
+  logMigration(): void {}
+  log(): void {}
+  /** The statements seen while `action` ran, with transaction control left out. */
+  async during(action: () => Promise<unknown>): Promise<string[]> {
+    const start = this.queries.length;
+    await action();
+    return this.queries.slice(start);
+  }
+}

@@ -1,0 +1,79 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { DATABASE_URL } from './database.js';
+
+/** A child Node process running one of the compiled fixtures in build/test/fixtures. */
+export class Child {
+  readonly lines: string[] = [];
+  private readonly waiters: Array<{
+    test: (line: string) => boolean;
+    resolve: (line: string) => void;
+  }> = [];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stderr = '';
+
+  private constructor(readonly process: ChildProcess) {
+    let buffer = '';
+    process.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      buffer += chunk;
+      let newline: number;
+      while ((newline = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, newline);
+        buffer = buffer.slice(newline + 1);
+        this.lines.push(line);
+        for (const waiter of [...this.waiters]) {
+          if (waiter.test(line)) {
+            this.waiters.splice(this.waiters.indexOf(waiter), 1);
+            waiter.resolve(line);
+          }
+        }
+      }
+    });
+    process.stderr?.setEncoding('utf8').on('data', (chunk: string) => (this.stderr += chunk));
+    this.exited = new Promise((resolve) =>
+      process.once('exit', (code, signal) => resolve({ code, signal })),
+    );
+  }
+
+  /** Starts `build/test/fixtures/<name>.js` with the given environment. */
+  static start(name: string, env: Record<string, string>): Child {
+    const script = fileURLToPath(new URL(`../fixtures/${name}.js`, import.meta.url));
+    const child = spawn(process.execPath, [script], {
+      env: { ...process.env, DATABASE_URL, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    return new Child(child);
+  }
+
+  /** Resolves with the first line (already seen or to come) that matches. */
+  waitFor(test: (line: string) => boolean, timeoutMs = 30_000): Promise<string> {
+    const seen = this.lines.find(test);
+    if (seen !== undefined) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `no matching line within ${timeoutMs} ms; stdout:\n${this.lines.join('\n')}\nstderr:\n${this.stderr}`,
+            ),
+          ),
+        timeoutMs,
+      );
+      this.waiters.push({
+        test,
+        resolve: (line) => {
+          clearTimeout(timer);
+          resolve(line);
+        },
+      });
+    });
+  }
+
+  kill(
+    signal: NodeJS.Signals = 'SIGKILL',
+  ): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.process.exitCode === null && this.process.signalCode === null)
+      this.process.kill(signal);
+    return this.exited;
+  }
+}
