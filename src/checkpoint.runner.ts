@@ -39,17 +39,48 @@ export interface AttemptHooks {
 @Injectable()
 export class CheckpointRunner {
   private readonly logger = new Logger('Checkpoint');
+  private readonly inFlight = new Set<Promise<unknown>>();
 
   constructor(
     private readonly service: CheckpointService,
     @Inject(CHECKPOINT_DATA_SOURCE) private readonly dataSource: DataSource,
   ) {}
 
-  async run(
+  /** Runs one attempt of `method`; the shutdown sequence waits for it (see `drain`). */
+  run(
     method: CheckpointedMethod,
     instance: object,
     args: unknown[],
     hooks: AttemptHooks = {},
+  ): Promise<unknown> {
+    const attempt = this.attempt(method, instance, args, hooks);
+    this.inFlight.add(attempt);
+    const forget = () => this.inFlight.delete(attempt);
+    attempt.then(forget, forget);
+    return attempt;
+  }
+
+  /** Waits until every running attempt has ended, or `timeoutMs` has passed. */
+  async drain(timeoutMs: number): Promise<void> {
+    if (this.inFlight.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), timeoutMs);
+    });
+    const ended = Promise.allSettled([...this.inFlight]).then(() => false);
+    if (await Promise.race([ended, timedOut])) {
+      this.logger.warn(
+        `${this.inFlight.size} attempt(s) did not reach a batch boundary in ${timeoutMs} ms`,
+      );
+    }
+    clearTimeout(timer);
+  }
+
+  private async attempt(
+    method: CheckpointedMethod,
+    instance: object,
+    args: unknown[],
+    hooks: AttemptHooks,
   ): Promise<unknown> {
     const { options } = method;
     const key = method.key(args);

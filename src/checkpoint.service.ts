@@ -55,7 +55,6 @@ export class CheckpointService {
   private readonly ownerPrefix = `${hostname()}:${process.pid}`;
   private ownerSequence = 0;
   private readonly shutdown = new AbortController();
-  private readonly drained = new Set<() => void>();
 
   constructor(
     @Inject(CHECKPOINT_OPTIONS) private readonly options: ResolvedCheckpointOptions,
@@ -474,29 +473,14 @@ export class CheckpointService {
 
   // --- lifecycle (called by the module) -------------------------------------------------------
 
-  /**
-   * Stops every attempt of this process at its next batch boundary, waits for them to hand their
-   * keys back (at most `shutdownTimeoutMs`), and returns the dedicated session to the pool.
-   */
-  async close(): Promise<void> {
+  /** Fires the shutdown signal: every attempt of this process stops at its next batch boundary. */
+  stopAttempts(): void {
     this.shutdown.abort(new Error(messages.shuttingDown()));
-    if (this.leases.size > 0) {
-      const deadline = this.options.shutdownTimeoutMs;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, deadline);
-        function done() {
-          clearTimeout(timer);
-          resolve();
-        }
-        this.drained.add(done);
-        if (this.leases.size === 0) done();
-      });
-      if (this.leases.size > 0) {
-        this.logger.warn(
-          `${this.leases.size} attempt(s) did not reach a batch boundary in ${deadline} ms`,
-        );
-      }
-    }
+  }
+
+  /** Returns the dedicated session to the pool; leases still held end with it. */
+  async close(): Promise<void> {
+    this.stopAttempts();
     await this.session.close();
   }
 
@@ -533,7 +517,6 @@ export class CheckpointService {
 
   private forget(lease: Lease): void {
     if (this.leases.get(lease.key) === lease) this.leases.delete(lease.key);
-    if (this.leases.size === 0) for (const done of this.drained) done();
   }
 
   private json(field: string, value: unknown): string | null {

@@ -146,17 +146,23 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
     return { mode: 'direct', jobId, result };
   }
 
+  /**
+   * The shutdown sequence: stop fetching, stop every attempt at its next batch boundary and wait
+   * for them (at most `shutdownTimeoutMs`), let handlers hand their jobs back, return the lease
+   * session to the pool, and stop pg-boss, all before TypeORM closes the DataSource.
+   */
   async beforeApplicationShutdown(): Promise<void> {
     clearInterval(this.reaper);
     const boss = this.boss;
     if (boss !== null) {
-      // Stop fetching; running handlers go on until they reach a batch boundary.
       await Promise.all(
         [...this.registrations.keys()].map((queue) => boss.offWork(queue, { wait: false })),
       );
     }
-    await this.service.close();
+    this.service.stopAttempts();
+    await this.runner.drain(this.options.shutdownTimeoutMs);
     await Promise.allSettled(this.inFlight);
+    await this.service.close();
     if (boss !== null && !(this.options.boss instanceof PgBoss)) {
       await boss.stop({
         graceful: true,
