@@ -32,7 +32,7 @@ async function crashAndResume(mode: 'transactional' | 'plain', phases: Phase[], 
   };
   const resumePoints: number[] = [];
   for (let round = 0; round < kills; round++) {
-    const phase = phases[round % phases.length] as Phase;
+    const phase = phases[round % phases.length];
     // The first child creates the checkpoint table; later rounds aim past the committed point.
     const [row] =
       round === 0
