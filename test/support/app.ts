@@ -45,7 +45,12 @@ export async function createTestApp(options: TestAppOptions): Promise<INestAppli
   moduleRef.useLogger(
     process.env.LOG_LEVELS === 'all' ? ['log', 'error', 'warn'] : ['error', 'warn'],
   );
-  await moduleRef.init();
+  try {
+    await moduleRef.init();
+  } catch (error) {
+    await moduleRef.close();
+    throw error;
+  }
   return moduleRef;
 }
 
