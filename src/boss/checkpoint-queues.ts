@@ -17,6 +17,12 @@ import { CheckpointService } from '../checkpoint.service.js';
 
 /** How often each worker process looks for jobs whose worker died. */
 const REAP_INTERVAL_MS = 1000;
+/**
+ * The reaper hands back a dead worker's job within a second, but only once its checkpoint row
+ * is running. A worker killed between pg-boss's fetch and the claim leaves no such row; the
+ * heartbeat makes pg-boss retry that job after this long instead of after its expiry.
+ */
+const DEFAULT_HEARTBEAT_SECONDS = 30;
 
 interface QueueRegistration {
   queue: string;
@@ -84,24 +90,29 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
     if (boss === null || this.registrations.size === 0) return;
     for (const { queue, method, instance } of this.registrations.values()) {
       const { options } = method;
-      await boss.createQueue(queue, {
-        retryLimit: options.retryLimit,
-        retryDelay: options.retryDelay,
-        retryBackoff: options.retryBackoff,
-        retryDelayMax: options.retryDelayMax,
-        expireInSeconds: options.expireInSeconds,
-        retentionSeconds: options.retentionSeconds,
-        deleteAfterSeconds: options.deleteAfterSeconds,
-        heartbeatSeconds: options.heartbeatSeconds,
-      });
+      await boss.createQueue(
+        queue,
+        defined({
+          retryLimit: options.retryLimit,
+          retryDelay: options.retryDelay,
+          retryBackoff: options.retryBackoff,
+          retryDelayMax: options.retryDelayMax,
+          expireInSeconds: options.expireInSeconds,
+          retentionSeconds: options.retentionSeconds,
+          deleteAfterSeconds: options.deleteAfterSeconds,
+          heartbeatSeconds: options.heartbeatSeconds ?? DEFAULT_HEARTBEAT_SECONDS,
+        }),
+      );
       await boss.work(
         queue,
         {
+          ...defined({
+            localConcurrency: options.localConcurrency,
+            pollingIntervalSeconds: options.pollingIntervalSeconds,
+            heartbeatRefreshSeconds: options.heartbeatRefreshSeconds,
+          }),
           batchSize: 1,
           includeMetadata: true,
-          localConcurrency: options.localConcurrency,
-          pollingIntervalSeconds: options.pollingIntervalSeconds,
-          heartbeatRefreshSeconds: options.heartbeatRefreshSeconds,
         },
         async ([job]: JobWithMetadata<object>[]) =>
           job === undefined ? undefined : this.handle(queue, method, instance, job),
@@ -267,6 +278,13 @@ function bossDb(manager: EntityManager): Db {
       return { rows: (result.records ?? []) as never[] };
     },
   };
+}
+
+/** pg-boss validates every key it is given, so options the user left out are not passed at all. */
+function defined<T extends object>(options: T): Partial<T> {
+  return Object.fromEntries(
+    Object.entries(options).filter(([, value]) => value !== undefined),
+  ) as Partial<T>;
 }
 
 function affected(response: object): number {

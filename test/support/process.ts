@@ -39,7 +39,8 @@ export class Child {
   static start(name: string, env: Record<string, string>): Child {
     const script = fileURLToPath(new URL(`../fixtures/${name}.js`, import.meta.url));
     const child = spawn(process.execPath, [script], {
-      env: { ...process.env, DATABASE_URL, ...env },
+      // NODE_TEST_CONTEXT would make a child behave as a test-runner subprocess.
+      env: { ...process.env, NODE_TEST_CONTEXT: undefined, DATABASE_URL, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     return new Child(child);

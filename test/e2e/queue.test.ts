@@ -1,0 +1,274 @@
+// pg-boss workers that resume, across real processes: crashes, deploys, expiry, direct mode.
+import 'reflect-metadata';
+import assert from 'node:assert/strict';
+import { after, describe, it, type TestContext } from 'node:test';
+import { PgBoss } from 'pg-boss';
+import { CheckpointQueues, CheckpointService } from '../../src/index.js';
+import {
+  createJobEffectTable,
+  QUEUE,
+  ScreeningJob,
+  type ScreeningData,
+} from '../fixtures/queue-job.js';
+import { createTestApp } from '../support/app.js';
+import { DATABASE_URL, dropSchema, sql, uniqueSchema } from '../support/database.js';
+import { Child } from '../support/process.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const cleanups: Array<() => Promise<void>> = [];
+
+after(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+});
+
+/** A schema with the effect table, a pg-boss schema beside it, and a sender. */
+async function setUp(prefix: string) {
+  const schema = uniqueSchema(prefix);
+  await sql(`CREATE SCHEMA "${schema}"`);
+  await sql(createJobEffectTable(schema));
+  const boss = new PgBoss({
+    connectionString: DATABASE_URL,
+    schema: `${schema}_boss`,
+    supervise: false,
+    max: 2,
+  });
+  boss.on('error', () => undefined);
+  await boss.start();
+  const workers = new Set<Child>();
+  const startWorker = (env: Record<string, string> = {}) => {
+    const child = Child.start('queue-worker', { SCHEMA: schema, JOB_EVENTS: '1', ...env });
+    workers.add(child);
+    return child;
+  };
+  cleanups.push(async () => {
+    await Promise.all([...workers].map((child) => child.kill('SIGKILL')));
+    await boss.stop({ graceful: false });
+    await dropSchema(schema);
+    await dropSchema(`${schema}_boss`);
+  });
+  return { schema, boss, startWorker };
+}
+
+async function send(boss: PgBoss, data: ScreeningData): Promise<string> {
+  const id = await boss.send(QUEUE, data);
+  assert.ok(id);
+  return id;
+}
+
+async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: string) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+async function completedJobs(schema: string, ids: string[]): Promise<number> {
+  const [row] = await sql<{ n: number }>(
+    `SELECT count(*)::int AS n FROM "${schema}".checkpoint WHERE state = 'completed' AND key = ANY($1)`,
+    [ids.map((id) => `${QUEUE}:${id}`)],
+  );
+  return row?.n ?? 0;
+}
+
+async function effectCounts(schema: string, ids: string[]) {
+  const [row] = await sql<{ rows: number; distinct: number }>(
+    `SELECT count(*)::int AS rows, count(DISTINCT (job_id, item))::int AS distinct
+       FROM "${schema}".job_effect WHERE job_id = ANY($1)`,
+    [ids],
+  );
+  return row ?? { rows: 0, distinct: 0 };
+}
+
+describe('pg-boss workers', () => {
+  it('three workers, ten jobs, a SIGKILL about every second: every job completes, each item once', async (t: TestContext) => {
+    const { schema, boss, startWorker } = await setUp('chaos');
+    const workers = [startWorker(), startWorker(), startWorker()];
+    await Promise.all(workers.map((worker) => worker.waitFor((line) => line.startsWith('ready'))));
+
+    const run = async (chaos: boolean) => {
+      const ids = await Promise.all(
+        Array.from({ length: 10 }, () => send(boss, { count: 2000, batchDelayMs: 60 })),
+      );
+      const started = Date.now();
+      let kills = 0;
+      while ((await completedJobs(schema, ids)) < ids.length) {
+        if (Date.now() - started > 240_000) {
+          const states = await sql(
+            `SELECT key, state, current_index, attempt FROM "${schema}".checkpoint`,
+          );
+          const jobs = await sql(`SELECT id, state, retry_count FROM "${schema}_boss".job`);
+          assert.fail(
+            `jobs did not finish within four minutes:\n${JSON.stringify({ states, jobs })}`,
+          );
+        }
+        await sleep(chaos ? 700 + Math.random() * 400 : 200);
+        if (!chaos || (await completedJobs(schema, ids)) === ids.length) continue;
+        const victim = Math.floor(Math.random() * workers.length);
+        await workers[victim]?.kill('SIGKILL');
+        kills += 1;
+        workers[victim] = startWorker();
+      }
+      return { ids, ms: Date.now() - started, kills };
+    };
+
+    const calm = await run(false);
+    const chaos = await run(true);
+    t.diagnostic(
+      `no crashes: ${calm.ms} ms; with ${chaos.kills} SIGKILLs: ${chaos.ms} ms (${(chaos.ms / calm.ms).toFixed(2)}x)`,
+    );
+    assert.ok(chaos.kills >= 10, `${chaos.kills} kills`);
+    for (const ids of [calm.ids, chaos.ids]) {
+      assert.deepEqual(await effectCounts(schema, ids), { rows: 20_000, distinct: 20_000 });
+      for (const id of ids) assert.equal((await boss.getJobById(QUEUE, id))?.state, 'completed');
+    }
+    // A liveness bound, not a speed claim: crashes must not stall jobs until pg-boss's expiry.
+    assert.ok(
+      chaos.ms < calm.ms * 6,
+      `chaos run took ${(chaos.ms / calm.ms).toFixed(2)}x the calm one`,
+    );
+  });
+
+  it('SIGTERM hands the job to another worker at the next item; four deploys on retryLimit 1', async (t: TestContext) => {
+    const { schema, boss, startWorker } = await setUp('deploy');
+    const env = { RETRY_LIMIT: '1' };
+    let holder = startWorker(env);
+    await holder.waitFor((line) => line.startsWith('ready'));
+    const id = await send(boss, { count: 8000, batchDelayMs: 60 });
+    await holder.waitFor((line) => line.startsWith(`start ${id}`));
+    let spare = startWorker(env);
+    await spare.waitFor((line) => line.startsWith('ready'));
+    const handoffs: number[] = [];
+    for (let deploy = 1; deploy <= 4; deploy++) {
+      const current = holder;
+      const batchesSoFar = () =>
+        current.lines.filter((line) => line.startsWith(`batch ${id}`)).length;
+      const seen = batchesSoFar();
+      await current.waitFor(() => batchesSoFar() >= seen + 3);
+      const stoppedAt = Date.now();
+      current.process.kill('SIGTERM');
+      const next = spare;
+      const started = await next.waitFor((line) => line.startsWith(`start ${id}`), 20_000);
+      handoffs.push(Date.now() - stoppedAt);
+      const exit = await current.exited;
+      // After a graceful close Nest re-raises the signal, so a clean stop ends by SIGTERM.
+      assert.equal(
+        exit.signal,
+        'SIGTERM',
+        `the worker stopped by its own shutdown: ${current.stderr}`,
+      );
+      assert.equal(current.stderr, '', 'and reported no error on the way');
+      const lastBatch = current.lines.filter((line) => line.startsWith(`batch ${id}`)).at(-1) ?? '';
+      const resumedAt = Number(started.split(' ')[2]);
+      assert.equal(
+        resumedAt,
+        Number(lastBatch.split(' ')[2]) + 50,
+        'resumed at the item after the last batch',
+      );
+      holder = next;
+      spare = startWorker(env);
+      await spare.waitFor((line) => line.startsWith('ready'));
+    }
+    await waitUntil(
+      async () => (await completedJobs(schema, [id])) === 1,
+      60_000,
+      'the job to complete',
+    );
+    t.diagnostic(`handoff after SIGTERM (ms): ${handoffs.join(', ')}`);
+    assert.ok(
+      handoffs.every((ms) => ms < 5_000),
+      `handoffs ${handoffs.join(', ')} ms`,
+    );
+    assert.deepEqual(await effectCounts(schema, [id]), { rows: 8000, distinct: 8000 });
+    const job = await boss.getJobById(QUEUE, id);
+    assert.equal(job?.state, 'completed');
+  });
+
+  it('fences a worker whose job expired while it still ran; the new attempt finishes', async () => {
+    const { schema, boss, startWorker } = await setUp('expiry');
+    const env = { EXPIRE_SECONDS: '2' };
+    const stale = startWorker(env);
+    await stale.waitFor((line) => line.startsWith('ready'));
+    const id = await send(boss, {
+      count: 600,
+      batchDelayMs: 20,
+      slowBatch: { index: 3, ms: 5000 },
+    });
+    await stale.waitFor((line) => line === `batch ${id} 150`);
+    const fresh = startWorker(env);
+    const resumed = await fresh.waitFor((line) => line.startsWith(`start ${id}`), 20_000);
+    assert.equal(resumed.split(' ')[2], '150');
+    await fresh.waitFor((line) => line === `done ${id}`, 20_000);
+    await stale.waitFor((line) => line.startsWith(`stopped ${id}`), 20_000);
+    assert.equal(
+      stale.lines.find((line) => line.startsWith(`stopped ${id}`)),
+      `stopped ${id} CheckpointFencedError`,
+    );
+    await waitUntil(
+      async () => (await completedJobs(schema, [id])) === 1,
+      20_000,
+      'the job to complete',
+    );
+    assert.deepEqual(await effectCounts(schema, [id]), { rows: 600, distinct: 600 });
+    const [staleRows] = await sql<{ n: number }>(
+      `SELECT count(*)::int AS n FROM "${schema}".job_effect WHERE job_id = $1 AND item >= 150 AND attempt = 1`,
+      [id],
+    );
+    assert.equal(staleRows?.n, 0, "the stale worker's slow batch rolled back");
+  });
+});
+
+describe('direct and queued runs', () => {
+  it('runs small inputs in the caller and large ones on the queue; both resume', async () => {
+    const { schema } = await setUp('modes');
+    const app = await createTestApp({
+      schema,
+      providers: [ScreeningJob],
+      checkpoint: {
+        directThreshold: 200,
+        boss: {
+          connectionString: DATABASE_URL,
+          schema: `${schema}_boss`,
+          max: 3,
+          supervise: false,
+        },
+      },
+    });
+    cleanups.push(() => app.close());
+    const queues = app.get(CheckpointQueues);
+    const service = app.get(CheckpointService);
+    const attempts = async (jobId: string) =>
+      sql<{ attempt: number; n: number }>(
+        `SELECT attempt, count(*)::int AS n FROM "${schema}".job_effect WHERE job_id = $1 GROUP BY attempt ORDER BY attempt`,
+        [jobId],
+      );
+
+    const small = await queues.dispatch(QUEUE, { count: 30 }, { size: 30 });
+    assert.equal(small.mode, 'direct');
+    assert.deepEqual(small.mode === 'direct' && small.result, { screened: 30 });
+
+    const crashing: ScreeningData = { count: 150, failAt: 2 };
+    await assert.rejects(
+      queues.dispatch(QUEUE, crashing, { size: 150, id: 'direct-resume' }),
+      /boom at batch 2/,
+    );
+    const resumed = await queues.dispatch(QUEUE, crashing, { size: 150, id: 'direct-resume' });
+    assert.equal(resumed.mode, 'direct');
+    assert.deepEqual(await attempts('direct-resume'), [
+      { attempt: 1, n: 100 },
+      { attempt: 2, n: 50 },
+    ]);
+
+    const large = await queues.dispatch(QUEUE, { count: 300, failAt: 2 }, { size: 300 });
+    assert.equal(large.mode, 'queued');
+    await waitUntil(
+      async () => (await service.find(`${QUEUE}:${large.jobId}`))?.state === 'completed',
+      30_000,
+      'the queued job',
+    );
+    assert.deepEqual(await attempts(large.jobId), [
+      { attempt: 1, n: 100 },
+      { attempt: 2, n: 200 },
+    ]);
+  });
+});
