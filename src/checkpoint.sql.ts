@@ -1,5 +1,7 @@
 // Every SQL statement of the library. Nothing else builds SQL: the schema name is validated
 // against IDENTIFIER_PATTERN and quoted here, and every value is a bound parameter.
+// Times are clock_timestamp(), not now(): now() is the start of the transaction, and a batch's
+// transaction starts before its work does, so progress rates would be wrong.
 import { CHECKPOINT_STATES } from './checkpoint.constants.js';
 import { assertSchemaName } from './checkpoint.validation.js';
 
@@ -62,7 +64,7 @@ export function checkpointSql(schema: string) {
       q(
         `INSERT INTO ${table} AS c (key, state, epoch, owner, fingerprint, total_items, dispatch,
                                     queue, job_id, attempt, attempt_started_at, attempt_start_index)
-         VALUES ($1, '${running}', 1, $2, $3, $4, $5, $7, $8, 1, now(), 0)
+         VALUES ($1, '${running}', 1, $2, $3, $4, $5, $7, $8, 1, clock_timestamp(), 0)
          ON CONFLICT (key) DO UPDATE SET
            epoch = c.epoch + 1,
            owner = EXCLUDED.owner,
@@ -73,9 +75,9 @@ export function checkpointSql(schema: string) {
            attempt = c.attempt + CASE WHEN c.state = '${completed}' THEN 0 ELSE 1 END,
            fingerprint = COALESCE(c.fingerprint, EXCLUDED.fingerprint),
            total_items = COALESCE(EXCLUDED.total_items, c.total_items),
-           attempt_started_at = now(),
+           attempt_started_at = clock_timestamp(),
            attempt_start_index = c.current_index,
-           updated_at = now()
+           updated_at = clock_timestamp()
          WHERE $6::boolean OR c.dispatch < EXCLUDED.dispatch
          RETURNING *`,
         [key, owner, fingerprint, totalItems, dispatch, force, queue, jobId],
@@ -103,7 +105,7 @@ export function checkpointSql(schema: string) {
            cursor = COALESCE($8::jsonb, cursor),
            intermediate_result = COALESCE($9::jsonb, intermediate_result),
            metadata = COALESCE($10::jsonb, metadata),
-           updated_at = now()
+           updated_at = clock_timestamp()
          WHERE key = $1 AND epoch = $2 AND state = '${running}'`,
         [
           key,
@@ -121,19 +123,19 @@ export function checkpointSql(schema: string) {
     complete: (key: string, epoch: number, result: string | null) =>
       q(
         `UPDATE ${table} SET state = '${completed}', result = $3::jsonb, error = NULL, owner = NULL,
-           updated_at = now()
+           updated_at = clock_timestamp()
          WHERE key = $1 AND epoch = $2 AND state = '${running}'`,
         [key, epoch, result],
       ),
     fail: (key: string, epoch: number, error: string) =>
       q(
-        `UPDATE ${table} SET state = '${failed}', error = $3::jsonb, owner = NULL, updated_at = now()
+        `UPDATE ${table} SET state = '${failed}', error = $3::jsonb, owner = NULL, updated_at = clock_timestamp()
          WHERE key = $1 AND epoch = $2 AND state = '${running}'`,
         [key, epoch, error],
       ),
     release: (key: string, epoch: number) =>
       q(
-        `UPDATE ${table} SET state = '${released}', owner = NULL, updated_at = now()
+        `UPDATE ${table} SET state = '${released}', owner = NULL, updated_at = clock_timestamp()
          WHERE key = $1 AND epoch = $2 AND state = '${running}'`,
         [key, epoch],
       ),
@@ -143,17 +145,16 @@ export function checkpointSql(schema: string) {
         `UPDATE ${table} SET state = '${running}', fingerprint = $3, current_index = 0,
            current_batch_index = 0, processed_batches = 0, total_batches = 0, cursor = NULL,
            intermediate_result = NULL, result = NULL, error = NULL, attempt_start_index = 0,
-           attempt_started_at = now(), updated_at = now()
+           attempt_started_at = clock_timestamp(), updated_at = clock_timestamp()
          WHERE key = $1 AND epoch = $2`,
         [key, epoch, fingerprint],
       ),
     /** Keeps the progress but records the new input's fingerprint (onInputChange: 'resume'). */
     setFingerprint: (key: string, epoch: number, fingerprint: string) =>
-      q(`UPDATE ${table} SET fingerprint = $3, updated_at = now() WHERE key = $1 AND epoch = $2`, [
-        key,
-        epoch,
-        fingerprint,
-      ]),
+      q(
+        `UPDATE ${table} SET fingerprint = $3, updated_at = clock_timestamp() WHERE key = $1 AND epoch = $2`,
+        [key, epoch, fingerprint],
+      ),
 
     /**
      * Running keys of pg-boss jobs whose lease no session holds: their worker process died.
@@ -174,7 +175,7 @@ export function checkpointSql(schema: string) {
     /** Marks a dead worker's attempt failed, unless a new attempt already took the key. */
     abandon: (key: string, epoch: number, error: string) =>
       q(
-        `UPDATE ${table} SET state = '${failed}', error = $3::jsonb, owner = NULL, updated_at = now()
+        `UPDATE ${table} SET state = '${failed}', error = $3::jsonb, owner = NULL, updated_at = clock_timestamp()
          WHERE key = $1 AND epoch = $2 AND state = '${running}'`,
         [key, epoch, error],
       ),
@@ -201,7 +202,7 @@ export function checkpointSql(schema: string) {
            total_batches = EXCLUDED.total_batches,
            intermediate_result = EXCLUDED.intermediate_result,
            metadata = EXCLUDED.metadata,
-           updated_at = now()`,
+           updated_at = clock_timestamp()`,
         [
           key,
           currentBatchIndex,

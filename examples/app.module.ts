@@ -1,0 +1,44 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { CheckpointModule } from '../src/index.js';
+import { Decision, DemoRun } from './screening.entities.js';
+import { ScreeningService } from './screening.service.js';
+
+export interface DemoModuleOptions {
+  url: string;
+  schema: string;
+  /** Create the demo's own tables (the first process only; workers find them). */
+  synchronize: boolean;
+}
+
+/** The demo application: TypeORM, the checkpoint module with pg-boss, and the job. */
+@Module({})
+export class DemoModule {
+  static register({ url, schema, synchronize }: DemoModuleOptions): DynamicModule {
+    return {
+      module: DemoModule,
+      imports: [
+        TypeOrmModule.forRoot({
+          type: 'postgres',
+          url,
+          schema,
+          entities: [Decision, DemoRun],
+          synchronize,
+          extra: { max: 8 },
+        }),
+        CheckpointModule.forRoot({
+          schema,
+          boss: {
+            connectionString: url,
+            schema: `${schema}_boss`,
+            max: 4,
+            superviseIntervalSeconds: 2,
+            monitorIntervalSeconds: 2,
+          },
+          shutdownTimeoutMs: 10_000,
+        }),
+      ],
+      providers: [ScreeningService],
+    };
+  }
+}
