@@ -38,7 +38,7 @@ export class ScreeningService {
     const items = Array.from({ length: to - from }, (_, i) => from + i);
     for await (const batch of context.batches(items)) {
       const verdicts = await classify(batch.items, itemMs, context.signal);
-      await batch.manager?.insert(
+      await batch.manager.insert(
         Decision,
         batch.items.map((item, i) => ({
           runId,

@@ -123,7 +123,7 @@ export class AttemptContext implements CheckpointContext {
             await runner.release();
           }
         } else {
-          yield { ...batch, manager: undefined };
+          yield { ...batch, manager: this.dataSource.manager };
           await this.advance(items, size, cursorOf, undefined);
         }
         this.nextIndex += items.length;
@@ -144,7 +144,7 @@ export class AttemptContext implements CheckpointContext {
     items: T[],
     size: number,
     cursorOf: ((item: T) => unknown) | undefined,
-    manager: CheckpointBatch<T>['manager'],
+    manager: CheckpointBatch<T>['manager'] | undefined,
   ): Promise<void> {
     const currentIndex = this.nextIndex + items.length;
     const processedBatches = this.processedBatches + 1;

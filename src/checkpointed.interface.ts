@@ -67,9 +67,10 @@ export interface CheckpointBatch<T> {
   items: T[];
   /**
    * In transactional mode, the EntityManager of the batch's transaction: writes through it
-   * commit with the checkpoint advance, or not at all. Undefined otherwise.
+   * commit with the checkpoint advance, or not at all. Otherwise the DataSource's manager, whose
+   * writes commit one by one (at least once across crashes).
    */
-  manager: EntityManager | undefined;
+  manager: EntityManager;
 }
 
 /** Progress as the running attempt sees it. */

@@ -121,7 +121,7 @@ class Jobs {
     };
     for await (const page of context.pages(fetchPage, (row) => row.id)) {
       if (page.index === failAtPage) throw new Error(`boom at page ${page.index}`);
-      await page.manager?.query(
+      await page.manager.query(
         `INSERT INTO "${schema}".effect (key, item, attempt) SELECT $1, unnest($2::int[]), $3`,
         [key, page.items.map((row) => row.id), context.attempt],
       );
@@ -146,7 +146,7 @@ class Jobs {
       if (input.failAt === batch.index && context.attempt === 1)
         throw new Error(`boom at batch ${batch.index}`);
       if (input.msPerItem !== undefined) await sleep(input.msPerItem * batch.items.length);
-      await (batch.manager ?? this.dataSource.manager).query(
+      await batch.manager.query(
         `INSERT INTO "${schema}".effect (key, item, attempt) SELECT $1, unnest($2::int[]), $3`,
         [input.key, batch.items, context.attempt],
       );

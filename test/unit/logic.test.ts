@@ -1,0 +1,138 @@
+// Logic that needs no database: option validation, payload checks, batch sizing, progress maths.
+import 'reflect-metadata';
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { BatchSizer, batchSizeProblems } from '../../src/batch-sizer.js';
+import { CheckpointConfigError, CheckpointValidationError } from '../../src/checkpoint.errors.js';
+import { resolveOptions } from '../../src/checkpoint.options.js';
+import type { CheckpointRow } from '../../src/checkpoint.repository.js';
+import { toProgress } from '../../src/checkpoint.service.js';
+import { assertKey, toJson } from '../../src/checkpoint.validation.js';
+
+describe('resolveOptions', () => {
+  it('applies defaults', () => {
+    assert.deepEqual(resolveOptions({}), {
+      schema: 'checkpoint',
+      migrationsRun: true,
+      maxPayloadBytes: 1024 * 1024,
+      directThreshold: 50,
+      shutdownTimeoutMs: 30_000,
+      boss: undefined,
+    });
+  });
+
+  it('names every bad option at once', () => {
+    assert.throws(
+      () => resolveOptions({ schema: 'Bad-Name', maxPayloadBytes: 0, extra: true }),
+      (error: Error) =>
+        error instanceof CheckpointConfigError &&
+        error.message.includes('schema must be a lower-case identifier') &&
+        error.message.includes('maxPayloadBytes must be a whole number >= 1 (got 0)') &&
+        error.message.includes('unknown option "extra"'),
+    );
+    assert.throws(() => resolveOptions(null), CheckpointConfigError);
+  });
+});
+
+describe('payload and key checks', () => {
+  it('serialises JSON and refuses what has no JSON form or is too large', () => {
+    assert.equal(toJson('x', undefined, 10), null);
+    assert.equal(toJson('x', { a: 1 }, 100), '{"a":1}');
+    assert.throws(
+      () => toJson('x', () => 1, 100),
+      /x must be JSON-serialisable: a function has no JSON form/,
+    );
+    assert.throws(() => toJson('x', { n: 1n }, 100), CheckpointValidationError);
+    assert.throws(
+      () => toJson('x', 'é'.repeat(60), 100),
+      /x is 122 bytes as JSON, over the limit of 100 bytes/,
+    );
+  });
+
+  it('accepts keys of 1 to 512 characters', () => {
+    assertKey('k');
+    assertKey('k'.repeat(512));
+    for (const bad of ['', 'k'.repeat(513), 42, null])
+      assert.throws(() => assertKey(bad), CheckpointValidationError);
+  });
+});
+
+describe('BatchSizer', () => {
+  it('keeps a fixed size', () => {
+    const sizer = new BatchSizer(50);
+    sizer.record(50, 1000);
+    assert.equal(sizer.size, 50);
+    assert.equal(new BatchSizer(undefined).size, 100);
+  });
+
+  it('converges on the time target, growing at most fourfold per batch', () => {
+    const sizer = new BatchSizer({ targetMs: 100, min: 1, max: 1000 });
+    const sizes = [sizer.size];
+    for (let i = 0; i < 8; i++) {
+      sizer.record(sizer.size, sizer.size * 0.5); // 0.5 ms per item: 200 items per 100 ms
+      sizes.push(sizer.size);
+    }
+    assert.deepEqual(sizes.slice(0, 3), [10, 40, 160]);
+    assert.equal(sizes.at(-1), 200);
+  });
+
+  it('stays within min and max', () => {
+    const sizer = new BatchSizer({ targetMs: 10, min: 5, max: 20 });
+    sizer.record(10, 1000);
+    assert.equal(sizer.size, 5);
+    for (let i = 0; i < 10; i++) sizer.record(sizer.size, 0.001);
+    assert.equal(sizer.size, 20);
+  });
+
+  it('explains a bad batchSize option', () => {
+    assert.deepEqual(batchSizeProblems(10), []);
+    assert.deepEqual(batchSizeProblems(0), ['batchSize must be a whole number >= 1 (got 0)']);
+    assert.deepEqual(batchSizeProblems({ targetMs: 0, min: 10, max: 5 }), [
+      'batchSize.targetMs must be > 0 (got 0)',
+      'batchSize.max must be a whole number >= min (got 5)',
+    ]);
+  });
+});
+
+describe('toProgress', () => {
+  const row = (overrides: Partial<CheckpointRow>): CheckpointRow => ({
+    key: 'k',
+    state: 'running',
+    epoch: '1',
+    owner: null,
+    dispatch: null,
+    fingerprint: null,
+    current_batch_index: 10,
+    current_index: '500',
+    processed_batches: 10,
+    total_batches: 40,
+    total_items: '2000',
+    cursor: null,
+    intermediate_result: null,
+    metadata: null,
+    result: null,
+    error: null,
+    attempt: 2,
+    attempt_started_at: new Date('2026-01-01T00:00:00Z'),
+    attempt_start_index: '100',
+    created_at: new Date('2026-01-01T00:00:00Z'),
+    updated_at: new Date('2026-01-01T00:00:04Z'),
+    ...overrides,
+  });
+
+  it('keeps the original fields and adds rate and ETA for the current attempt', () => {
+    const progress = toProgress(row({}));
+    assert.equal(progress.currentBatch, 10);
+    assert.equal(progress.percentage, 25);
+    assert.equal(progress.processedItems, 500);
+    assert.equal(progress.itemsPerSecond, 100); // 400 items in 4 s this attempt
+    assert.equal(progress.etaSeconds, 15); // 1,500 left
+  });
+
+  it('has no rate before the attempt committed anything, and a zero percentage without batches', () => {
+    const fresh = toProgress(row({ current_index: '100', total_batches: 0, processed_batches: 0 }));
+    assert.equal(fresh.itemsPerSecond, null);
+    assert.equal(fresh.etaSeconds, null);
+    assert.equal(fresh.percentage, 0);
+  });
+});
