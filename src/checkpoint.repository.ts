@@ -1,3 +1,4 @@
+import type { PoolClient, QueryResultRow } from 'pg';
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import type { CheckpointState } from './checkpoint.constants.js';
 import { CheckpointStoreError } from './checkpoint.errors.js';
@@ -51,10 +52,21 @@ export class CheckpointRepository {
     query: Query,
     on?: EntityManager | QueryRunner,
   ): Promise<QueryOutcome<R>> {
-    const given =
-      on === undefined ? undefined : 'manager' in on && 'connect' in on ? on : on.queryRunner;
+    const given = on === undefined ? undefined : 'connect' in on ? on : on.queryRunner;
     const runner = given ?? this.dataSource.createQueryRunner();
     try {
+      if (query.name !== undefined) {
+        // TypeORM's query() cannot name a statement: send it on the connection behind the
+        // runner, and log it as TypeORM would, so that loggers still see every statement.
+        const client = (await runner.connect()) as PoolClient;
+        this.dataSource.logger.logQuery(query.text, query.values, runner);
+        const result = await client.query<QueryResultRow>({
+          name: query.name,
+          text: query.text,
+          values: query.values,
+        });
+        return { rows: result.rows as R[], rowCount: result.rowCount ?? result.rows.length };
+      }
       const result = await runner.query(query.text, query.values, true);
       const rows = (result.records ?? []) as R[];
       return { rows, rowCount: result.affected ?? rows.length };

@@ -9,6 +9,11 @@ import { assertSchemaName } from './checkpoint.validation.js';
 export interface Query {
   text: string;
   values: unknown[];
+  /**
+   * Set on the statements of the batch path: they go out as named (prepared) statements, so
+   * that PostgreSQL parses and plans them once per connection instead of on every batch.
+   */
+  name?: string;
 }
 
 const { running, released, completed, failed } = CHECKPOINT_STATES;
@@ -19,6 +24,12 @@ export function checkpointSql(schema: string) {
   const table = `"${schema}"."checkpoint"`;
   const lockSpace = `nestjs-checkpoint:${schema}:`;
   const q = (text: string, values: unknown[] = []): Query => ({ text, values });
+  // Names are per connection and must not clash between two schemas on one DataSource.
+  const prepared = (name: string, text: string, values: unknown[]): Query => ({
+    name: `checkpoint_${name}_${schema}`,
+    text,
+    values,
+  });
 
   return {
     /** The LISTEN/NOTIFY channel of this schema (an identifier: quoted where it is one). */
@@ -61,12 +72,15 @@ export function checkpointSql(schema: string) {
       queue: string | null,
       jobId: string | null,
     ) =>
-      q(
-        `INSERT INTO ${table} AS c (key, state, epoch, owner, fingerprint, total_items, dispatch,
-                                    queue, job_id, attempt, attempt_started_at, attempt_start_index)
-         VALUES ($1, '${running}', 1, $2, $3, $4, $5, $7, $8, 1, clock_timestamp(), 0)
+      prepared(
+        'claim',
+        `INSERT INTO ${table} AS c (key, state, epoch, running_epoch, owner, fingerprint,
+                                    total_items, dispatch, queue, job_id, attempt,
+                                    attempt_started_at, attempt_start_index)
+         VALUES ($1, '${running}', 1, 1, $2, $3, $4, $5, $7, $8, 1, clock_timestamp(), 0)
          ON CONFLICT (key) DO UPDATE SET
            epoch = c.epoch + 1,
+           running_epoch = CASE WHEN c.state = '${completed}' THEN NULL ELSE c.epoch + 1 END,
            owner = EXCLUDED.owner,
            dispatch = EXCLUDED.dispatch,
            queue = EXCLUDED.queue,
@@ -82,7 +96,10 @@ export function checkpointSql(schema: string) {
          RETURNING *`,
         [key, owner, fingerprint, totalItems, dispatch, force, queue, jobId],
       ),
-    /** One statement per batch: absolute progress, applied only while the epoch is current. */
+    /**
+     * One statement per batch: absolute progress, applied only while `epoch` may write. It
+     * matches on the primary key and the unindexed running_epoch (see migration 2).
+     */
     advance: (
       key: string,
       epoch: number,
@@ -95,7 +112,8 @@ export function checkpointSql(schema: string) {
       intermediateResult: string | null,
       metadata: string | null,
     ) =>
-      q(
+      prepared(
+        'advance',
         `UPDATE ${table} SET
            current_index = $3,
            current_batch_index = COALESCE($4, current_batch_index),
@@ -106,7 +124,7 @@ export function checkpointSql(schema: string) {
            intermediate_result = COALESCE($9::jsonb, intermediate_result),
            metadata = COALESCE($10::jsonb, metadata),
            updated_at = clock_timestamp()
-         WHERE key = $1 AND epoch = $2 AND state = '${running}'`,
+         WHERE key = $1 AND running_epoch = $2`,
         [
           key,
           epoch,
@@ -120,39 +138,45 @@ export function checkpointSql(schema: string) {
           metadata,
         ],
       ),
+    // complete, fail, release and abandon end the attempt: running_epoch goes back to NULL.
     complete: (key: string, epoch: number, result: string | null) =>
-      q(
-        `UPDATE ${table} SET state = '${completed}', result = $3::jsonb, error = NULL, owner = NULL,
-           updated_at = clock_timestamp()
-         WHERE key = $1 AND epoch = $2 AND state = '${running}'`,
+      prepared(
+        'complete',
+        `UPDATE ${table} SET state = '${completed}', running_epoch = NULL, result = $3::jsonb,
+           error = NULL, owner = NULL, updated_at = clock_timestamp()
+         WHERE key = $1 AND running_epoch = $2`,
         [key, epoch, result],
       ),
     fail: (key: string, epoch: number, error: string) =>
       q(
-        `UPDATE ${table} SET state = '${failed}', error = $3::jsonb, owner = NULL, updated_at = clock_timestamp()
-         WHERE key = $1 AND epoch = $2 AND state = '${running}'`,
+        `UPDATE ${table} SET state = '${failed}', running_epoch = NULL, error = $3::jsonb,
+           owner = NULL, updated_at = clock_timestamp()
+         WHERE key = $1 AND running_epoch = $2`,
         [key, epoch, error],
       ),
     release: (key: string, epoch: number) =>
       q(
-        `UPDATE ${table} SET state = '${released}', owner = NULL, updated_at = clock_timestamp()
-         WHERE key = $1 AND epoch = $2 AND state = '${running}'`,
+        `UPDATE ${table} SET state = '${released}', running_epoch = NULL, owner = NULL,
+           updated_at = clock_timestamp()
+         WHERE key = $1 AND running_epoch = $2`,
         [key, epoch],
       ),
     /** Starts the key over (input changed, or a completed key run again) under a new fingerprint. */
     restart: (key: string, epoch: number, fingerprint: string | null) =>
       q(
-        `UPDATE ${table} SET state = '${running}', fingerprint = $3, current_index = 0,
-           current_batch_index = 0, processed_batches = 0, total_batches = 0, cursor = NULL,
-           intermediate_result = NULL, result = NULL, error = NULL, attempt_start_index = 0,
-           attempt_started_at = clock_timestamp(), updated_at = clock_timestamp()
+        `UPDATE ${table} SET state = '${running}', running_epoch = epoch, fingerprint = $3,
+           current_index = 0, current_batch_index = 0, processed_batches = 0, total_batches = 0,
+           cursor = NULL, intermediate_result = NULL, result = NULL, error = NULL,
+           attempt_start_index = 0, attempt_started_at = clock_timestamp(),
+           updated_at = clock_timestamp()
          WHERE key = $1 AND epoch = $2`,
         [key, epoch, fingerprint],
       ),
     /** Keeps the progress but records the new input's fingerprint (onInputChange: 'resume'). */
     setFingerprint: (key: string, epoch: number, fingerprint: string) =>
       q(
-        `UPDATE ${table} SET fingerprint = $3, updated_at = clock_timestamp() WHERE key = $1 AND epoch = $2`,
+        `UPDATE ${table} SET fingerprint = $3, updated_at = clock_timestamp()
+         WHERE key = $1 AND running_epoch = $2`,
         [key, epoch, fingerprint],
       ),
 
@@ -162,8 +186,9 @@ export function checkpointSql(schema: string) {
      */
     orphans: (queues: string[]) =>
       q(
-        `SELECT c.key, c.epoch, c.queue, c.job_id, c.dispatch FROM ${table} c
+        `SELECT c.key, c.running_epoch AS epoch, c.queue, c.job_id, c.dispatch FROM ${table} c
          WHERE c.state = '${running}' AND c.queue = ANY($1::text[]) AND c.job_id IS NOT NULL
+           AND c.running_epoch IS NOT NULL
            AND NOT EXISTS (
              SELECT 1 FROM pg_locks l
              WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
@@ -175,8 +200,9 @@ export function checkpointSql(schema: string) {
     /** Marks a dead worker's attempt failed, unless a new attempt already took the key. */
     abandon: (key: string, epoch: number, error: string) =>
       q(
-        `UPDATE ${table} SET state = '${failed}', error = $3::jsonb, owner = NULL, updated_at = clock_timestamp()
-         WHERE key = $1 AND epoch = $2 AND state = '${running}'`,
+        `UPDATE ${table} SET state = '${failed}', running_epoch = NULL, error = $3::jsonb,
+           owner = NULL, updated_at = clock_timestamp()
+         WHERE key = $1 AND running_epoch = $2`,
         [key, epoch, error],
       ),
 

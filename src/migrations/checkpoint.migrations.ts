@@ -1,5 +1,6 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
 import { createCheckpoint } from './000001-create-checkpoint.js';
+import { addRunningEpoch } from './000002-running-epoch.js';
 import { checkpointSql } from '../checkpoint.sql.js';
 import { assertSchemaName } from '../checkpoint.validation.js';
 
@@ -13,6 +14,7 @@ export interface CheckpointMigration {
 /** Every migration of the package, in order. New ones are appended, never edited. */
 export const checkpointMigrations: readonly CheckpointMigration[] = Object.freeze([
   createCheckpoint,
+  addRunningEpoch,
 ]);
 
 /**

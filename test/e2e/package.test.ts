@@ -73,13 +73,13 @@ describe('migrations run by the application', () => {
     });
     await dataSource.initialize();
     const applied = await dataSource.runMigrations();
-    assert.equal(applied.length, 1);
+    assert.equal(applied.length, 2);
     await dataSource.query(`DROP TABLE "${schema}_typeorm_migrations"`);
     await dataSource.destroy();
     const recorded = await sql<{ version: number }>(`SELECT version FROM "${schema}".migration`);
     assert.deepEqual(
       recorded.map((row) => row.version),
-      [1],
+      [1, 2],
     );
 
     const app = await createTestApp({ schema, checkpoint: { migrationsRun: true } });
@@ -90,6 +90,6 @@ describe('migrations run by the application', () => {
       totalBatches: 1,
     });
     await app.close();
-    assert.equal((await sql(`SELECT version FROM "${schema}".migration`)).length, 1);
+    assert.equal((await sql(`SELECT version FROM "${schema}".migration`)).length, 2);
   });
 });

@@ -15,6 +15,7 @@ import {
   CheckpointValidationError,
   type CheckpointData,
 } from '../../src/index.js';
+import { checkpointSql } from '../../src/checkpoint.sql.js';
 import { CountingLogger, createTestApp } from '../support/app.js';
 import { DATABASE_URL, dropSchema, sql, uniqueSchema } from '../support/database.js';
 import { Child } from '../support/process.js';
@@ -58,7 +59,7 @@ describe('CheckpointModule', () => {
     );
     assert.deepEqual(
       migrations.map((row) => row.version),
-      [1],
+      [1, 2],
     );
   });
 
@@ -177,7 +178,7 @@ describe('CheckpointModule', () => {
     );
     assert.ok(await tableExists(fresh));
     const migrations = await sql(`SELECT version FROM "${fresh}"."migration"`);
-    assert.equal(migrations.length, 1);
+    assert.equal(migrations.length, 2);
     for (const each of booted) await each.close();
     await dropSchema(fresh);
   });
@@ -410,6 +411,35 @@ describe('ownership', () => {
     const afterwards = await service.find('fenced');
     assert.deepEqual(afterwards, before);
     await service.complete('fenced', fresh.epoch);
+  });
+
+  it('an advance finds its row by the primary key, however many keys run', async () => {
+    // A table as the migrations leave it (never analyzed), with many keys running: fencing on
+    // `state = 'running'` made the planner walk the running keys by the partial index on state.
+    const fresh = uniqueSchema('plan');
+    const created = await createTestApp({ schema: fresh, poolSize: 2 });
+    await sql(
+      `INSERT INTO "${fresh}".checkpoint (key, state, epoch, running_epoch, queue)
+       SELECT 'running-' || i, 'running', 1, 1, 'q' FROM generate_series(1, 64) AS i`,
+    );
+    const advance = checkpointSql(fresh).advance(
+      'running-25',
+      1,
+      100,
+      1,
+      1,
+      10,
+      1000,
+      null,
+      null,
+      null,
+    );
+    const plan = await sql<{ 'QUERY PLAN': string }>(`EXPLAIN ${advance.text}`, advance.values);
+    const scans = plan.map((row) => row['QUERY PLAN']).filter((line) => line.includes('Scan'));
+    assert.equal(scans.length, 1, scans.join('\n'));
+    assert.match(scans[0] ?? '', /Index Scan using checkpoint_pkey/);
+    await created.close();
+    await dropSchema(fresh);
   });
 
   it('fifty concurrent advances by the owner leave a consistent row', async () => {
