@@ -207,7 +207,7 @@ export function checkpointSql(schema: string) {
       ),
 
     // --- the original service's operations ----------------------------------------------------
-    /** One upsert; like the original, the stored checkpoint is replaced as a whole. */
+    /** One upsert (prepared: legacy callers save once per batch); the checkpoint is replaced whole. */
     save: (
       key: string,
       currentBatchIndex: number,
@@ -217,7 +217,8 @@ export function checkpointSql(schema: string) {
       intermediateResult: string | null,
       metadata: string | null,
     ) =>
-      q(
+      prepared(
+        'save',
         `INSERT INTO ${table} AS c (key, state, current_batch_index, current_index,
                                     processed_batches, total_batches, intermediate_result, metadata)
          VALUES ($1, '${running}', $2, $3, $4, $5, $6::jsonb, $7::jsonb)
