@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { hostname } from 'node:os';
 import { Observable } from 'rxjs';
 import { CHECKPOINT_OPTIONS, CHECKPOINT_STATES } from './checkpoint.constants.js';
@@ -50,7 +50,6 @@ export interface ClaimedCheckpoint extends Claim {
  */
 @Injectable()
 export class CheckpointService {
-  private readonly logger = new Logger('Checkpoint');
   private readonly leases = new Map<string, Lease>();
   private readonly ownerPrefix = `${hostname()}:${process.pid}`;
   private ownerSequence = 0;
@@ -61,7 +60,8 @@ export class CheckpointService {
     private readonly repository: CheckpointRepository,
     private readonly session: CheckpointSession,
   ) {
-    session.onLoss((reason) => {
+    // The session logs the loss; here every attempt that held a lease on it is stopped.
+    session.onLoss(() => {
       for (const lease of this.leases.values()) {
         if (!lease.locked) continue;
         lease.controller.abort(
@@ -69,7 +69,6 @@ export class CheckpointService {
         );
         this.forget(lease);
       }
-      this.logger.warn(`ownership lost with the database session: ${reason}`);
     });
   }
 
