@@ -35,7 +35,7 @@ import {
 import { rawPool } from './database.js';
 import type { BenchEnv } from './env.js';
 import { interleave, samplesOf, summarize, timed, type Summary, type Variant } from './harness.js';
-import { count, ms, ratio, summaryJson, type Json, type Section } from './report.js';
+import { count, latencyCells, ms, ratio, summaryJson, type Json, type Section } from './report.js';
 
 const ROUNDS = 1000;
 const WARMUP_ROUNDS = 100;
@@ -229,14 +229,7 @@ async function oneJob(env: BenchEnv, prepares: boolean): Promise<OneJob> {
     columns: ['what', 'n', 'p50', 'p99', '× floor p50', '× floor p99'],
     rows: order.map((label) => {
       const { summary } = get(label);
-      return [
-        label,
-        count(summary.n),
-        ms(summary.p50),
-        ms(summary.p99),
-        ratio(summary.p50 / floor.p50),
-        ratio(summary.p99 / floor.p99),
-      ];
+      return [label, ...latencyCells(summary, floor)];
     }),
     targets: [],
     notes: [],

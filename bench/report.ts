@@ -49,6 +49,17 @@ export function count(value: number): string {
   return Math.round(value).toLocaleString('en-US');
 }
 
+/** The cells every latency row ends with: n, p50, p99, and both against the floor. */
+export function latencyCells(summary: Summary, floor: Summary): string[] {
+  return [
+    count(summary.n),
+    ms(summary.p50),
+    ms(summary.p99),
+    ratio(summary.p50 / floor.p50),
+    ratio(summary.p99 / floor.p99),
+  ];
+}
+
 /** A target line: `text` is the comparison with its figures. */
 export function target(text: string, holds: boolean): Target {
   return { text, holds };

@@ -7,7 +7,15 @@ import { bootApp } from './app.js';
 import type { BenchEnv } from './env.js';
 import { interleave, samplesOf, summarize, timed, type Variant } from './harness.js';
 import { BATCH_SIZE, FirstBatchReached } from './jobs.js';
-import { count, ms, ratio, summaryJson, target, type Json, type Section } from './report.js';
+import {
+  count,
+  latencyCells,
+  ratio,
+  summaryJson,
+  target,
+  type Json,
+  type Section,
+} from './report.js';
 
 const RESUME_POINTS = [10_000, 1_000_000] as const;
 const INPUT_ITEMS = 1_001_000;
@@ -84,14 +92,7 @@ export async function measureResume(env: BenchEnv): Promise<Section> {
     columns: ['resume point', 'n', 'p50', 'p99', '× floor p50', '× floor p99'],
     rows: labels.map((each) => {
       const summary = get(each);
-      return [
-        each,
-        count(summary.n),
-        ms(summary.p50),
-        ms(summary.p99),
-        ratio(summary.p50 / floor.p50),
-        ratio(summary.p99 / floor.p99),
-      ];
+      return [each, ...latencyCells(summary, floor)];
     }),
     targets: [
       target(

@@ -12,7 +12,16 @@ import type { ChartData } from './chart.js';
 import type { BenchSql } from './database.js';
 import type { BenchEnv } from './env.js';
 import { interleave, samplesOf, summarize, timed, type Summary, type Variant } from './harness.js';
-import { count, ms, ratio, summaryJson, target, type Json, type Section } from './report.js';
+import {
+  count,
+  latencyCells,
+  ms,
+  ratio,
+  summaryJson,
+  target,
+  type Json,
+  type Section,
+} from './report.js';
 
 /**
  * Rounds per size. The old way at 2 MB costs 60-200 ms a save, so fewer rounds there, and the
@@ -150,11 +159,7 @@ export async function measureSaveCost(env: BenchEnv): Promise<SaveCostResult> {
       rows.push([
         `${result.label} (${count(result.bytes)} B)`,
         WAYS[way],
-        count(stats.n),
-        ms(stats.p50),
-        ms(stats.p99),
-        ratio(stats.p50 / floor.p50),
-        ratio(stats.p99 / floor.p99),
+        ...latencyCells(stats, floor),
       ]);
     }
   }

@@ -14,7 +14,7 @@ import { bootApp } from './app.js';
 import type { BenchEnv } from './env.js';
 import { lockstep, samplesOf, summarize, type LockstepVariant, type Timeline } from './harness.js';
 import { BATCH_SIZE, BenchEffect, effectsOf } from './jobs.js';
-import { count, ms, ratio, summaryJson, target, type Json, type Section } from './report.js';
+import { latencyCells, ms, ratio, summaryJson, target, type Json, type Section } from './report.js';
 
 /** Batches per run: a run is one decorated call, so a few batches amortise its claim. */
 const BATCHES_PER_RUN = 20;
@@ -138,14 +138,7 @@ export async function measureTransactional(env: BenchEnv): Promise<Section> {
     columns: ['way', 'batches', 'p50', 'p99', '× floor p50', '× floor p99'],
     rows: ORDER.map((way) => {
       const summary = get(way);
-      return [
-        WAYS[way],
-        count(summary.n),
-        ms(summary.p50),
-        ms(summary.p99),
-        ratio(summary.p50 / floor.p50),
-        ratio(summary.p99 / floor.p99),
-      ];
+      return [WAYS[way], ...latencyCells(summary, floor)];
     }),
     targets: [
       target(
