@@ -229,7 +229,7 @@ describe('the original five methods', () => {
     assert.equal(await service.canResume('job-1'), false);
   });
 
-  it('a failed read throws instead of looking like "no checkpoint"', async () => {
+  it('a failed read or write throws; a failed read never looks like "no checkpoint"', async () => {
     const broken = uniqueSchema('broken');
     const created = await createTestApp({ schema: broken, poolSize: 2 });
     const brokenService = created.get(CheckpointService);
@@ -243,6 +243,19 @@ describe('the original five methods', () => {
     await sql(`ALTER TABLE "${broken}"."checkpoint" RENAME TO gone`);
     await assert.rejects(brokenService.loadCheckpoint('k'), CheckpointStoreError);
     await assert.rejects(brokenService.canResume('k'), CheckpointStoreError);
+    // Writes fail as loudly as reads.
+    await assert.rejects(
+      brokenService.saveCheckpoint('k', {
+        currentBatchIndex: 2,
+        currentIndex: 2,
+        processedBatches: 2,
+        totalBatches: 2,
+      }),
+      (error: Error) =>
+        error instanceof CheckpointStoreError &&
+        /checkpoint save of key "k" failed in the database/.test(error.message),
+    );
+    await assert.rejects(brokenService.claim('k'), CheckpointStoreError);
     await sql(`ALTER TABLE "${broken}".gone RENAME TO checkpoint`);
     assert.equal((await brokenService.loadCheckpoint('k'))?.currentIndex, 1);
     // ...and then the connection pool does.
