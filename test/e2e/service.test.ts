@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { Injectable, Module, type INestApplicationContext } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { TypeOrmModule, getDataSourceToken } from '@nestjs/typeorm';
@@ -363,7 +363,7 @@ describe('ownership', () => {
     await other.get(CheckpointService).complete('owned', again.epoch);
   });
 
-  it('takes over at once when the owner process is killed, and bumps the epoch', async () => {
+  it('takes over at once when the owner process is killed, and bumps the epoch', async (t: TestContext) => {
     const holder = Child.start('claim-holder', { SCHEMA: schema, KEY: 'killed-owner' });
     const line = await holder.waitFor((l) => l.startsWith('claimed '));
     const heldEpoch = Number(line.split(' ')[1]);
@@ -382,6 +382,7 @@ describe('ownership', () => {
       }
     }
     const takeoverMs = Date.now() - killedAt;
+    t.diagnostic(`takeover ${takeoverMs} ms after SIGKILL of the owner`);
     assert.ok(takeoverMs < 1000, `takeover took ${takeoverMs} ms`);
     assert.equal(claim.epoch, heldEpoch + 1);
     assert.equal(claim.attempt, 2);
