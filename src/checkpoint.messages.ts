@@ -30,7 +30,6 @@ export const messages = {
     `@Checkpointed() on ${where} has invalid options:\n  - ${problems.join('\n  - ')}`,
   bossMissing: (where: string, queue: string) =>
     `@Checkpointed({ queue: '${queue}' }) on ${where} needs pg-boss: give CheckpointModule the \`boss\` option`,
-  notInQueue: (key: string) => `key "${key}" is not running in a queue handler`,
   ownershipLost: (key: string) =>
     `the database session that held ownership of checkpoint key "${key}" was lost`,
   shuttingDown: () => 'the application is shutting down',

@@ -32,9 +32,6 @@ export function checkpointSql(schema: string) {
   });
 
   return {
-    /** The LISTEN/NOTIFY channel of this schema (an identifier: quoted where it is one). */
-    channel: `${schema}_checkpoint`,
-
     // --- migrations -------------------------------------------------------------------------
     migrationLock: () =>
       q(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`${lockSpace}migrate`]),
@@ -253,7 +250,6 @@ export function checkpointSql(schema: string) {
 
     // --- progress across processes ------------------------------------------------------------
     listen: () => q(`LISTEN "${schema}_checkpoint"`),
-    unlisten: () => q(`UNLISTEN "${schema}_checkpoint"`),
     /** Leaves a borrowed connection as the pool lent it: no advisory lock, no LISTEN. */
     resetSession: () => q(`SELECT pg_advisory_unlock_all(); UNLISTEN *`),
     /** One statement for every key that changed since the last flush. */
