@@ -104,6 +104,8 @@ export class AttemptContext implements CheckpointContext {
         const items = await take(size);
         if (items.length === 0) return;
         const batch = { index: this.batchIndex, startIndex: this.nextIndex, items };
+        // pages() resumes after the last key of the last committed page.
+        const cursor = cursorOf === undefined ? undefined : cursorOf(items[items.length - 1]);
         if (this.transactional) {
           const runner = this.dataSource.createQueryRunner('master');
           await runner.connect();
@@ -111,7 +113,7 @@ export class AttemptContext implements CheckpointContext {
           let committed = false;
           try {
             yield { ...batch, manager: runner.manager };
-            await this.advance(items, size, cursorOf, runner.manager);
+            await this.advance(items, size, cursor, runner.manager);
             await runner.commitTransaction();
             committed = true;
           } finally {
@@ -124,12 +126,12 @@ export class AttemptContext implements CheckpointContext {
           }
         } else {
           yield { ...batch, manager: this.dataSource.manager };
-          await this.advance(items, size, cursorOf, undefined);
+          await this.advance(items, size, cursor, undefined);
         }
         this.nextIndex += items.length;
         this.batchIndex += 1;
         this.processedBatches += 1;
-        if (cursorOf !== undefined) this.nextCursor = cursorOf(items[items.length - 1]);
+        if (cursor !== undefined) this.nextCursor = cursor;
         this.pendingIntermediate = undefined;
         this.sizer.record(items.length, performance.now() - started);
         // A short page is the last one of a keyset-paginated source.
@@ -143,7 +145,7 @@ export class AttemptContext implements CheckpointContext {
   private async advance<T>(
     items: T[],
     size: number,
-    cursorOf: ((item: T) => unknown) | undefined,
+    cursor: unknown,
     manager: CheckpointBatch<T>['manager'] | undefined,
   ): Promise<void> {
     const currentIndex = this.nextIndex + items.length;
@@ -159,7 +161,7 @@ export class AttemptContext implements CheckpointContext {
         totalBatches:
           remaining === null ? undefined : processedBatches + Math.ceil(remaining / size),
         totalItems: this.totalItems ?? undefined,
-        cursor: cursorOf === undefined ? undefined : cursorOf(items[items.length - 1]),
+        cursor,
         intermediateResult: this.pendingIntermediate,
       },
       { manager },

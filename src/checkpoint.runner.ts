@@ -46,7 +46,7 @@ export class CheckpointRunner {
     @Inject(CHECKPOINT_DATA_SOURCE) private readonly dataSource: DataSource,
   ) {}
 
-  /** Runs one attempt of `method`; the shutdown sequence waits for it (see `drain`). */
+  /** Runs one attempt of `method`; the shutdown sequence waits for it (see `running`). */
   run(
     method: CheckpointedMethod,
     instance: object,
@@ -60,20 +60,9 @@ export class CheckpointRunner {
     return attempt;
   }
 
-  /** Waits until every running attempt has ended, or `timeoutMs` has passed. */
-  async drain(timeoutMs: number): Promise<void> {
-    if (this.inFlight.size === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(true), timeoutMs);
-    });
-    const ended = Promise.allSettled([...this.inFlight]).then(() => false);
-    if (await Promise.race([ended, timedOut])) {
-      this.logger.warn(
-        `${this.inFlight.size} attempt(s) did not reach a batch boundary in ${timeoutMs} ms`,
-      );
-    }
-    clearTimeout(timer);
+  /** The attempts running now; the shutdown sequence waits for them. */
+  get running(): Iterable<Promise<unknown>> {
+    return this.inFlight;
   }
 
   private async attempt(

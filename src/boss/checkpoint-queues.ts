@@ -171,8 +171,11 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
       );
     }
     this.service.stopAttempts();
-    await this.runner.drain(this.options.shutdownTimeoutMs);
-    await Promise.allSettled(this.inFlight);
+    // One deadline for both: attempts stop at a batch boundary, then handlers hand jobs back.
+    await this.settleWithin(
+      [...this.runner.running, ...this.inFlight],
+      this.options.shutdownTimeoutMs,
+    );
     await this.service.close();
     if (boss !== null && !(this.options.boss instanceof PgBoss)) {
       await boss.stop({
@@ -181,6 +184,19 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
         close: true,
       });
     }
+  }
+
+  private async settleWithin(work: Promise<unknown>[], timeoutMs: number): Promise<void> {
+    if (work.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), timeoutMs);
+    });
+    const settled = Promise.allSettled(work).then(() => false);
+    if (await Promise.race([settled, timedOut])) {
+      this.logger.warn(`in-flight work did not stop at a batch boundary within ${timeoutMs} ms`);
+    }
+    clearTimeout(timer);
   }
 
   private async handle(
