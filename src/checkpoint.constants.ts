@@ -21,14 +21,28 @@ export const IDENTIFIER_PATTERN = /^[a-z_][a-z0-9_]{0,47}$/;
  * comparison in the code names one of these.
  */
 export const CHECKPOINT_STATES = Object.freeze({
+  /** A chunk of a run whose job has not started yet. */
+  pending: 'pending',
   /** An attempt owns the key, or owned it until its process died. */
   running: 'running',
   /** The last attempt stopped cleanly at a batch boundary (shutdown) and handed the key back. */
   released: 'released',
+  /** An operator paused the work; it stopped at a batch boundary and waits for `resume`. */
+  paused: 'paused',
   /** The work finished; `result` holds the method's return value. */
   completed: 'completed',
   /** The last attempt threw; progress is kept for the next attempt. */
   failed: 'failed',
+  /** An operator cancelled the work; it stopped at a batch boundary and will not run again. */
+  cancelled: 'cancelled',
 } as const);
+
+/** Requests an operator leaves on a key; the running attempt obeys at its next batch boundary. */
+export const CHECKPOINT_CONTROLS = Object.freeze({
+  pause: 'pause',
+  cancel: 'cancel',
+} as const);
+
+export type CheckpointControl = (typeof CHECKPOINT_CONTROLS)[keyof typeof CHECKPOINT_CONTROLS];
 
 export type CheckpointState = (typeof CHECKPOINT_STATES)[keyof typeof CHECKPOINT_STATES];

@@ -1,6 +1,6 @@
 import type { PoolClient, QueryResultRow } from 'pg';
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
-import type { CheckpointState } from './checkpoint.constants.js';
+import type { CheckpointControl, CheckpointState } from './checkpoint.constants.js';
 import { CheckpointStoreError } from './checkpoint.errors.js';
 import type { CheckpointRecord } from './checkpoint.interfaces.js';
 import type { CheckpointSql, Query } from './checkpoint.sql.js';
@@ -13,10 +13,10 @@ export interface CheckpointRow {
   owner: string | null;
   dispatch: number | null;
   fingerprint: string | null;
-  current_batch_index: number;
+  current_batch_index: string;
   current_index: string;
-  processed_batches: number;
-  total_batches: number;
+  processed_batches: string;
+  total_batches: string;
   total_items: string | null;
   cursor: unknown;
   intermediate_result: unknown;
@@ -28,6 +28,12 @@ export interface CheckpointRow {
   attempt_start_index: string;
   created_at: Date;
   updated_at: Date;
+  control: CheckpointControl | null;
+  run_id: string | null;
+  skipped_items: string;
+  owner_pid: number | null;
+  owner_started: Date | null;
+  lease_expires_at: Date | null;
 }
 
 export interface QueryOutcome<R> {
@@ -87,10 +93,10 @@ export function toRecord(row: CheckpointRow): CheckpointRecord {
     owner: row.owner,
     attempt: row.attempt,
     fingerprint: row.fingerprint,
-    currentBatchIndex: row.current_batch_index,
+    currentBatchIndex: Number(row.current_batch_index),
     currentIndex: Number(row.current_index),
-    processedBatches: row.processed_batches,
-    totalBatches: row.total_batches,
+    processedBatches: Number(row.processed_batches),
+    totalBatches: Number(row.total_batches),
     totalItems: row.total_items === null ? null : Number(row.total_items),
     cursor: row.cursor,
     intermediateResult: row.intermediate_result,

@@ -113,10 +113,10 @@ export class CheckpointService {
     const row = await this.findRow('load', key);
     if (row === undefined) return null;
     const data: CheckpointData = {
-      currentBatchIndex: row.current_batch_index,
+      currentBatchIndex: Number(row.current_batch_index),
       currentIndex: Number(row.current_index),
-      processedBatches: row.processed_batches,
-      totalBatches: row.total_batches,
+      processedBatches: Number(row.processed_batches),
+      totalBatches: Number(row.total_batches),
       lastUpdate: row.updated_at,
     };
     if (row.intermediate_result !== null) data.intermediateResult = row.intermediate_result;
@@ -551,11 +551,13 @@ export function toProgress(row: CheckpointRow): CheckpointProgress {
         : null;
   return {
     key: row.key,
-    currentBatch: row.current_batch_index,
-    totalBatches: row.total_batches,
-    processedBatches: row.processed_batches,
+    currentBatch: Number(row.current_batch_index),
+    totalBatches: Number(row.total_batches),
+    processedBatches: Number(row.processed_batches),
     percentage:
-      row.total_batches > 0 ? Math.round((row.processed_batches / row.total_batches) * 100) : 0,
+      Number(row.total_batches) > 0
+        ? Math.round((Number(row.processed_batches) / Number(row.total_batches)) * 100)
+        : 0,
     processedItems,
     totalItems,
     state: row.state,

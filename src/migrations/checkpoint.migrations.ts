@@ -1,6 +1,7 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
 import { createCheckpoint } from './000001-create-checkpoint.js';
 import { addRunningEpoch } from './000002-running-epoch.js';
+import { sharedColumns } from './000003-shared-columns.js';
 import { checkpointSql } from '../checkpoint.sql.js';
 import { assertSchemaName } from '../checkpoint.validation.js';
 
@@ -15,6 +16,7 @@ export interface CheckpointMigration {
 export const checkpointMigrations: readonly CheckpointMigration[] = Object.freeze([
   createCheckpoint,
   addRunningEpoch,
+  sharedColumns,
 ]);
 
 /**

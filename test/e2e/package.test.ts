@@ -17,7 +17,11 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { DataSource } from 'typeorm';
-import { CheckpointService, createCheckpointTypeOrmMigrations } from '../../src/index.js';
+import {
+  CheckpointService,
+  checkpointMigrations,
+  createCheckpointTypeOrmMigrations,
+} from '../../src/index.js';
 import { createTestApp } from '../support/app.js';
 import { DATABASE_URL, dropSchema, sql, uniqueSchema } from '../support/database.js';
 
@@ -73,13 +77,13 @@ describe('migrations run by the application', () => {
     });
     await dataSource.initialize();
     const applied = await dataSource.runMigrations();
-    assert.equal(applied.length, 2);
+    assert.equal(applied.length, checkpointMigrations.length);
     await dataSource.query(`DROP TABLE "${schema}_typeorm_migrations"`);
     await dataSource.destroy();
     const recorded = await sql<{ version: number }>(`SELECT version FROM "${schema}".migration`);
     assert.deepEqual(
       recorded.map((row) => row.version),
-      [1, 2],
+      checkpointMigrations.map((migration) => migration.version),
     );
 
     const app = await createTestApp({ schema, checkpoint: { migrationsRun: true } });
@@ -90,6 +94,9 @@ describe('migrations run by the application', () => {
       totalBatches: 1,
     });
     await app.close();
-    assert.equal((await sql(`SELECT version FROM "${schema}".migration`)).length, 2);
+    assert.equal(
+      (await sql(`SELECT version FROM "${schema}".migration`)).length,
+      checkpointMigrations.length,
+    );
   });
 });

@@ -13,6 +13,7 @@ import {
   CheckpointService,
   CheckpointStoreError,
   CheckpointValidationError,
+  checkpointMigrations,
   type CheckpointData,
 } from '../../src/index.js';
 import { checkpointSql } from '../../src/checkpoint.sql.js';
@@ -59,7 +60,7 @@ describe('CheckpointModule', () => {
     );
     assert.deepEqual(
       migrations.map((row) => row.version),
-      [1, 2],
+      checkpointMigrations.map((migration) => migration.version),
     );
   });
 
@@ -178,7 +179,7 @@ describe('CheckpointModule', () => {
     );
     assert.ok(await tableExists(fresh));
     const migrations = await sql(`SELECT version FROM "${fresh}"."migration"`);
-    assert.equal(migrations.length, 2);
+    assert.equal(migrations.length, checkpointMigrations.length);
     for (const each of booted) await each.close();
     await dropSchema(fresh);
   });

@@ -102,10 +102,10 @@ describe('toProgress', () => {
     owner: null,
     dispatch: null,
     fingerprint: null,
-    current_batch_index: 10,
+    current_batch_index: '10',
     current_index: '500',
-    processed_batches: 10,
-    total_batches: 40,
+    processed_batches: '10',
+    total_batches: '40',
     total_items: '2000',
     cursor: null,
     intermediate_result: null,
@@ -117,6 +117,12 @@ describe('toProgress', () => {
     attempt_start_index: '100',
     created_at: new Date('2026-01-01T00:00:00Z'),
     updated_at: new Date('2026-01-01T00:00:04Z'),
+    control: null,
+    run_id: null,
+    skipped_items: '0',
+    owner_pid: null,
+    owner_started: null,
+    lease_expires_at: null,
     ...overrides,
   });
 
@@ -130,7 +136,9 @@ describe('toProgress', () => {
   });
 
   it('has no rate before the attempt committed anything, and a zero percentage without batches', () => {
-    const fresh = toProgress(row({ current_index: '100', total_batches: 0, processed_batches: 0 }));
+    const fresh = toProgress(
+      row({ current_index: '100', total_batches: '0', processed_batches: '0' }),
+    );
     assert.equal(fresh.itemsPerSecond, null);
     assert.equal(fresh.etaSeconds, null);
     assert.equal(fresh.percentage, 0);
