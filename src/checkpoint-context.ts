@@ -1,7 +1,12 @@
 import { Logger } from '@nestjs/common';
-import type { DataSource } from 'typeorm';
+import { setTimeout as wait } from 'node:timers/promises';
+import type { DataSource, EntityManager } from 'typeorm';
 import type { BatchSizer } from './batch-sizer.js';
-import { CheckpointAbortedError, CheckpointError } from './checkpoint.errors.js';
+import {
+  CheckpointAbortedError,
+  CheckpointError,
+  CheckpointValidationError,
+} from './checkpoint.errors.js';
 import type { CheckpointService, ClaimedCheckpoint } from './checkpoint.service.js';
 import type {
   CheckpointAttemptProgress,
@@ -9,6 +14,11 @@ import type {
   CheckpointContext,
   FetchPage,
 } from './checkpointed.interface.js';
+import type { FailedItemsService } from './items/failed-items.service.js';
+import type { ItemPolicies } from './items/item-policy.js';
+import { ItemRecovery, type OpenBatch } from './items/item-recovery.js';
+import { CheckpointSkipLimitError, describe } from './items/items.errors.js';
+import { itemMessages } from './items/items.messages.js';
 
 const logger = new Logger('Checkpoint');
 
@@ -29,6 +39,14 @@ export class AttemptContext implements CheckpointContext {
   private pendingIntermediate: unknown = undefined;
   private readonly startedAt = performance.now();
   private looping = false;
+  /** Items of the key in the failed-item ledger. */
+  private skippedItems: number;
+  /** The next loop first runs the ledger's items again (see FailedItemsService.redrive). */
+  private redrivePending: boolean;
+  /** The batch whose body is running; still set when the body left the loop by throwing. */
+  private open: OpenBatch | undefined;
+  /** Present only with a retry or skip policy: without one, a failing batch fails the attempt. */
+  private readonly recovery: ItemRecovery | undefined;
 
   constructor(
     claim: ClaimedCheckpoint,
@@ -37,6 +55,8 @@ export class AttemptContext implements CheckpointContext {
     private readonly dataSource: DataSource,
     private readonly sizer: BatchSizer,
     private readonly transactional: boolean,
+    private readonly ledger: FailedItemsService,
+    private readonly policies: ItemPolicies = {},
   ) {
     this.key = claim.key;
     this.epoch = claim.epoch;
@@ -49,12 +69,45 @@ export class AttemptContext implements CheckpointContext {
     this.batchIndex = claim.currentBatchIndex;
     this.processedBatches = claim.processedBatches;
     this.totalItems = claim.totalItems;
+    this.skippedItems = claim.skippedItems;
+    this.redrivePending = claim.redrive;
+    this.recovery =
+      policies.retry === undefined && policies.skip === undefined
+        ? undefined
+        : new ItemRecovery(policies);
+  }
+
+  /**
+   * Runs the method's body for this attempt. When a batch's body throws an error that the retry
+   * or skip policy names, the batch has been rolled back (the loop's generator saw the consumer
+   * leave), so the body is run again, exactly as a resume would run it, and its loop goes on
+   * from the rolled-back batch: the same batch after a backoff, or its items one at a time, or
+   * past an item just written to the ledger. Any other error ends the attempt as before.
+   */
+  async call<R>(body: () => R | Promise<R>): Promise<R> {
+    for (;;) {
+      try {
+        this.open = undefined;
+        return await body();
+      } catch (error) {
+        await this.recover(error);
+      }
+    }
   }
 
   batches<T>(items: readonly T[]): AsyncIterable<CheckpointBatch<T>> {
     this.totalItems = items.length;
-    return this.loop((limit) =>
-      Promise.resolve(items.slice(this.nextIndex, this.nextIndex + limit)),
+    return this.loop(
+      (limit) => Promise.resolve(items.slice(this.nextIndex, this.nextIndex + limit)),
+      undefined,
+      (index) => {
+        if (index >= items.length) {
+          throw new CheckpointValidationError(
+            itemMessages.redriveOutOfRange(this.key, index, items.length),
+          );
+        }
+        return items[index];
+      },
     );
   }
 
@@ -62,7 +115,12 @@ export class AttemptContext implements CheckpointContext {
     fetchPage: FetchPage<T, C>,
     cursorOf: (item: T) => C,
   ): AsyncIterable<CheckpointBatch<T>> {
-    return this.loop((limit) => fetchPage(this.nextCursor as C | null, limit), cursorOf);
+    // A redrive of a paged source gets the items back as the ledger stored them.
+    return this.loop(
+      (limit) => fetchPage(this.nextCursor as C | null, limit),
+      cursorOf,
+      (_index, stored) => stored as T,
+    );
   }
 
   setIntermediateResult(value: unknown): void {
@@ -85,11 +143,13 @@ export class AttemptContext implements CheckpointContext {
    * body, then advance the checkpoint (inside the batch's transaction in transactional mode).
    * The body runs while the generator is suspended at `yield`; when the consumer asks for the
    * next batch the generator resumes and commits. If the consumer leaves the loop (break or
-   * throw) the generator's finally block rolls the open batch back.
+   * throw) the generator's finally block rolls the open batch back. After a failure that a
+   * policy handles, `recovery` says what the next batch is (see call()).
    */
   private async *loop<T>(
     take: (limit: number) => Promise<T[]>,
-    cursorOf?: (item: T) => unknown,
+    cursorOf: ((item: T) => unknown) | undefined,
+    fromLedger: (index: number, stored: unknown) => T,
   ): AsyncGenerator<CheckpointBatch<T>> {
     if (this.looping)
       throw new CheckpointError(
@@ -97,69 +157,227 @@ export class AttemptContext implements CheckpointContext {
       );
     this.looping = true;
     try {
+      if (this.redrivePending) yield* this.redrivePass(fromLedger);
       for (;;) {
         this.throwIfAborted();
-        const size = this.sizer.size;
+        const normalSize = this.sizer.size;
+        const { size, mode } = this.recovery?.next(this.nextIndex, normalSize) ?? {
+          size: normalSize,
+          mode: 'batch' as const,
+        };
         const started = performance.now();
         const items = await take(size);
         if (items.length === 0) return;
-        const batch = { index: this.batchIndex, startIndex: this.nextIndex, items };
         // pages() resumes after the last key of the last committed page.
         const cursor = cursorOf === undefined ? undefined : cursorOf(items[items.length - 1]);
-        if (this.transactional) {
-          const runner = this.dataSource.createQueryRunner('master');
-          await runner.connect();
-          await runner.startTransaction();
-          let committed = false;
-          try {
-            yield { ...batch, manager: runner.manager };
-            await this.advance(items, size, cursor, runner.manager);
-            await runner.commitTransaction();
-            committed = true;
-          } finally {
-            if (!committed && runner.isTransactionActive) {
-              await runner
-                .rollbackTransaction()
-                .catch((error: Error) => logger.warn(`rollback failed: ${error.message}`));
-            }
-            await runner.release();
-          }
-        } else {
-          yield { ...batch, manager: this.dataSource.manager };
-          await this.advance(items, size, cursor, undefined);
-        }
+        // An item replayed alone counts as a batch only when it ends the replayed batch.
+        const endsBatch = mode === 'batch' || this.recovery?.endsScan(this.nextIndex) === true;
+        yield* this.handOver(
+          { index: this.batchIndex, startIndex: this.nextIndex, items, mode },
+          cursor,
+          (manager) => this.advance(items.length, normalSize, cursor, endsBatch, manager),
+        );
+        this.recovery?.committed();
         this.nextIndex += items.length;
-        this.batchIndex += 1;
-        this.processedBatches += 1;
+        if (endsBatch) {
+          this.batchIndex += 1;
+          this.processedBatches += 1;
+        }
         if (cursor !== undefined) this.nextCursor = cursor;
         this.pendingIntermediate = undefined;
-        this.sizer.record(items.length, performance.now() - started);
+        if (mode === 'batch') this.sizer.record(items.length, performance.now() - started);
         // A short page is the last one of a keyset-paginated source.
-        if (cursorOf !== undefined && items.length < size) return;
+        if (cursorOf !== undefined && mode === 'batch' && items.length < size) return;
       }
     } finally {
       this.looping = false;
     }
   }
 
-  private async advance<T>(
-    items: T[],
+  /**
+   * Hands one batch to the loop body, then commits `write` with it: in the batch's transaction
+   * in transactional mode, on its own otherwise. While the body runs, `open` names the batch:
+   * if the body throws, the consumer leaves the loop, the finally block rolls back, and call()
+   * finds the batch there.
+   */
+  private async *handOver<T>(
+    batch: Omit<CheckpointBatch<T>, 'manager'>,
+    cursor: unknown,
+    write: (manager: EntityManager | undefined) => Promise<void>,
+  ): AsyncGenerator<CheckpointBatch<T>> {
+    const open: OpenBatch = {
+      startIndex: batch.startIndex,
+      count: batch.items.length,
+      mode: batch.mode,
+      item: batch.items[0],
+      cursor,
+    };
+    if (this.transactional) {
+      const runner = this.dataSource.createQueryRunner('master');
+      await runner.connect();
+      await runner.startTransaction();
+      let committed = false;
+      try {
+        this.open = open;
+        yield { ...batch, manager: runner.manager };
+        this.open = undefined;
+        await write(runner.manager);
+        await runner.commitTransaction();
+        committed = true;
+      } finally {
+        if (!committed && runner.isTransactionActive) {
+          await runner
+            .rollbackTransaction()
+            .catch((error: Error) => logger.warn(`rollback failed: ${error.message}`));
+        }
+        await runner.release();
+      }
+    } else {
+      this.open = open;
+      yield { ...batch, manager: this.dataSource.manager };
+      this.open = undefined;
+      await write(undefined);
+    }
+  }
+
+  /**
+   * Runs each ledger item of a redrive alone: one that passes leaves the ledger in its own
+   * transaction. The pass re-reads the ledger when the body is run again after a failure: items
+   * that passed are gone, items that failed again are newer than the request and not re-run.
+   */
+  private async *redrivePass<T>(
+    fromLedger: (index: number, stored: unknown) => T,
+  ): AsyncGenerator<CheckpointBatch<T>> {
+    for (const row of await this.ledger.redriveItems(this.key)) {
+      this.throwIfAborted();
+      const item = fromLedger(row.itemIndex, row.item);
+      yield* this.handOver(
+        { index: this.batchIndex, startIndex: row.itemIndex, items: [item], mode: 'redrive' },
+        undefined,
+        (manager) => this.ledger.passed(this.key, this.epoch, row.itemIndex, manager),
+      );
+      this.recovery?.committed();
+      this.skippedItems -= 1;
+    }
+    await this.ledger.endRedrive(this.key, this.epoch);
+    this.redrivePending = false;
+  }
+
+  /** After the body threw: returns to run it again (see call()), or throws to end the attempt. */
+  private async recover(error: unknown): Promise<void> {
+    const open = this.open;
+    this.open = undefined;
+    // Errors of the library itself (fenced, aborted, store failures) are never the items' fault.
+    if (
+      open === undefined ||
+      this.recovery === undefined ||
+      this.signal.aborted ||
+      error instanceof CheckpointError
+    ) {
+      throw error;
+    }
+    const items = this.totalItems ?? this.nextIndex + 1;
+    const decision = this.recovery.decide(error, open, this.skippedItems, items);
+    switch (decision.kind) {
+      case 'fail':
+        throw error;
+      case 'retry':
+        logger.warn(
+          itemMessages.retrying(
+            this.key,
+            open.startIndex,
+            open.count,
+            describe(error),
+            decision.retry,
+            decision.limit,
+            decision.delayMs,
+          ),
+        );
+        try {
+          await wait(decision.delayMs, undefined, { signal: this.signal });
+        } catch {
+          this.throwIfAborted();
+        }
+        return;
+      case 'scan':
+        logger.warn(itemMessages.scanning(this.key, open.startIndex, open.count, describe(error)));
+        return;
+      case 'limit':
+        throw new CheckpointSkipLimitError(
+          this.key,
+          open.startIndex,
+          this.skippedItems,
+          decision.allowed,
+          error,
+        );
+      case 'keep':
+        logger.warn(itemMessages.failedAgain(this.key, open.startIndex, describe(error)));
+        await this.ledger.skip(
+          this.key,
+          this.epoch,
+          open.startIndex,
+          this.ledgerValue(open),
+          error,
+          {
+            currentIndex: null,
+            currentBatchIndex: null,
+            processedBatches: null,
+            cursor: undefined,
+          },
+        );
+        return;
+      case 'skip':
+        return this.skip(open, error);
+    }
+  }
+
+  /** Writes the open item to the ledger and moves the checkpoint past it, in one statement. */
+  private async skip(open: OpenBatch, error: unknown): Promise<void> {
+    logger.warn(itemMessages.skipped(this.key, open.startIndex, describe(error)));
+    const endsBatch = open.mode === 'batch' || this.recovery?.endsScan(open.startIndex) === true;
+    await this.ledger.skip(this.key, this.epoch, open.startIndex, this.ledgerValue(open), error, {
+      currentIndex: open.startIndex + 1,
+      currentBatchIndex: endsBatch ? this.batchIndex + 1 : null,
+      processedBatches: endsBatch ? this.processedBatches + 1 : null,
+      cursor: open.cursor,
+    });
+    this.skippedItems += 1;
+    this.nextIndex = open.startIndex + 1;
+    if (endsBatch) {
+      this.batchIndex += 1;
+      this.processedBatches += 1;
+    }
+    if (open.cursor !== undefined) this.nextCursor = open.cursor;
+    this.recovery?.committed();
+  }
+
+  private ledgerValue(open: OpenBatch): unknown {
+    const ledgerValue = this.policies.skip?.ledgerValue as ((item: unknown) => unknown) | undefined;
+    return ledgerValue === undefined ? open.item : ledgerValue(open.item);
+  }
+
+  private async advance(
+    count: number,
     size: number,
     cursor: unknown,
-    manager: CheckpointBatch<T>['manager'] | undefined,
+    endsBatch: boolean,
+    manager: EntityManager | undefined,
   ): Promise<void> {
-    const currentIndex = this.nextIndex + items.length;
-    const processedBatches = this.processedBatches + 1;
+    const currentIndex = this.nextIndex + count;
+    const processedBatches = this.processedBatches + (endsBatch ? 1 : 0);
     const remaining = this.totalItems === null ? null : Math.max(0, this.totalItems - currentIndex);
     await this.service.advance(
       this.key,
       this.epoch,
       {
         currentIndex,
-        currentBatchIndex: this.batchIndex + 1,
+        currentBatchIndex: this.batchIndex + (endsBatch ? 1 : 0),
         processedBatches,
+        // Inside a replayed batch the total is left as stored: one-item steps would distort it.
         totalBatches:
-          remaining === null ? undefined : processedBatches + Math.ceil(remaining / size),
+          remaining === null || !endsBatch
+            ? undefined
+            : processedBatches + Math.ceil(remaining / size),
         totalItems: this.totalItems ?? undefined,
         cursor,
         intermediateResult: this.pendingIntermediate,

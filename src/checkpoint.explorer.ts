@@ -9,6 +9,7 @@ import { CheckpointRunner, type CheckpointedMethod } from './checkpoint.runner.j
 import { assertKey } from './checkpoint.validation.js';
 import type { CheckpointedOptions } from './checkpointed.interface.js';
 import { CheckpointQueues } from './boss/checkpoint-queues.js';
+import { itemPolicyProblems } from './items/item-policy.js';
 
 type Method = (...args: unknown[]) => unknown;
 
@@ -82,7 +83,10 @@ export class CheckpointExplorer implements OnModuleInit {
 
 /** Validates the options and builds the key function; a problem stops bootstrap. */
 function deriveKey(where: string, options: CheckpointedOptions): (args: unknown[]) => string {
-  const problems = [...batchSizeProblems(options.batchSize)];
+  const problems = [
+    ...batchSizeProblems(options.batchSize),
+    ...itemPolicyProblems({ retry: options.retry, skip: options.skip }),
+  ];
   if (
     options.onInputChange !== undefined &&
     !['fail', 'restart', 'resume'].includes(options.onInputChange)

@@ -60,6 +60,8 @@ export interface CheckpointProgress {
   itemsPerSecond: number | null;
   /** Estimated seconds to completion at the current attempt's rate, or null when unknown. */
   etaSeconds: number | null;
+  /** Items in the failed-item ledger (counted in `processedItems`: the work went past them). */
+  skippedItems: number;
   lastUpdate: Date;
 }
 
@@ -79,6 +81,10 @@ export interface CheckpointRecord extends Required<
   metadata: Record<string, unknown> | null;
   result: unknown;
   error: unknown;
+  /** Items in the failed-item ledger. */
+  skippedItems: number;
+  /** When a redrive of the ledger was asked for and has not run yet, else null. */
+  redriveRequestedAt: Date | null;
   createdAt: Date;
 }
 
@@ -122,6 +128,10 @@ export interface Claim {
   metadata: Record<string, unknown> | null;
   /** The stored return value, when the key is completed. */
   result: unknown;
+  /** Items in the failed-item ledger. */
+  skippedItems: number;
+  /** The attempt first runs the ledger's items again (a redrive was asked for). */
+  redrive: boolean;
 }
 
 /** One checkpoint advance: absolute values after the batch just done. */

@@ -14,6 +14,7 @@ import { checkpointSql } from './checkpoint.sql.js';
 import { CheckpointQueues, createBoss } from './boss/checkpoint-queues.js';
 import { CheckpointRunner } from './checkpoint.runner.js';
 import { runCheckpointMigrations } from './migrations/checkpoint.migrations.js';
+import { FailedItemsService } from './items/failed-items.service.js';
 
 /**
  * Resumable batch work on PostgreSQL. `CheckpointModule.forRoot(options)` or
@@ -53,7 +54,8 @@ import { runCheckpointMigrations } from './migrations/checkpoint.migrations.js';
     CheckpointQueues,
     CheckpointMetadataAccessor,
     CheckpointExplorer,
+    FailedItemsService,
   ],
-  exports: [CheckpointService, CheckpointQueues, PgBoss],
+  exports: [CheckpointService, CheckpointQueues, PgBoss, FailedItemsService],
 })
 export class CheckpointModule extends ConfigurableModuleClass {}

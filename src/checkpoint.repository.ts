@@ -34,6 +34,8 @@ export interface CheckpointRow {
   owner_pid: number | null;
   owner_started: Date | null;
   lease_expires_at: Date | null;
+  /** Migration 7 (failed items). */
+  redrive_requested_at: Date | null;
 }
 
 export interface QueryOutcome<R> {
@@ -103,6 +105,8 @@ export function toRecord(row: CheckpointRow): CheckpointRecord {
     metadata: row.metadata,
     result: row.result,
     error: row.error,
+    skippedItems: Number(row.skipped_items),
+    redriveRequestedAt: row.redrive_requested_at,
     lastUpdate: row.updated_at,
     createdAt: row.created_at,
   };

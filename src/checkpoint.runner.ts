@@ -12,6 +12,7 @@ import {
 } from './checkpoint.errors.js';
 import { CheckpointService, type ClaimedCheckpoint } from './checkpoint.service.js';
 import type { CheckpointedOptions } from './checkpointed.interface.js';
+import { FailedItemsService } from './items/failed-items.service.js';
 
 /** A decorated method, ready to run: built once at bootstrap by the explorer. */
 export interface CheckpointedMethod {
@@ -44,6 +45,7 @@ export class CheckpointRunner {
   constructor(
     private readonly service: CheckpointService,
     @Inject(CHECKPOINT_DATA_SOURCE) private readonly dataSource: DataSource,
+    private readonly failedItems: FailedItemsService,
   ) {}
 
   /** Runs one attempt of `method`; the shutdown sequence waits for it (see `running`). */
@@ -114,10 +116,13 @@ export class CheckpointRunner {
         this.dataSource,
         new BatchSizer(options.batchSize),
         options.transactional === true,
+        this.failedItems,
+        { retry: options.retry, skip: options.skip },
       );
       const callArgs = [...args];
       if (method.contextIndex !== undefined) callArgs[method.contextIndex] = context;
-      const result = await method.original.apply(instance, callArgs);
+      // call() runs the method again after a batch that the retry or skip policy handles.
+      const result = await context.call(() => method.original.apply(instance, callArgs));
       if (options.transactional && hooks.completeJob !== undefined) {
         const completeJob = hooks.completeJob;
         await this.dataSource.transaction(async (manager) => {
@@ -181,6 +186,7 @@ export class CheckpointRunner {
       totalBatches: 0,
       intermediateResult: null,
       fingerprint: fingerprint ?? null,
+      redrive: false,
     });
   }
 

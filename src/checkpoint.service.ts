@@ -213,6 +213,8 @@ export class CheckpointService {
       intermediateResult: record.intermediateResult,
       metadata: record.metadata,
       result: record.result,
+      skippedItems: record.skippedItems,
+      redrive: record.redriveRequestedAt !== null,
       signal: lease.controller.signal,
     };
   }
@@ -396,7 +398,7 @@ export class CheckpointService {
             again = false;
             const progress = await this.getProgress(key);
             if (closed || progress === null) continue;
-            const seen = `${progress.lastUpdate.getTime()}:${progress.processedItems}:${progress.state}`;
+            const seen = `${progress.lastUpdate.getTime()}:${progress.processedItems}:${progress.skippedItems}:${progress.state}`;
             if (seen === lastSeen) continue;
             lastSeen = seen;
             subscriber.next(progress);
@@ -564,6 +566,7 @@ export function toProgress(row: CheckpointRow): CheckpointProgress {
     attempt: row.attempt,
     itemsPerSecond,
     etaSeconds,
+    skippedItems: Number(row.skipped_items),
     lastUpdate: row.updated_at,
   };
 }

@@ -1,5 +1,7 @@
 import type { QueueOptions, WorkOptions } from 'pg-boss';
 import type { EntityManager } from 'typeorm';
+import type { RetryPolicy, SkipPolicy } from './items/item-policy.js';
+import type { BatchMode } from './items/item-recovery.js';
 
 /** What a call on a key whose work already completed does. */
 export type OnCompleted = 'return' | 'rerun';
@@ -56,6 +58,19 @@ export interface CheckpointedOptions extends CheckpointQueueOptions, CheckpointW
   onCompleted?: OnCompleted;
   /** Register the method as the pg-boss worker of this queue. */
   queue?: string;
+  /**
+   * Retries a batch whose body throws one of the errors named, in place: the batch is rolled
+   * back and handed to the loop body again after a backoff, up to `limit` times in a row.
+   * `signal` cuts the wait short. Items replayed one at a time are retried the same way.
+   */
+  retry?: RetryPolicy;
+  /**
+   * Isolates failing items: when a batch throws one of the errors named (after its retries),
+   * it is rolled back and replayed one item at a time; an item that still throws is written to
+   * the failed-item ledger and the work goes on past it. Beyond `limit` the attempt fails with
+   * CheckpointSkipLimitError, progress and ledger kept. See README "Items that fail".
+   */
+  skip?: SkipPolicy;
 }
 
 /** One batch handed to the loop body. */
@@ -65,6 +80,11 @@ export interface CheckpointBatch<T> {
   /** Position of `items[0]` in the whole input. */
   startIndex: number;
   items: T[];
+  /**
+   * `batch` normally; `scan` when a failed batch is replayed one item at a time (`items` holds
+   * that one item); `redrive` when a ledger item runs again (see FailedItemsService.redrive).
+   */
+  mode: BatchMode;
   /**
    * In transactional mode, the EntityManager of the batch's transaction: writes through it
    * commit with the checkpoint advance, or not at all. Otherwise the DataSource's manager, whose

@@ -40,6 +40,22 @@ export type {
   OnCompleted,
   OnInputChange,
 } from './checkpointed.interface.js';
+export { FailedItemsService } from './items/failed-items.service.js';
+export { CheckpointSkipLimitError } from './items/items.errors.js';
+export type {
+  FailedItem,
+  FailedItemsQuery,
+  RedriveRequest,
+} from './items/failed-item.interface.js';
+export type {
+  BackoffOptions,
+  ErrorClass,
+  ErrorMatcher,
+  RetryPolicy,
+  SkipLimit,
+  SkipPolicy,
+} from './items/item-policy.js';
+export type { BatchMode } from './items/item-recovery.js';
 export {
   checkpointMigrations,
   createCheckpointTypeOrmMigrations,

@@ -123,6 +123,7 @@ describe('toProgress', () => {
     owner_pid: null,
     owner_started: null,
     lease_expires_at: null,
+    redrive_requested_at: null,
     ...overrides,
   });
 

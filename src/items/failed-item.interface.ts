@@ -1,0 +1,29 @@
+/** One item in the failed-item ledger. */
+export interface FailedItem {
+  key: string;
+  /** The item's position in the key's input. */
+  itemIndex: number;
+  /** What `skip.ledgerValue` returned for it (default: the item, as JSON), or null. */
+  item: unknown;
+  errorName: string;
+  errorMessage: string;
+  /** The attempt that last saw it fail. */
+  attempt: number;
+  failedAt: Date;
+}
+
+/** What `redrive()` asked for. */
+export interface RedriveRequest {
+  /** The keys whose next attempt runs their ledger items first. */
+  keys: string[];
+  /** Ledger items those attempts will run. */
+  items: number;
+}
+
+/** Filter of `FailedItemsService.list()`. */
+export interface FailedItemsQuery {
+  key?: string;
+  runId?: string;
+  /** At most this many rows (default 1000), in key and item order. */
+  limit?: number;
+}

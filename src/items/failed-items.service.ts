@@ -1,0 +1,188 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
+import { CHECKPOINT_OPTIONS } from '../checkpoint.constants.js';
+import { CheckpointFencedError, CheckpointValidationError } from '../checkpoint.errors.js';
+import type { ResolvedCheckpointOptions } from '../checkpoint.options.js';
+import { CheckpointRepository } from '../checkpoint.repository.js';
+import { CheckpointSession } from '../checkpoint.session.js';
+import { assertCount, assertKey, toJson } from '../checkpoint.validation.js';
+import type { Query } from '../checkpoint.sql.js';
+import type { FailedItem, FailedItemsQuery, RedriveRequest } from './failed-item.interface.js';
+import { itemsSql, type ItemsSql } from './items.sql.js';
+
+interface LedgerRow {
+  key: string;
+  item_index: string;
+  item: unknown;
+  error_name: string;
+  error_message: string;
+  attempt: number;
+  failed_at: Date;
+}
+
+/** Where a skipped item leaves the checkpoint (absolute values; null keeps the stored one). */
+export interface SkipAdvance {
+  currentIndex: number | null;
+  currentBatchIndex: number | null;
+  processedBatches: number | null;
+  cursor: unknown;
+}
+
+/**
+ * The failed-item ledger: items that a skip policy isolated, with their errors. Read it with
+ * `list()`; `redrive()` asks the key's next attempt to run only those items again (exactly once
+ * each, in transactional mode) before anything else, and removes the ones that pass.
+ *
+ * The batch loop writes to it through the internal methods; every write is one statement that
+ * also updates the key's checkpoint row, fenced by the attempt's epoch.
+ */
+@Injectable()
+export class FailedItemsService {
+  private readonly sql: ItemsSql;
+
+  constructor(
+    @Inject(CHECKPOINT_OPTIONS) private readonly options: ResolvedCheckpointOptions,
+    private readonly repository: CheckpointRepository,
+    private readonly session: CheckpointSession,
+  ) {
+    this.sql = itemsSql(options.schema);
+  }
+
+  /** The ledger of a key (`{ key }`) or of every chunk of a run (`{ runId }`), in item order. */
+  async list(query: FailedItemsQuery): Promise<FailedItem[]> {
+    const limit = query.limit ?? 1000;
+    assertCount('limit', limit);
+    const { key, runId } = this.target(query.key, query.runId);
+    const { rows } = await this.repository.run<LedgerRow>(
+      'failed items',
+      key ?? undefined,
+      this.sql.list(key, runId, limit),
+    );
+    return rows.map((row) => ({
+      key: row.key,
+      itemIndex: Number(row.item_index),
+      item: row.item,
+      errorName: row.error_name,
+      errorMessage: row.error_message,
+      attempt: row.attempt,
+      failedAt: row.failed_at,
+    }));
+  }
+
+  /**
+   * Asks the next attempt of `key` to run its ledger items again before anything else: call the
+   * method again (or let its job run) with the same input. Each item runs alone, in its own
+   * transaction in transactional mode; one that passes leaves the ledger in that transaction,
+   * one that fails again stays with its new error. A completed key is reopened for that attempt
+   * (it completes again at its end). Returns the keys asked and their ledger items; a key with
+   * an empty ledger is left alone.
+   */
+  redrive(key: string): Promise<RedriveRequest> {
+    assertKey(key);
+    return this.request(key, null);
+  }
+
+  /** `redrive()` for every chunk of a run (the keys whose `run_id` is `runId`). */
+  redriveRun(runId: string): Promise<RedriveRequest> {
+    assertKey(runId);
+    return this.request(null, runId);
+  }
+
+  /** @internal Writes a failed item to the ledger and advances the checkpoint past it. */
+  async skip(
+    key: string,
+    epoch: number,
+    itemIndex: number,
+    value: unknown,
+    error: unknown,
+    advance: SkipAdvance,
+    manager?: EntityManager,
+  ): Promise<void> {
+    const { name, message } =
+      error instanceof Error ? error : { name: 'Error', message: String(error) };
+    await this.write(
+      'skip',
+      key,
+      epoch,
+      this.sql.skip(key, epoch, itemIndex, this.ledgerJson(value), name, message, {
+        currentIndex: advance.currentIndex,
+        currentBatchIndex: advance.currentBatchIndex,
+        processedBatches: advance.processedBatches,
+        cursor: toJson('cursor', advance.cursor, this.options.maxPayloadBytes),
+      }),
+      manager,
+    );
+  }
+
+  /** @internal A redriven item passed: removes it from the ledger inside its transaction. */
+  async passed(
+    key: string,
+    epoch: number,
+    itemIndex: number,
+    manager?: EntityManager,
+  ): Promise<void> {
+    await this.write('redrive', key, epoch, this.sql.passed(key, epoch, itemIndex), manager);
+  }
+
+  /** @internal The ledger items a redrive of `key` still has to run. */
+  async redriveItems(key: string): Promise<Array<{ itemIndex: number; item: unknown }>> {
+    const { rows } = await this.repository.run<{ item_index: string; item: unknown }>(
+      'redrive',
+      key,
+      this.sql.redriveItems(key),
+    );
+    return rows.map((row) => ({ itemIndex: Number(row.item_index), item: row.item }));
+  }
+
+  /** @internal The redrive pass of `key` is over. */
+  async endRedrive(key: string, epoch: number): Promise<void> {
+    await this.write('redrive', key, epoch, this.sql.endRedrive(key, epoch));
+  }
+
+  private async request(key: string | null, runId: string | null): Promise<RedriveRequest> {
+    const { rows } = await this.repository.run<{ key: string; skipped_items: string }>(
+      'redrive',
+      key ?? undefined,
+      this.sql.requestRedrive(key, runId),
+    );
+    for (const row of rows) this.session.announce(row.key);
+    return {
+      keys: rows.map((row) => row.key),
+      items: rows.reduce((sum, row) => sum + Number(row.skipped_items), 0),
+    };
+  }
+
+  private async write(
+    operation: string,
+    key: string,
+    epoch: number,
+    query: Query,
+    manager?: EntityManager,
+  ): Promise<void> {
+    const { rowCount } = await this.repository.run(operation, key, query, manager);
+    // The statement's UPDATE matched no row: a newer attempt owns the key.
+    if (rowCount === 0) throw new CheckpointFencedError(key, epoch);
+    this.session.announce(key);
+  }
+
+  /** The ledger keeps what it can: a value with no JSON form, or too large, is stored as null. */
+  private ledgerJson(value: unknown): string | null {
+    try {
+      return toJson('item', value, this.options.maxPayloadBytes);
+    } catch {
+      return null;
+    }
+  }
+
+  private target(key: unknown, runId: unknown): { key: string | null; runId: string | null } {
+    if ((key === undefined) === (runId === undefined)) {
+      throw new CheckpointValidationError('failed items: give exactly one of key or runId');
+    }
+    if (key !== undefined) {
+      assertKey(key);
+      return { key, runId: null };
+    }
+    assertKey(runId);
+    return { key: null, runId };
+  }
+}

@@ -1,0 +1,132 @@
+// The statements of the failed-item ledger. Same rules as checkpoint.sql.ts: the schema is
+// validated and quoted, every value is a bound parameter. Each write is one statement that
+// also updates the key's checkpoint row, fenced by the attempt's epoch: a stale attempt's write
+// changes nothing (rowCount 0), neither in the ledger nor in the checkpoint.
+import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
+import type { Query } from '../checkpoint.sql.js';
+import { assertSchemaName } from '../checkpoint.validation.js';
+
+const { completed, released } = CHECKPOINT_STATES;
+
+/** Builds the ledger statements for one schema. */
+export function itemsSql(schema: string) {
+  assertSchemaName(schema);
+  const table = `"${schema}"."checkpoint"`;
+  const ledger = `"${schema}"."failed_item"`;
+  const q = (text: string, values: unknown[] = []): Query => ({ text, values });
+
+  return {
+    /**
+     * Writes a failed item to the ledger (or, for an item already there, its new error) and, in
+     * the same statement, advances the checkpoint past it. `skipped_items` grows by the rows
+     * inserted, so it always equals the key's ledger rows. The owner row is locked first, so a
+     * claim that bumps the epoch meanwhile leaves both tables untouched.
+     */
+    skip: (
+      key: string,
+      epoch: number,
+      itemIndex: number,
+      item: string | null,
+      errorName: string,
+      errorMessage: string,
+      advance: {
+        currentIndex: number | null;
+        currentBatchIndex: number | null;
+        processedBatches: number | null;
+        cursor: string | null;
+      },
+    ) =>
+      q(
+        `WITH owner AS (
+           SELECT key, attempt FROM ${table} WHERE key = $1 AND running_epoch = $2 FOR UPDATE
+         ), written AS (
+           INSERT INTO ${ledger} AS f (key, item_index, item, error_name, error_message, attempt, failed_at)
+           SELECT key, $3, $4::jsonb, $5, $6, attempt, clock_timestamp() FROM owner
+           ON CONFLICT (key, item_index) DO UPDATE SET
+             item = EXCLUDED.item, error_name = EXCLUDED.error_name,
+             error_message = EXCLUDED.error_message, attempt = EXCLUDED.attempt,
+             failed_at = EXCLUDED.failed_at
+           RETURNING (xmax = 0) AS inserted
+         )
+         UPDATE ${table} SET
+           current_index = COALESCE($7, current_index),
+           current_batch_index = COALESCE($8, current_batch_index),
+           processed_batches = COALESCE($9, processed_batches),
+           cursor = COALESCE($10::jsonb, cursor),
+           skipped_items = skipped_items + (SELECT count(*) FROM written WHERE inserted),
+           updated_at = clock_timestamp()
+         WHERE key = $1 AND running_epoch = $2`,
+        [
+          key,
+          epoch,
+          itemIndex,
+          item,
+          errorName,
+          errorMessage,
+          advance.currentIndex,
+          advance.currentBatchIndex,
+          advance.processedBatches,
+          advance.cursor,
+        ],
+      ),
+    /** A redriven item passed: its ledger row goes, in the item's transaction. */
+    passed: (key: string, epoch: number, itemIndex: number) =>
+      q(
+        `WITH owner AS (
+           SELECT key FROM ${table} WHERE key = $1 AND running_epoch = $2 FOR UPDATE
+         ), gone AS (
+           DELETE FROM ${ledger} f USING owner WHERE f.key = owner.key AND f.item_index = $3
+           RETURNING 1
+         )
+         UPDATE ${table} SET skipped_items = skipped_items - (SELECT count(*) FROM gone),
+           updated_at = clock_timestamp()
+         WHERE key = $1 AND running_epoch = $2`,
+        [key, epoch, itemIndex],
+      ),
+    /**
+     * The ledger items a redrive still has to run: those that failed before it was asked for
+     * (an item that failed again during this redrive is not tried twice).
+     */
+    redriveItems: (key: string) =>
+      q(
+        `SELECT f.item_index, f.item FROM ${ledger} f JOIN ${table} c ON c.key = f.key
+         WHERE f.key = $1 AND c.redrive_requested_at IS NOT NULL
+           AND f.failed_at <= c.redrive_requested_at
+         ORDER BY f.item_index`,
+        [key],
+      ),
+    /** The redrive pass is over. */
+    endRedrive: (key: string, epoch: number) =>
+      q(
+        `UPDATE ${table} SET redrive_requested_at = NULL, updated_at = clock_timestamp()
+         WHERE key = $1 AND running_epoch = $2`,
+        [key, epoch],
+      ),
+    /**
+     * Asks the next attempt of each key to run its ledger items first. A completed key becomes
+     * released, so that the next call runs the method instead of returning the stored result.
+     * Keys with an empty ledger are left alone.
+     */
+    requestRedrive: (key: string | null, runId: string | null) =>
+      q(
+        `UPDATE ${table} c SET redrive_requested_at = clock_timestamp(),
+           state = CASE WHEN c.state = '${completed}' THEN '${released}' ELSE c.state END,
+           updated_at = clock_timestamp()
+         WHERE (c.key = $1 OR ($1::text IS NULL AND c.run_id = $2))
+           AND EXISTS (SELECT 1 FROM ${ledger} f WHERE f.key = c.key)
+         RETURNING c.key, c.skipped_items`,
+        [key, runId],
+      ),
+    /** The ledger of a key, or of every chunk of a run, in item order. */
+    list: (key: string | null, runId: string | null, limit: number) =>
+      q(
+        `SELECT f.* FROM ${ledger} f
+         WHERE ($1::text IS NOT NULL AND f.key = $1)
+            OR ($1::text IS NULL AND f.key IN (SELECT key FROM ${table} WHERE run_id = $2))
+         ORDER BY f.key, f.item_index LIMIT $3`,
+        [key, runId, limit],
+      ),
+  };
+}
+
+export type ItemsSql = ReturnType<typeof itemsSql>;
