@@ -1,6 +1,7 @@
 // Boots the bench's Nest application the way a user's application boots: TypeOrmModule.forRoot()
 // on the real database, CheckpointModule.forRoot() beside it, and the decorated provider.
 import 'reflect-metadata';
+import type { Provider, Type } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource, type Logger as TypeOrmLogger } from 'typeorm';
@@ -21,12 +22,16 @@ export interface BenchAppOptions {
   applicationName?: string;
   /** Closes pooled connections idle this long (pg's default, 10 s, when absent). */
   idleTimeoutMs?: number;
+  /** Providers a section adds beside BenchJobs (its own decorated jobs). */
+  providers?: Provider[];
 }
 
 export interface BenchApp {
   service: CheckpointService;
   jobs: BenchJobs;
   dataSource: DataSource;
+  /** A provider of the application (one of `providers`). */
+  get<T>(type: Type<T>): T;
   close(): Promise<void>;
 }
 
@@ -46,7 +51,7 @@ export async function bootApp(options: BenchAppOptions): Promise<BenchApp> {
       }),
       CheckpointModule.forRoot({ schema: options.schema }),
     ],
-    providers: [BenchJobs],
+    providers: [BenchJobs, ...(options.providers ?? [])],
   }).compile();
   moduleRef.useLogger(['error', 'warn']);
   try {
@@ -59,6 +64,7 @@ export async function bootApp(options: BenchAppOptions): Promise<BenchApp> {
     service: moduleRef.get(CheckpointService),
     jobs: moduleRef.get(BenchJobs),
     dataSource: moduleRef.get(DataSource),
+    get: (type) => moduleRef.get(type),
     close: () => moduleRef.close(),
   };
 }

@@ -23,6 +23,7 @@ import {
 } from './database.js';
 import { measureDecoratorOverhead } from './decorator-overhead.js';
 import { measureDiagnostics } from './diagnostics.js';
+import { measureFailingItems } from './failing-items.js';
 import type { BenchEnv } from './env.js';
 import { jsonText, renderSection, type Json, type Section } from './report.js';
 import { measureResume } from './resume.js';
@@ -80,6 +81,7 @@ async function main(): Promise<void> {
     publish(await measureResume(env));
     publish(await measureConcurrency(env));
     publish(await measureStatements(env));
+    publish(await measureFailingItems(env));
     const diagnostics = await measureDiagnostics(env);
     diagnostics.sections.forEach(publish);
     const findings = ['## Findings', ...diagnostics.findings.map((each) => `- ${each}`)].join(
