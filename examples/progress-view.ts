@@ -11,16 +11,30 @@ export interface RunProgress {
   attempt: number;
 }
 
-/** Sums the library's progress of each chunk (null: not claimed yet) into the run's progress. */
+/** What this demo process is doing: the attempt it announced, and when it started. */
+export interface CurrentAttempt {
+  /** The attempt number the demo announced (1 for a new run, one more than before on a resume). */
+  attempt: number;
+  /** When this process started, by the database's clock: older rows are a previous attempt's. */
+  since: Date;
+}
+
+/**
+ * Sums the library's progress of each chunk (null: not claimed yet) into the run's progress.
+ * With `current`, a chunk not written since `current.since` (a crashed attempt's row, still
+ * `running`, before its job is claimed again) counts its items but not its rate or attempt: the
+ * bar shows this attempt's figures from the first frame after a resume.
+ */
 export function sumProgress(
   chunks: Array<CheckpointProgress | null>,
   total: number,
   batchSize: number,
+  current?: CurrentAttempt,
 ): RunProgress {
   let processed = 0;
   let batches = 0;
   let totalBatches = 0;
-  let attempt = 1;
+  let attempt = current?.attempt ?? 1;
   let rate = 0;
   let running = 0;
   const chunkSize = Math.ceil(total / chunks.length);
@@ -32,6 +46,7 @@ export function sumProgress(
     processed += chunk.processedItems;
     batches += chunk.processedBatches;
     totalBatches += chunk.totalBatches > 0 ? chunk.totalBatches : Math.ceil(chunkSize / batchSize);
+    if (current !== undefined && chunk.lastUpdate < current.since) continue;
     attempt = Math.max(attempt, chunk.attempt);
     if (chunk.state === 'running' && chunk.itemsPerSecond !== null) {
       rate += chunk.itemsPerSecond;
@@ -53,12 +68,14 @@ export function sumProgress(
 const number = new Intl.NumberFormat('en-US');
 
 /**
- * A one-line progress bar redrawn in place on a terminal, or plain lines (every 10%, or every
- * two seconds at most) when the output is a file or a pipe.
+ * A one-line progress bar redrawn in place on a terminal, or plain lines when the output is a
+ * file or a pipe: exactly one line each time the run reaches a new tenth (0%, 10%, ... 100%;
+ * a tenth skipped over in one jump gets no line).
  */
 export class ProgressView {
-  private lastPlain = { at: 0, tenth: -1 };
-  private drawn = false;
+  private lastTenth = -1;
+  /** The bar as last drawn, redrawn under any message printed while it shows. */
+  private bar: string | undefined;
 
   constructor(private readonly out: NodeJS.WriteStream = process.stdout) {}
 
@@ -80,23 +97,33 @@ export class ProgressView {
     if (this.tty) {
       const width = 28;
       const filled = Math.round(fraction * width);
-      this.out.write(`\r\x1b[2K[${'█'.repeat(filled)}${'░'.repeat(width - filled)}] ${details}`);
-      this.drawn = true;
+      this.bar = `[${'█'.repeat(filled)}${'░'.repeat(width - filled)}] ${details}`;
+      this.out.write(`\r\x1b[2K${this.bar}`);
       return;
     }
     const tenth = Math.floor(fraction * 10);
-    const now = Date.now();
-    if (tenth !== this.lastPlain.tenth || now - this.lastPlain.at >= 2000) {
-      this.lastPlain = { at: now, tenth };
+    if (tenth > this.lastTenth) {
+      this.lastTenth = tenth;
       this.out.write(`progress ${details}\n`);
     }
   }
 
-  /** Prints a message on its own line (below the bar, which is redrawn on the next update). */
+  /**
+   * Prints a message on its own line. On a terminal the bar's line is cleared first and the bar
+   * redrawn below the message, so that a message never lands inside the bar.
+   */
   say(message: string): void {
-    if (this.drawn) this.out.write('\n');
-    this.drawn = false;
+    if (this.tty && this.bar !== undefined) {
+      this.out.write(`\r\x1b[2K${message}\n${this.bar}`);
+      return;
+    }
     this.out.write(`${message}\n`);
+  }
+
+  /** Ends the bar's line, so that whatever prints next starts on a line of its own. */
+  done(): void {
+    if (this.tty && this.bar !== undefined) this.out.write('\n');
+    this.bar = undefined;
   }
 }
 
