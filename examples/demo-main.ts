@@ -79,6 +79,14 @@ async function runDemo(database: DemoDatabase): Promise<void> {
   await admin.connect();
   await admin.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
   await admin.end();
+  // Before the app starts its workers, which would otherwise pick the old run's jobs up first.
+  if (flags.fresh) {
+    for (const old of await cancelUnfinished(database.url)) {
+      view.say(
+        `Cancelled unfinished run ${old.id.slice(0, 8)} (--fresh): its ${old.jobs} jobs are off the queue and their checkpoints removed.`,
+      );
+    }
+  }
   const app = await NestFactory.createApplicationContext(
     DemoModule.register({ url: database.url, schema, synchronize: true }),
     { logger: new DemoLogger(view) },
@@ -93,24 +101,9 @@ async function runDemo(database: DemoDatabase): Promise<void> {
     'SELECT clock_timestamp() AS now',
   );
 
-  const unfinished = await runs.find({
-    where: { finishedAt: IsNull() },
-    order: { createdAt: 'DESC' },
-  });
-  let run: DemoRun | null = null;
-  if (flags.fresh) {
-    // Left queued, an old run's jobs would take the workers ahead of the new run's.
-    for (const old of unfinished) {
-      await boss.cancel(SCREENING_QUEUE, old.jobIds);
-      for (const id of old.jobIds) await service.clearCheckpoint(keyOf(id));
-      await runs.update({ id: old.id }, { finishedAt: new Date() });
-      view.say(
-        `Cancelled unfinished run ${old.id.slice(0, 8)} (--fresh): its ${old.jobIds.length} jobs are off the queue and their checkpoints removed.`,
-      );
-    }
-  } else {
-    run = unfinished[0] ?? null;
-  }
+  let run: DemoRun | null = flags.fresh
+    ? null
+    : await runs.findOne({ where: { finishedAt: IsNull() }, order: { createdAt: 'DESC' } });
   let initial: Array<CheckpointProgress | null> = [];
   let attempt = 1;
   if (run !== null) {
@@ -247,5 +240,49 @@ async function runDemo(database: DemoDatabase): Promise<void> {
     await app.close();
     await stopDatabase();
     process.exit(rows === distinct && distinct === current.items ? 0 : 1);
+  }
+}
+
+/**
+ * `--fresh`: cancels every unfinished run of the schema, before this process's workers start:
+ * its jobs leave the queue (pg-boss `cancel`), its checkpoints are deleted, the run is closed.
+ */
+async function cancelUnfinished(url: string): Promise<Array<{ id: string; jobs: number }>> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const table = await client.query<{ present: boolean }>(
+      `SELECT to_regclass($1) IS NOT NULL AS present`,
+      [`"${schema}".demo_run`],
+    );
+    if (table.rows[0]?.present !== true) return [];
+    const { rows } = await client.query<{ id: string; job_ids: string[] }>(
+      `SELECT id, "jobIds" AS job_ids FROM "${schema}".demo_run WHERE "finishedAt" IS NULL`,
+    );
+    if (rows.length === 0) return [];
+    const boss = new PgBoss({
+      connectionString: url,
+      schema: `${schema}_boss`,
+      supervise: false,
+      schedule: false,
+      max: 1,
+    });
+    await boss.start();
+    try {
+      for (const row of rows) {
+        await boss.cancel(SCREENING_QUEUE, row.job_ids);
+        await client.query(`DELETE FROM "${schema}".checkpoint WHERE key = ANY($1)`, [
+          row.job_ids.map((id) => `${SCREENING_QUEUE}:${id}`),
+        ]);
+        await client.query(`UPDATE "${schema}".demo_run SET "finishedAt" = now() WHERE id = $1`, [
+          row.id,
+        ]);
+      }
+    } finally {
+      await boss.stop({ graceful: false });
+    }
+    return rows.map((row) => ({ id: row.id, jobs: row.job_ids.length }));
+  } finally {
+    await client.end();
   }
 }

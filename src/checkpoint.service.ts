@@ -275,6 +275,17 @@ export class CheckpointService {
     const query = this.repository.sql.complete(key, epoch, this.json('result', result));
     try {
       await this.write('complete', key, epoch, query, options);
+      if (options.manager !== undefined) {
+        // The session's coalesced notice may fire before the caller's transaction commits, and a
+        // watcher reading then would never see the completion: a NOTIFY in the transaction is
+        // delivered exactly at its commit. Once per key, so its cost does not matter.
+        await this.repository.run(
+          'complete',
+          key,
+          this.repository.sql.notify([key]),
+          options.manager,
+        );
+      }
     } finally {
       // Safe before an enclosing transaction commits: a claimant waits on the row lock it holds.
       await this.endLease(key, epoch);
