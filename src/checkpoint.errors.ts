@@ -35,8 +35,11 @@ export class CheckpointStoreError extends CheckpointError {
 
 /** Another attempt that is still alive owns the key. */
 export class CheckpointLeaseConflictError extends CheckpointError {
-  constructor(readonly key: string) {
-    super(messages.leaseConflict(key));
+  constructor(
+    readonly key: string,
+    message: string = messages.leaseConflict(key),
+  ) {
+    super(message);
   }
 }
 
@@ -68,5 +71,30 @@ export class CheckpointAbortedError extends CheckpointError {
     readonly reason: string,
   ) {
     super(`checkpointed work on key "${key}" stopped at a batch boundary: ${reason}`);
+  }
+}
+
+/** An operator paused the key: the attempt stopped at a batch boundary, or was not started. */
+export class CheckpointPausedError extends CheckpointAbortedError {
+  constructor(key: string) {
+    super(key, messages.paused(key));
+  }
+}
+
+/** An operator cancelled the key: the attempt stopped at a batch boundary and never runs again. */
+export class CheckpointCancelledError extends CheckpointAbortedError {
+  constructor(key: string) {
+    super(key, messages.cancelled(key));
+  }
+}
+
+/** `rewind` named an epoch that is no longer the key's: someone ran or changed it meanwhile. */
+export class CheckpointEpochMovedError extends CheckpointError {
+  constructor(
+    readonly key: string,
+    readonly expectedEpoch: number,
+    readonly actualEpoch: number | null,
+  ) {
+    super(messages.epochMoved(key, expectedEpoch, actualEpoch));
   }
 }

@@ -18,7 +18,7 @@
  *               supersedes an older one that still runs (pg-boss re-dispatches expired jobs).
  */
 import type { EntityManager } from 'typeorm';
-import type { CheckpointState } from './checkpoint.constants.js';
+import type { CheckpointControl, CheckpointState } from './checkpoint.constants.js';
 
 /**
  * The checkpoint as the original service stored it; every field keeps its name and meaning.
@@ -86,6 +86,13 @@ export interface CheckpointRecord extends Required<
   /** When a redrive of the ledger was asked for and has not run yet, else null. */
   redriveRequestedAt: Date | null;
   createdAt: Date;
+  /** An operator's pending request (`pause` or `cancel`), or null. */
+  control: CheckpointControl | null;
+  /** The run the key is a chunk of, or null. */
+  runId: string | null;
+  /** For pg-boss work: the queue and the job id of the last attempt, or null. */
+  queue: string | null;
+  jobId: string | null;
 }
 
 /** Options of `CheckpointService.claim()`. */
@@ -165,4 +172,15 @@ export interface ListOptions {
 export interface PurgeOptions {
   olderThan: Date | { days?: number; hours?: number; minutes?: number; seconds?: number };
   state?: CheckpointState;
+}
+
+/** An operator's request: `pause` and `cancel` stop a running attempt at a batch boundary. */
+export type ControlAction = 'pause' | 'resume' | 'cancel';
+
+/** Options of `CheckpointService.rewind()`. */
+export interface RewindOptions {
+  /** The epoch the operator read (`find(key).epoch`); the rewind is refused when it moved. */
+  expectedEpoch: number;
+  /** For page-by-page sources: the cursor to resume after (kept when not given, cleared at 0). */
+  cursor?: unknown;
 }

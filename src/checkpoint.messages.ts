@@ -33,6 +33,18 @@ export const messages = {
   ownershipLost: (key: string) =>
     `the database session that held ownership of checkpoint key "${key}" was lost`,
   shuttingDown: () => 'the application is shutting down',
+  paused: (key: string) =>
+    `checkpoint key "${key}" is paused by an operator; resume it (CheckpointService.resume) to run it again`,
+  cancelled: (key: string) =>
+    `checkpoint key "${key}" was cancelled by an operator; it does not run again (delete it to start over)`,
+  epochMoved: (key: string, expected: number, actual: number | null) =>
+    actual === null
+      ? `checkpoint key "${key}" does not exist; nothing was rewound`
+      : `checkpoint key "${key}" is at epoch ${actual}, not the expected ${expected}: it ran or changed since you read it; read it again (find) and retry with its current epoch`,
+  rewindPastProgress: (key: string, toIndex: number, current: number) =>
+    `cannot rewind checkpoint key "${key}" to item ${toIndex}: it is only at item ${current} (rewind goes back, not forward)`,
+  rewindRunning: (key: string) =>
+    `checkpoint key "${key}" has a running attempt; pause it first (CheckpointService.pause), then rewind`,
 } as const;
 
 function describe(value: unknown): string {

@@ -30,6 +30,8 @@ export interface CheckpointRow {
   updated_at: Date;
   control: CheckpointControl | null;
   run_id: string | null;
+  queue: string | null;
+  job_id: string | null;
   skipped_items: string;
   owner_pid: number | null;
   owner_started: Date | null;
@@ -109,5 +111,9 @@ export function toRecord(row: CheckpointRow): CheckpointRecord {
     redriveRequestedAt: row.redrive_requested_at,
     lastUpdate: row.updated_at,
     createdAt: row.created_at,
+    control: row.control,
+    runId: row.run_id,
+    queue: row.queue,
+    jobId: row.job_id,
   };
 }

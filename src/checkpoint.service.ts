@@ -1,11 +1,19 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { hostname } from 'node:os';
 import { Observable } from 'rxjs';
-import { CHECKPOINT_OPTIONS, CHECKPOINT_STATES } from './checkpoint.constants.js';
+import {
+  CHECKPOINT_CONTROLS,
+  CHECKPOINT_OPTIONS,
+  CHECKPOINT_STATES,
+  type CheckpointControl,
+} from './checkpoint.constants.js';
 import {
   CheckpointAbortedError,
+  CheckpointCancelledError,
+  CheckpointEpochMovedError,
   CheckpointFencedError,
   CheckpointLeaseConflictError,
+  CheckpointPausedError,
   CheckpointValidationError,
 } from './checkpoint.errors.js';
 import type {
@@ -15,8 +23,10 @@ import type {
   CheckpointRecord,
   Claim,
   ClaimOptions,
+  ControlAction,
   ListOptions,
   PurgeOptions,
+  RewindOptions,
   WriteOptions,
 } from './checkpoint.interfaces.js';
 import { messages } from './checkpoint.messages.js';
@@ -54,6 +64,7 @@ export class CheckpointService {
   private readonly ownerPrefix = `${hostname()}:${process.pid}`;
   private ownerSequence = 0;
   private readonly shutdown = new AbortController();
+  private controlListening?: Promise<unknown>;
 
   constructor(
     @Inject(CHECKPOINT_OPTIONS) private readonly options: ResolvedCheckpointOptions,
@@ -161,6 +172,8 @@ export class CheckpointService {
     }
     const locked = await this.session.tryLock(key);
     if (!locked && options.dispatch === undefined) throw new CheckpointLeaseConflictError(key);
+    // Operators' requests reach this process's attempts between batches too (LISTEN).
+    await this.listenForControl();
 
     let row: CheckpointRow | undefined;
     try {
@@ -181,7 +194,13 @@ export class CheckpointService {
       throw error;
     }
     if (row === undefined) {
-      if (locked) await this.session.unlock(key);
+      let control: CheckpointControl | null;
+      try {
+        control = await this.refusedControl(key, locked);
+      } finally {
+        if (locked) await this.session.unlock(key);
+      }
+      if (control !== null) throw controlError(key, control);
       throw new CheckpointLeaseConflictError(key);
     }
     if (local !== undefined) {
@@ -257,8 +276,18 @@ export class CheckpointService {
       this.json('intermediateResult', progress.intermediateResult),
       this.json('metadata', progress.metadata),
     );
-    await this.write('advance', key, epoch, query, options);
+    const { rows } = await this.write<{ control: CheckpointControl | null }>(
+      'advance',
+      key,
+      epoch,
+      query,
+      options,
+    );
     const lease = this.leases.get(key);
+    const control = rows[0]?.control ?? null;
+    // An operator asked this key to stop: the batch just advanced commits, the next one not.
+    if (control !== null && lease?.epoch === epoch)
+      lease.controller.abort(controlError(key, control));
     if (lease?.epoch === epoch && !lease.locked) {
       // A superseding attempt takes the lock as soon as the attempt it replaced lets go of it.
       lease.locked = await this.session.tryLock(key);
@@ -339,6 +368,103 @@ export class CheckpointService {
       this.repository.sql.setFingerprint(key, epoch, fingerprint),
       {},
     );
+  }
+
+  // --- operators' control -----------------------------------------------------------------------
+
+  /**
+   * Asks `key` to pause, from any process: a running attempt stops at its next batch boundary
+   * (it hears the request within about a second) and the key becomes `paused`, progress kept; a
+   * key nobody runs is paused at once. A paused key is not run again until `resume`; a paused
+   * pg-boss job leaves the queue without spending a retry. False when the key does not exist or is
+   * completed or cancelled.
+   */
+  async pause(key: string): Promise<boolean> {
+    return (await this.control(key, CHECKPOINT_CONTROLS.pause)) > 0;
+  }
+
+  /**
+   * Withdraws a pause: the key can be claimed again (a paused pg-boss job goes back to the queue,
+   * through any process that works its queue). False when the key was not paused.
+   */
+  async resume(key: string): Promise<boolean> {
+    return (await this.control(key, 'resume')) > 0;
+  }
+
+  /**
+   * Cancels `key`, from any process: a running attempt stops at its next batch boundary and the
+   * key becomes `cancelled`; committed work stays, and it never runs again. False when the key does
+   * not exist or is already completed or cancelled.
+   */
+  async cancel(key: string): Promise<boolean> {
+    return (await this.control(key, CHECKPOINT_CONTROLS.cancel)) > 0;
+  }
+
+  /**
+   * Pauses, resumes or cancels every key of a run (rows with this `run_id`); returns how many rows
+   * took the request. Used by the runs service.
+   */
+  async controlRun(runId: string, action: ControlAction): Promise<number> {
+    assertKey(runId);
+    const sql = this.repository.sql;
+    const query =
+      action === 'pause'
+        ? sql.pauseRun(runId)
+        : action === 'cancel'
+          ? sql.cancelRun(runId)
+          : sql.resumeRun(runId);
+    const { rows } = await this.repository.run<{ key: string }>(action, undefined, query);
+    for (const row of rows) this.obeyLocally(action, row.key);
+    return rows.length;
+  }
+
+  /**
+   * Moves the resume point of `key` back to item `toIndex` (0 starts over), only while its epoch
+   * is still `expectedEpoch` (read it with `find`), so an operator never races a worker: when the
+   * key ran or changed meanwhile it throws `CheckpointEpochMovedError` and changes nothing. The
+   * key must have no live attempt (pause it first). For page-by-page sources give the `cursor` to
+   * resume after. Returns the key's new epoch.
+   */
+  async rewind(key: string, toIndex: number, options: RewindOptions): Promise<number> {
+    assertKey(key);
+    assertCount('toIndex', toIndex);
+    assertCount('expectedEpoch', options?.expectedEpoch);
+    const query = this.repository.sql.rewind(
+      key,
+      toIndex,
+      options.expectedEpoch,
+      this.json('cursor', options.cursor),
+    );
+    const { rows } = await this.repository.run<{ epoch: string }>('rewind', key, query);
+    if (rows[0] !== undefined) {
+      this.session.announce(key);
+      return Number(rows[0].epoch);
+    }
+    // Refused: find out why (off any hot path) and say so.
+    const row = await this.findRow('rewind', key);
+    if (row === undefined || Number(row.epoch) !== options.expectedEpoch) {
+      throw new CheckpointEpochMovedError(
+        key,
+        options.expectedEpoch,
+        row === undefined ? null : Number(row.epoch),
+      );
+    }
+    if (Number(row.current_index) < toIndex) {
+      throw new CheckpointValidationError(
+        messages.rewindPastProgress(key, toIndex, Number(row.current_index)),
+      );
+    }
+    throw new CheckpointLeaseConflictError(key, messages.rewindRunning(key));
+  }
+
+  /**
+   * Calls `listener` with each operator request (`pause`, `resume`, `cancel` and the key) made in
+   * any process. For the library's own rooms (the pg-boss integration moves jobs with it).
+   */
+  async onControl(listener: (action: ControlAction, key: string) => void): Promise<() => void> {
+    return this.session.subscribeControl((action, key) => {
+      if (isControlAction(action)) listener(action, key);
+    });
   }
 
   // --- inspection and housekeeping ------------------------------------------------------------
@@ -444,6 +570,30 @@ export class CheckpointService {
   }
 
   /**
+   * Keys that changed in any process (LISTEN/NOTIFY; changes closer together than ~100 ms are
+   * coalesced), for live views over many keys such as a dashboard's.
+   */
+  changes(): Observable<string> {
+    return new Observable<string>((subscriber) => {
+      let closed = false;
+      let stop: (() => void) | undefined;
+      this.session
+        .subscribe((key) => subscriber.next(key))
+        .then(
+          (unsubscribe) => {
+            stop = unsubscribe;
+            if (closed) unsubscribe();
+          },
+          (error: unknown) => subscriber.error(error),
+        );
+      return () => {
+        closed = true;
+        stop?.();
+      };
+    });
+  }
+
+  /**
    * Finds running pg-boss keys on `queues` whose owner's session is gone (its process died),
    * marks each failed unless a new attempt already took it, and returns the ones it marked,
    * so that their jobs can be handed back to pg-boss at once instead of after expiry.
@@ -498,14 +648,14 @@ export class CheckpointService {
 
   // --- internals ------------------------------------------------------------------------------
 
-  private async write(
+  private async write<R = CheckpointRow>(
     operation: string,
     key: string,
     epoch: number,
     query: { text: string; values: unknown[] },
     options: WriteOptions,
-  ): Promise<void> {
-    const { rowCount } = await this.repository.run(operation, key, query, options.manager);
+  ): Promise<{ rows: R[] }> {
+    const { rows, rowCount } = await this.repository.run<R>(operation, key, query, options.manager);
     if (rowCount === 0) {
       const lease = this.leases.get(key);
       const error = new CheckpointFencedError(key, epoch);
@@ -513,6 +663,50 @@ export class CheckpointService {
       throw error;
     }
     this.session.announce(key);
+    return { rows };
+  }
+
+  private async control(key: string, action: ControlAction): Promise<number> {
+    assertKey(key);
+    const sql = this.repository.sql;
+    const query =
+      action === 'pause' ? sql.pause(key) : action === 'cancel' ? sql.cancel(key) : sql.resume(key);
+    const { rows } = await this.repository.run(action, key, query);
+    if (rows.length > 0) this.obeyLocally(action, key);
+    return rows.length;
+  }
+
+  /** An attempt of this very process stops without waiting for the notification to come back. */
+  private obeyLocally(action: ControlAction, key: string): void {
+    if (action === 'resume') return;
+    this.leases.get(key)?.controller.abort(controlError(key, action));
+  }
+
+  private listenForControl(): Promise<unknown> {
+    this.controlListening ??= this.session
+      .subscribeControl((action, key) => {
+        if (action === 'pause' || action === 'cancel') this.obeyLocally(action, key);
+      })
+      .catch((error: Error) => {
+        // The advance still reads the request at every batch boundary; try LISTEN again later.
+        this.controlListening = undefined;
+        logger.warn(`could not listen for control requests: ${error.message}`);
+      });
+    return this.controlListening;
+  }
+
+  /** Why a claim on `key` was refused: an operator's request, or null (another live owner). */
+  private async refusedControl(key: string, locked: boolean): Promise<CheckpointControl | null> {
+    if (!locked) return (await this.findRow('claim', key))?.control ?? null;
+    // No live attempt owns the key (this session holds its lease): settle it as asked.
+    const { rows } = await this.repository.run<{ control: CheckpointControl }>(
+      'claim',
+      key,
+      this.repository.sql.settleControl(key),
+    );
+    if (rows[0] === undefined) return null;
+    this.session.announce(key);
+    return rows[0].control;
   }
 
   private async findRow(operation: string, key: string): Promise<CheckpointRow | undefined> {
@@ -534,6 +728,19 @@ export class CheckpointService {
   private json(field: string, value: unknown): string | null {
     return toJson(field, value, this.options.maxPayloadBytes);
   }
+}
+
+const logger = new Logger('Checkpoint');
+
+/** The typed reason an attempt stops for when an operator asked. */
+function controlError(key: string, control: CheckpointControl): CheckpointAbortedError {
+  return control === CHECKPOINT_CONTROLS.pause
+    ? new CheckpointPausedError(key)
+    : new CheckpointCancelledError(key);
+}
+
+function isControlAction(action: string): action is ControlAction {
+  return action === 'pause' || action === 'resume' || action === 'cancel';
 }
 
 /** Whether a claim with dispatch `mine` may take over from a live attempt with dispatch `theirs`. */

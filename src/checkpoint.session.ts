@@ -26,6 +26,7 @@ export class CheckpointSession {
   private flushTimer?: NodeJS.Timeout;
   private readonly lossListeners = new Set<(reason: string) => void>();
   private readonly notificationListeners = new Set<(key: string) => void>();
+  private readonly controlListeners = new Set<(action: string, key: string) => void>();
   private closed = false;
   private tail: Promise<unknown> = Promise.resolve();
   private detach?: () => void;
@@ -68,11 +69,29 @@ export class CheckpointSession {
   /** Subscribes to keys changed in any process; LISTENs on first use. */
   async subscribe(listener: (key: string) => void): Promise<() => void> {
     this.notificationListeners.add(listener);
-    if (!this.listening) {
-      this.listening = true;
-      await this.query('watch', undefined, this.repository.sql.listen());
-    }
+    await this.ensureListening();
     return () => this.notificationListeners.delete(listener);
+  }
+
+  private async ensureListening(): Promise<void> {
+    if (this.listening) return;
+    this.listening = true;
+    try {
+      await this.query('watch', undefined, this.repository.sql.listen());
+    } catch (error) {
+      this.listening = false;
+      throw error;
+    }
+  }
+
+  /**
+   * Subscribes to operators' requests (`pause`, `cancel`, `resume` of a key) made in any process;
+   * LISTENs on first use.
+   */
+  async subscribeControl(listener: (action: string, key: string) => void): Promise<() => void> {
+    this.controlListeners.add(listener);
+    await this.ensureListening();
+    return () => this.controlListeners.delete(listener);
   }
 
   /** Sends pending notifications and returns the session to the pool. */
@@ -140,7 +159,7 @@ export class CheckpointSession {
       this.logger.error(`the checkpoint session was lost (${reason}); its leases are gone`);
       for (const listener of this.lossListeners) listener(reason);
       // Watchers must LISTEN again on a new session.
-      if (this.notificationListeners.size > 0) {
+      if (this.notificationListeners.size > 0 || this.controlListeners.size > 0) {
         this.listening = true;
         this.query('watch', undefined, this.repository.sql.listen()).catch((error: Error) =>
           this.logger.warn(`could not listen again: ${error.message}`),
@@ -150,8 +169,15 @@ export class CheckpointSession {
     const onError = (error: Error) => onLost(error.message);
     const onEnd = () => onLost('connection ended');
     const onNotification = (message: Notification) => {
-      if (message.payload === undefined) return;
-      for (const listener of this.notificationListeners) listener(message.payload);
+      const payload = message.payload;
+      if (payload === undefined) return;
+      if (message.channel.endsWith('_checkpoint_control')) {
+        const colon = payload.indexOf(':');
+        for (const listener of this.controlListeners)
+          listener(payload.slice(0, colon), payload.slice(colon + 1));
+        return;
+      }
+      for (const listener of this.notificationListeners) listener(payload);
     };
     client.on('error', onError);
     client.on('end', onEnd);

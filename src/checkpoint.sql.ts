@@ -2,7 +2,7 @@
 // against IDENTIFIER_PATTERN and quoted here, and every value is a bound parameter.
 // Times are clock_timestamp(), not now(): now() is the start of the transaction, and a batch's
 // transaction starts before its work does, so progress rates would be wrong.
-import { CHECKPOINT_STATES } from './checkpoint.constants.js';
+import { CHECKPOINT_CONTROLS, CHECKPOINT_STATES } from './checkpoint.constants.js';
 import { assertSchemaName } from './checkpoint.validation.js';
 
 /** A statement and its bound values. */
@@ -16,13 +16,61 @@ export interface Query {
   name?: string;
 }
 
-const { running, released, completed, failed } = CHECKPOINT_STATES;
+const { running, released, paused, completed, failed, cancelled } = CHECKPOINT_STATES;
+const { pause, cancel } = CHECKPOINT_CONTROLS;
 
 /** Builds the statements for one schema. */
 export function checkpointSql(schema: string) {
   assertSchemaName(schema);
   const table = `"${schema}"."checkpoint"`;
   const lockSpace = `nestjs-checkpoint:${schema}:`;
+  const channel = `${schema}_checkpoint`;
+  const controlChannel = `${schema}_checkpoint_control`;
+  // Whether any session holds the lease of the row's key (see orphans()).
+  const leaseHeld = (keyColumn: string, lockSpaceParam: string) =>
+    `EXISTS (
+       SELECT 1 FROM pg_locks l
+       WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+         AND l.classid = ((hashtextextended(${lockSpaceParam} || ${keyColumn}, 0) >> 32) & 4294967295)::oid
+         AND l.objid = (hashtextextended(${lockSpaceParam} || ${keyColumn}, 0) & 4294967295)::oid)`;
+  /**
+   * An operator's request on the rows of one key or of one run, and in the same statement a
+   * notification on the control channel (`<control>:<key>`, heard by the owning process) and on
+   * the progress channel (heard by watchers). NOTIFY is delivered when the statement commits.
+   */
+  const controlStatement = (
+    target: 'key' | 'run_id',
+    action: 'pause' | 'cancel' | 'resume',
+    value: string,
+  ) => {
+    const set =
+      action === 'resume'
+        ? `control = NULL,
+           state = CASE WHEN state = '${paused}' THEN '${released}' ELSE state END`
+        : // A row no attempt owns takes the new state at once; a running attempt sets it itself
+          // when it stops at its next batch boundary (release()).
+          `control = '${action}',
+           state = CASE WHEN running_epoch IS NOT NULL THEN state
+                        ELSE '${action === pause ? paused : cancelled}' END`;
+    const where =
+      action === 'resume'
+        ? `control = '${pause}'`
+        : action === pause
+          ? `state NOT IN ('${completed}', '${cancelled}') AND control IS DISTINCT FROM '${cancel}'`
+          : `state NOT IN ('${completed}', '${cancelled}')`;
+    return q(
+      `WITH changed AS (
+         UPDATE ${table} SET ${set}, updated_at = clock_timestamp()
+         WHERE ${target} = $1 AND ${where}
+         RETURNING key, state, control, queue, job_id, running_epoch)
+       SELECT c.key, c.state, c.control, c.queue, c.job_id,
+              c.running_epoch IS NOT NULL AS running,
+              pg_notify($2, '${action}:' || c.key), pg_notify($3, c.key)
+       FROM changed c`,
+      [value, controlChannel, channel],
+    );
+  };
   const q = (text: string, values: unknown[] = []): Query => ({ text, values });
   // Names are per connection and must not clash between two schemas on one DataSource.
   const prepared = (name: string, text: string, values: unknown[]): Query => ({
@@ -89,7 +137,7 @@ export function checkpointSql(schema: string) {
            attempt_started_at = clock_timestamp(),
            attempt_start_index = c.current_index,
            updated_at = clock_timestamp()
-         WHERE $6::boolean OR c.dispatch < EXCLUDED.dispatch
+         WHERE ($6::boolean OR c.dispatch < EXCLUDED.dispatch) AND c.control IS NULL
          RETURNING *`,
         [key, owner, fingerprint, totalItems, dispatch, force, queue, jobId],
       ),
@@ -121,7 +169,8 @@ export function checkpointSql(schema: string) {
            intermediate_result = COALESCE($9::jsonb, intermediate_result),
            metadata = COALESCE($10::jsonb, metadata),
            updated_at = clock_timestamp()
-         WHERE key = $1 AND running_epoch = $2`,
+         WHERE key = $1 AND running_epoch = $2
+         RETURNING control`,
         [
           key,
           epoch,
@@ -151,12 +200,57 @@ export function checkpointSql(schema: string) {
          WHERE key = $1 AND running_epoch = $2`,
         [key, epoch, error],
       ),
+    /** Ends the attempt at a batch boundary: paused or cancelled when an operator asked. */
     release: (key: string, epoch: number) =>
       q(
-        `UPDATE ${table} SET state = '${released}', running_epoch = NULL, owner = NULL,
-           updated_at = clock_timestamp()
-         WHERE key = $1 AND running_epoch = $2`,
+        `UPDATE ${table} SET running_epoch = NULL, owner = NULL, updated_at = clock_timestamp(),
+           state = CASE control WHEN '${pause}' THEN '${paused}' WHEN '${cancel}' THEN '${cancelled}'
+                   ELSE '${released}' END
+         WHERE key = $1 AND running_epoch = $2
+         RETURNING state`,
         [key, epoch],
+      ),
+
+    // --- operators' control ---------------------------------------------------------------------
+    pause: (key: string) => controlStatement('key', 'pause', key),
+    cancel: (key: string) => controlStatement('key', 'cancel', key),
+    resume: (key: string) => controlStatement('key', 'resume', key),
+    pauseRun: (runId: string) => controlStatement('run_id', 'pause', runId),
+    cancelRun: (runId: string) => controlStatement('run_id', 'cancel', runId),
+    resumeRun: (runId: string) => controlStatement('run_id', 'resume', runId),
+    /**
+     * A claim refused because of a control request, by a process that holds the key's lease (so
+     * no live attempt owns it): the row takes the state the request asks for.
+     */
+    settleControl: (key: string) =>
+      q(
+        `UPDATE ${table} SET running_epoch = NULL, owner = NULL, updated_at = clock_timestamp(),
+           state = CASE control WHEN '${pause}' THEN '${paused}' ELSE '${cancelled}' END
+         WHERE key = $1 AND control IS NOT NULL AND state <> '${completed}'
+         RETURNING control`,
+        [key],
+      ),
+    /**
+     * Moves the resume point of a key no live attempt owns back to item `toIndex`, only while its
+     * epoch is still `expectedEpoch`; bumps the epoch so that a second operator's rewind with the
+     * same epoch, or a stale attempt, is refused. Batch counters are scaled to the new position.
+     */
+    rewind: (key: string, toIndex: number, expectedEpoch: number, cursor: string | null) =>
+      q(
+        `UPDATE ${table} SET epoch = epoch + 1, running_epoch = NULL, owner = NULL,
+           current_index = $2,
+           current_batch_index = CASE WHEN current_index > 0
+             THEN current_batch_index * $2 / current_index ELSE 0 END,
+           processed_batches = CASE WHEN current_index > 0
+             THEN processed_batches * $2 / current_index ELSE 0 END,
+           cursor = CASE WHEN $2 = 0 THEN NULL ELSE COALESCE($4::jsonb, cursor) END,
+           state = CASE WHEN state IN ('${completed}', '${running}') THEN '${released}'
+                   ELSE state END,
+           result = NULL, updated_at = clock_timestamp()
+         WHERE key = $1 AND epoch = $3 AND current_index >= $2
+           AND NOT ${leaseHeld('key', '$5')}
+         RETURNING epoch`,
+        [key, toIndex, expectedEpoch, cursor, lockSpace],
       ),
     /** Starts the key over (input changed, or a completed key run again) under a new fingerprint. */
     restart: (key: string, epoch: number, fingerprint: string | null) =>
@@ -249,12 +343,13 @@ export function checkpointSql(schema: string) {
       q(`DELETE FROM ${table} WHERE state = $1 AND updated_at < $2`, [state, olderThan]),
 
     // --- progress across processes ------------------------------------------------------------
-    listen: () => q(`LISTEN "${schema}_checkpoint"`),
+    // Progress on one channel, operators' requests on another (one round trip for both).
+    listen: () => q(`LISTEN "${channel}"; LISTEN "${controlChannel}"`),
     /** Leaves a borrowed connection as the pool lent it: no advisory lock, no LISTEN. */
     resetSession: () => q(`SELECT pg_advisory_unlock_all(); UNLISTEN *`),
     /** One statement for every key that changed since the last flush. */
     notify: (keys: string[]) =>
-      q(`SELECT pg_notify($1, k) FROM unnest($2::text[]) AS k`, [`${schema}_checkpoint`, keys]),
+      q(`SELECT pg_notify($1, k) FROM unnest($2::text[]) AS k`, [channel, keys]),
   };
 }
 

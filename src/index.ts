@@ -6,7 +6,12 @@ export { CheckpointService, type ClaimedCheckpoint } from './checkpoint.service.
 export { CheckpointQueues, type DispatchResult } from './boss/checkpoint-queues.js';
 export { Checkpointed } from './decorators/checkpointed.decorator.js';
 export { CheckpointCtx } from './decorators/checkpoint-ctx.decorator.js';
-export { CHECKPOINT_STATES, type CheckpointState } from './checkpoint.constants.js';
+export {
+  CHECKPOINT_CONTROLS,
+  CHECKPOINT_STATES,
+  type CheckpointControl,
+  type CheckpointState,
+} from './checkpoint.constants.js';
 export {
   CheckpointError,
   CheckpointConfigError,
@@ -16,6 +21,9 @@ export {
   CheckpointFencedError,
   CheckpointInputChangedError,
   CheckpointAbortedError,
+  CheckpointPausedError,
+  CheckpointCancelledError,
+  CheckpointEpochMovedError,
 } from './checkpoint.errors.js';
 export type {
   AdvanceProgress,
@@ -24,8 +32,10 @@ export type {
   CheckpointRecord,
   Claim,
   ClaimOptions,
+  ControlAction,
   ListOptions,
   PurgeOptions,
+  RewindOptions,
   WriteOptions,
 } from './checkpoint.interfaces.js';
 export type {

@@ -9,7 +9,14 @@ import { randomUUID } from 'node:crypto';
 import { PgBoss, type Db, type JobWithMetadata } from 'pg-boss';
 import type { DataSource, EntityManager } from 'typeorm';
 import { CHECKPOINT_DATA_SOURCE, CHECKPOINT_OPTIONS } from '../checkpoint.constants.js';
-import { CheckpointAbortedError, CheckpointConfigError } from '../checkpoint.errors.js';
+import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
+import {
+  CheckpointAbortedError,
+  CheckpointCancelledError,
+  CheckpointConfigError,
+  CheckpointPausedError,
+} from '../checkpoint.errors.js';
+import type { ControlAction } from '../checkpoint.interfaces.js';
 import { messages } from '../checkpoint.messages.js';
 import type { ResolvedCheckpointOptions } from '../checkpoint.options.js';
 import { CheckpointRunner, type CheckpointedMethod } from '../checkpoint.runner.js';
@@ -61,6 +68,7 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
   private readonly registrations = new Map<string, QueueRegistration>();
   private readonly inFlight = new Set<Promise<unknown>>();
   private reaper?: NodeJS.Timeout;
+  private stopControl?: () => void;
 
   constructor(
     @Inject(PgBoss) private readonly boss: PgBoss | null,
@@ -120,6 +128,9 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
       this.logger.log(`${method.where} works queue "${queue}"`);
     }
     this.reaper = setInterval(() => void this.reap(), REAP_INTERVAL_MS).unref();
+    this.stopControl = await this.service.onControl((action, key) => {
+      void this.followControl(action, key);
+    });
   }
 
   /**
@@ -164,6 +175,7 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
    */
   async beforeApplicationShutdown(): Promise<void> {
     clearInterval(this.reaper);
+    this.stopControl?.();
     const boss = this.boss;
     if (boss !== null) {
       await Promise.all(
@@ -221,6 +233,10 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
     try {
       return await run;
     } catch (error) {
+      if (error instanceof CheckpointPausedError || error instanceof CheckpointCancelledError) {
+        await this.park(queue, job, error);
+        return undefined;
+      }
       if (this.service.shutdownSignal.aborted && error instanceof CheckpointAbortedError) {
         await this.handBack(queue, job);
         return undefined;
@@ -261,6 +277,74 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
       );
       await boss.fail(queue, attempt, { handedBack: 'shutdown' });
     }
+  }
+
+  /**
+   * Takes the job of a paused or cancelled key out of the queue without spending a retry
+   * (pg-boss's cancel); `resume` puts a paused one back. A resume that came in while the attempt
+   * was stopping would find the job still active: it is put back here.
+   */
+  private async park(
+    queue: string,
+    job: JobWithMetadata<object>,
+    error: CheckpointPausedError | CheckpointCancelledError,
+  ): Promise<void> {
+    const boss = this.boss as PgBoss;
+    await boss.cancel(queue, { id: job.id, retryCount: job.retryCount });
+    if (error instanceof CheckpointPausedError) {
+      const record = await this.service.find(error.key);
+      if (record !== null && record.control === null) await this.requeue(queue, job.id);
+    }
+    this.logger.log(
+      `job ${job.id} of "${queue}" ${error instanceof CheckpointPausedError ? 'paused' : 'cancelled'}`,
+    );
+  }
+
+  /**
+   * Moves the job of a key an operator paused, resumed or cancelled in any process: a key nobody
+   * runs has its job taken out of the queue or put back now; a running one is parked by its own
+   * handler when it stops. Every process working the queue does it; pg-boss's cancel and resume
+   * change nothing the second time.
+   */
+  private async followControl(action: ControlAction, key: string): Promise<void> {
+    const boss = this.boss;
+    if (boss === null || this.service.shutdownSignal.aborted) return;
+    try {
+      const record = await this.service.find(key);
+      if (record?.queue == null || record.jobId === null) return;
+      if (!this.registrations.has(record.queue)) return;
+      if (action === 'resume') {
+        if (record.control === null) await this.requeue(record.queue, record.jobId);
+      } else if (
+        record.state === CHECKPOINT_STATES.paused ||
+        record.state === CHECKPOINT_STATES.cancelled
+      ) {
+        await boss.cancel(record.queue, record.jobId);
+      }
+    } catch (error) {
+      this.logger.warn(
+        `could not move the job of "${key}" (${action}): ${(error as Error).message}`,
+      );
+    }
+  }
+
+  /**
+   * Puts a paused job back in the queue. pg-boss counts the next fetch of a job that had started
+   * as a retry, so its retry limit is raised by one in the same transaction: a pause spends none.
+   * Only the process whose resume moved the job raises it.
+   */
+  private async requeue(queue: string, jobId: string): Promise<void> {
+    const boss = this.boss as PgBoss;
+    const current = await boss.getJobById(queue, jobId);
+    if (current === null || current.state !== 'cancelled') return;
+    await this.dataSource.transaction(async (manager) => {
+      const db = bossDb(manager);
+      const resumed = await boss.resume(queue, jobId, { db });
+      if (affected(resumed) === 0) return;
+      if (current.startedOn !== null && current.startedOn !== undefined) {
+        await boss.update(queue, undefined, { id: jobId, retryLimit: current.retryLimit + 1, db });
+      }
+    });
   }
 
   /** Hands back the jobs of worker processes that died, instead of waiting for their expiry. */

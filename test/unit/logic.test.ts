@@ -119,6 +119,8 @@ describe('toProgress', () => {
     updated_at: new Date('2026-01-01T00:00:04Z'),
     control: null,
     run_id: null,
+    queue: null,
+    job_id: null,
     skipped_items: '0',
     owner_pid: null,
     owner_started: null,
