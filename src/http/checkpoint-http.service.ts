@@ -1,0 +1,140 @@
+import { Inject, Injectable, NotFoundException, type OnModuleInit } from '@nestjs/common';
+import { ModuleRef } from '@nestjs/core';
+import { bufferTime, concat, defer, filter, from, mergeMap, type Observable } from 'rxjs';
+import { CHECKPOINT_OPTIONS } from '../checkpoint.constants.js';
+import type { ResolvedCheckpointOptions } from '../checkpoint.options.js';
+import { CheckpointRepository, type CheckpointRow } from '../checkpoint.repository.js';
+import { CheckpointService } from '../checkpoint.service.js';
+import {
+  checkpointHttpSql,
+  type CheckpointHttpSql,
+  type KeyFilter,
+} from './checkpoint-http.sql.js';
+import {
+  toKeyView,
+  toRunView,
+  type KeyView,
+  type Page,
+  type RunRow,
+  type RunView,
+} from './checkpoint-http.views.js';
+
+/** How long changes are gathered before a live view reads them (one query per window). */
+const LIVE_WINDOW_MS = 150;
+
+/** A change a live stream sends: a key's or a run's new view. */
+export type LiveEvent = { type: 'key'; key: KeyView } | { type: 'run'; run: RunView };
+
+/**
+ * What the HTTP module reads and streams. It finds the CheckpointModule's providers wherever the
+ * application registered them (ModuleRef, not strict), so the module works without `isGlobal`.
+ */
+@Injectable()
+export class CheckpointHttpService implements OnModuleInit {
+  private service!: CheckpointService;
+  private repository!: CheckpointRepository;
+  private sql!: CheckpointHttpSql;
+
+  constructor(@Inject(ModuleRef) private readonly moduleRef: ModuleRef) {}
+
+  onModuleInit(): void {
+    this.service = this.moduleRef.get(CheckpointService, { strict: false });
+    this.repository = this.moduleRef.get(CheckpointRepository, { strict: false });
+    const options = this.moduleRef.get<ResolvedCheckpointOptions>(CHECKPOINT_OPTIONS, {
+      strict: false,
+    });
+    this.sql = checkpointHttpSql(options.schema);
+  }
+
+  get checkpoints(): CheckpointService {
+    return this.service;
+  }
+
+  async listKeys(filter: KeyFilter, limit: number, offset: number): Promise<Page<KeyView>> {
+    const { rows } = await this.repository.run<CheckpointRow & { total: string }>(
+      'list',
+      undefined,
+      this.sql.listKeys(filter, limit, offset),
+    );
+    return { items: rows.map(toKeyView), total: Number(rows[0]?.total ?? 0), limit, offset };
+  }
+
+  async key(key: string): Promise<KeyView> {
+    const [view] = await this.keys([key]);
+    if (view === undefined) throw new NotFoundException(`no checkpoint key "${key}"`);
+    return view;
+  }
+
+  async listRuns(limit: number, offset: number): Promise<Page<RunView>> {
+    const { rows } = await this.repository.run<RunRow & { total: string }>(
+      'list',
+      undefined,
+      this.sql.listRuns(limit, offset),
+    );
+    return { items: rows.map(toRunView), total: Number(rows[0]?.total ?? 0), limit, offset };
+  }
+
+  async run(id: string): Promise<RunView> {
+    const [view] = await this.runs([id]);
+    if (view === undefined) throw new NotFoundException(`no run "${id}"`);
+    return view;
+  }
+
+  /** Live views of every key and run that changes, in any process. */
+  events(): Observable<LiveEvent> {
+    return this.live(() => true, true);
+  }
+
+  /** The key's view now, then at every change. */
+  keyEvents(key: string): Observable<LiveEvent> {
+    return concat(
+      defer(async () => ({ type: 'key' as const, key: await this.key(key) })),
+      this.live((changed) => changed === key, false),
+    );
+  }
+
+  /** The run's view now, then whenever one of its chunks changes. */
+  runEvents(id: string): Observable<LiveEvent> {
+    return concat(
+      defer(async () => ({ type: 'run' as const, run: await this.run(id) })),
+      this.live(() => true, true).pipe(
+        filter((event) => event.type === 'run' && event.run.id === id),
+      ),
+    );
+  }
+
+  private live(accept: (key: string) => boolean, withRuns: boolean): Observable<LiveEvent> {
+    return this.service.changes().pipe(
+      filter(accept),
+      bufferTime(LIVE_WINDOW_MS),
+      filter((keys) => keys.length > 0),
+      mergeMap((keys) => from(this.read([...new Set(keys)], withRuns)), 1),
+      mergeMap((events) => from(events)),
+    );
+  }
+
+  private async read(keys: string[], withRuns: boolean): Promise<LiveEvent[]> {
+    const events: LiveEvent[] = (await this.keys(keys)).map((key) => ({ type: 'key', key }));
+    if (!withRuns) return events;
+    const { rows } = await this.repository.run<{ run_id: string }>(
+      'list',
+      undefined,
+      this.sql.runsOfKeys(keys),
+    );
+    if (rows.length === 0) return events;
+    for (const run of await this.runs(rows.map((row) => row.run_id))) {
+      events.push({ type: 'run', run });
+    }
+    return events;
+  }
+
+  private async keys(keys: string[]): Promise<KeyView[]> {
+    const { rows } = await this.repository.run('list', undefined, this.sql.keys(keys));
+    return rows.map(toKeyView);
+  }
+
+  private async runs(ids: string[]): Promise<RunView[]> {
+    const { rows } = await this.repository.run<RunRow>('list', undefined, this.sql.runs(ids));
+    return rows.map(toRunView);
+  }
+}

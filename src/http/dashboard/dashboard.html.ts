@@ -1,0 +1,65 @@
+// The dashboard's page. A TypeScript string module, so that `tsc` ships it in dist/ with no copy
+// step. Only the base path (from the request's own URL) is put into it, attribute-escaped.
+
+const escapeAttribute = (value: string) =>
+  value.replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c,
+  );
+
+/** The page, with relative links resolved against `basePath` (which ends with a slash). */
+export function dashboardHtml(basePath: string): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Checkpoints</title>
+<base href="${escapeAttribute(basePath)}">
+<link rel="stylesheet" href="dashboard.css">
+</head>
+<body>
+<header>
+  <h1>Checkpoints</h1>
+  <span id="live" class="live" title="live updates">connecting…</span>
+  <label class="token">Operator token <input id="token" type="password" autocomplete="off" spellcheck="false"></label>
+</header>
+<p id="notice" class="notice" role="status" hidden></p>
+<main>
+  <section id="runs-section">
+    <h2>Runs</h2>
+    <table id="runs">
+      <thead><tr><th>Run</th><th>State</th><th class="wide">Progress</th><th>Rate</th><th>ETA</th><th>Chunks</th><th>Attempt</th><th></th></tr></thead>
+      <tbody></tbody>
+    </table>
+    <p id="runs-empty" class="empty">No runs yet.</p>
+  </section>
+  <section>
+    <h2>Keys</h2>
+    <form id="filter" class="filter">
+      <label>State <select id="filter-state" name="state">
+        <option value="">any</option><option>pending</option><option>running</option><option>paused</option>
+        <option>released</option><option>completed</option><option>failed</option><option>cancelled</option>
+      </select></label>
+      <label>Key contains <input id="filter-search" name="search" type="search"></label>
+      <button type="submit">Filter</button>
+    </form>
+    <table id="keys">
+      <thead><tr><th>Key</th><th>State</th><th class="wide">Progress</th><th>Rate</th><th>ETA</th><th>Attempt</th><th>Error</th><th></th></tr></thead>
+      <tbody></tbody>
+    </table>
+    <p id="keys-empty" class="empty">No keys match.</p>
+    <div class="pager"><button id="prev" type="button">‹ Newer</button><span id="page"></span><button id="next" type="button">Older ›</button></div>
+  </section>
+  <section id="detail" hidden>
+    <h2>Key <span id="detail-key"></span></h2>
+    <dl id="detail-fields"></dl>
+    <h3>Last error</h3>
+    <pre id="detail-error" class="error-text"></pre>
+  </section>
+</main>
+<script src="dashboard.js" defer></script>
+</body>
+</html>
+`;
+}

@@ -1,0 +1,245 @@
+// The dashboard's script (a string module: tsc ships it in dist/). Plain browser JavaScript, no
+// framework, no build step. Everything that comes from the database is set with textContent
+// (never innerHTML), so an item's error text is shown as text, whatever it contains.
+// No backquotes, dollar-brace or backslashes below: this is a TypeScript template literal.
+export const DASHBOARD_JS = `'use strict';
+(function () {
+  var PAGE = 25;
+  var state = { offset: 0, total: 0, filter: { state: '', search: '' }, selected: null, controls: false };
+  var keyRows = new Map();
+  var runRows = new Map();
+  var el = function (id) { return document.getElementById(id); };
+
+  function make(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+  function number(n) { return n === null || n === undefined ? '–' : Number(n).toLocaleString('en-US'); }
+  function rate(view) {
+    return view.itemsPerSecond === null || view.state !== 'running' ? '–' : number(Math.round(view.itemsPerSecond * 10) / 10) + '/s';
+  }
+  function eta(view) {
+    if (view.state === 'completed') return 'done';
+    if (view.etaSeconds === null || view.state !== 'running') return '–';
+    var s = Math.round(view.etaSeconds);
+    if (s < 60) return s + ' s';
+    if (s < 3600) return Math.floor(s / 60) + ' min ' + (s % 60) + ' s';
+    return Math.floor(s / 3600) + ' h ' + Math.floor((s % 3600) / 60) + ' min';
+  }
+  function notice(text) {
+    var node = el('notice');
+    node.textContent = text || '';
+    node.hidden = !text;
+  }
+  function api(path, options) {
+    var headers = { accept: 'application/json' };
+    var token = el('token').value;
+    if (token) headers.authorization = 'Bearer ' + token;
+    if (options && options.body) headers['content-type'] = 'application/json';
+    return fetch('api/' + path, {
+      method: (options && options.method) || 'GET',
+      headers: headers,
+      body: options && options.body ? JSON.stringify(options.body) : undefined,
+      credentials: 'same-origin',
+    }).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (body) {
+        if (!response.ok) {
+          var message = Array.isArray(body.message) ? body.message.join('; ') : body.message;
+          throw new Error(response.status + ': ' + (message || response.statusText));
+        }
+        return body;
+      });
+    });
+  }
+
+  function bar(cell, view) {
+    var outer = cell.querySelector('.bar');
+    if (!outer) {
+      outer = make('div', 'bar');
+      outer.appendChild(make('div', 'fill'));
+      outer.appendChild(make('div', 'label'));
+      cell.appendChild(outer);
+    }
+    var percent = Math.max(0, Math.min(100, Number(view.percentage) || 0));
+    outer.firstChild.style.width = percent + '%';
+    outer.setAttribute('data-percent', String(percent));
+    outer.setAttribute('data-processed', String(view.processedItems));
+    outer.lastChild.textContent = number(view.processedItems) + ' / ' + number(view.totalItems) +
+      ' (' + percent + '%)';
+  }
+  function stateCell(cell, view) {
+    cell.textContent = '';
+    cell.appendChild(make('span', 'state ' + view.state, view.state));
+    if (view.control) cell.appendChild(make('span', 'control', view.control + ' requested'));
+  }
+  function buttons(cell, kind, id, view) {
+    cell.textContent = '';
+    if (!state.controls) return;
+    [['pause', 'Pause'], ['resume', 'Resume'], ['cancel', 'Cancel']].forEach(function (pair) {
+      var button = make('button', 'action-' + pair[0], pair[1]);
+      button.type = 'button';
+      var done = view.state === 'completed' || view.state === 'cancelled';
+      button.disabled = done || (pair[0] === 'resume' ? !(view.control === 'pause' || view.state === 'paused') :
+        pair[0] === 'pause' && view.control === 'pause');
+      button.addEventListener('click', function (event) {
+        event.stopPropagation();
+        button.disabled = true;
+        api(kind + '/' + encodeURIComponent(id) + '/' + pair[0], { method: 'POST' })
+          .then(function (updated) { notice(''); if (kind === 'keys') renderKey(updated); else renderRun(updated); })
+          .catch(function (error) { notice(pair[1] + ' failed: ' + error.message); button.disabled = false; });
+      });
+      cell.appendChild(button);
+    });
+  }
+
+  function renderKey(view) {
+    var row = keyRows.get(view.key);
+    if (!row) return;
+    var cells = row.cells;
+    cells[0].textContent = view.key;
+    cells[0].title = view.key;
+    stateCell(cells[1], view);
+    bar(cells[2], view);
+    cells[3].textContent = rate(view);
+    cells[4].textContent = eta(view);
+    cells[5].textContent = String(view.attempt);
+    cells[6].textContent = view.error ? view.error.name + ': ' + view.error.message : '';
+    cells[6].title = cells[6].textContent;
+    buttons(cells[7], 'keys', view.key, view);
+    row.setAttribute('data-state', view.state);
+    if (state.selected === view.key) showDetail(view);
+  }
+  function keyRow(view) {
+    var row = make('tr');
+    row.setAttribute('data-key', view.key);
+    ['key', 'state-cell', 'progress', 'rate', 'eta', 'attempt', 'error', 'actions'].forEach(function (c) {
+      row.appendChild(make('td', c));
+    });
+    row.addEventListener('click', function () { select(view.key); });
+    keyRows.set(view.key, row);
+    return row;
+  }
+  function renderRun(view) {
+    var row = runRows.get(view.id);
+    if (!row) {
+      row = make('tr');
+      row.setAttribute('data-run', view.id);
+      ['run', 'state-cell', 'progress', 'rate', 'eta', 'chunks', 'attempt', 'actions'].forEach(function (c) {
+        row.appendChild(make('td', c));
+      });
+      row.addEventListener('click', function () {
+        el('filter-search').value = '';
+        state.filter = { state: '', search: '', runId: view.id };
+        state.offset = 0;
+        loadKeys();
+      });
+      runRows.set(view.id, row);
+      el('runs').tBodies[0].insertBefore(row, el('runs').tBodies[0].firstChild);
+      el('runs-empty').hidden = true;
+    }
+    var cells = row.cells;
+    cells[0].textContent = view.id;
+    cells[0].title = view.id;
+    stateCell(cells[1], view);
+    bar(cells[2], view);
+    cells[3].textContent = rate(view);
+    cells[4].textContent = eta(view);
+    cells[5].textContent = view.counts.completed + ' / ' + view.chunks + ' done' +
+      (view.counts.running ? ', ' + view.counts.running + ' running' : '') +
+      (view.counts.failed ? ', ' + view.counts.failed + ' failed' : '');
+    cells[6].textContent = String(view.attempt);
+    buttons(cells[7], 'runs', view.id, view);
+    row.setAttribute('data-state', view.state);
+  }
+
+  function showDetail(view) {
+    el('detail').hidden = false;
+    el('detail-key').textContent = view.key;
+    var fields = el('detail-fields');
+    fields.textContent = '';
+    [['State', view.state + (view.control ? ' (' + view.control + ' requested)' : '')],
+      ['Attempt', view.attempt], ['Epoch', view.epoch], ['Items', number(view.processedItems) + ' / ' + number(view.totalItems)],
+      ['Batches', number(view.processedBatches)], ['Skipped items', number(view.skippedItems)],
+      ['Rate', rate(view)], ['ETA', eta(view)], ['Run', view.runId || '–'], ['Queue', view.queue || '–'],
+      ['Job', view.jobId || '–'], ['Owner', view.owner || '–'], ['Last update', view.lastUpdate]]
+      .forEach(function (pair) {
+        fields.appendChild(make('dt', '', pair[0]));
+        fields.appendChild(make('dd', '', pair[1]));
+      });
+    el('detail-error').textContent = view.error ? view.error.name + ': ' + view.error.message : 'none';
+  }
+  function select(key) {
+    state.selected = key;
+    keyRows.forEach(function (row, k) { row.classList.toggle('selected', k === key); });
+    api('keys/' + encodeURIComponent(key)).then(showDetail).catch(function (error) { notice(error.message); });
+  }
+
+  function loadKeys() {
+    var query = 'limit=' + PAGE + '&offset=' + state.offset;
+    if (state.filter.state) query += '&state=' + encodeURIComponent(state.filter.state);
+    if (state.filter.search) query += '&search=' + encodeURIComponent(state.filter.search);
+    if (state.filter.runId) query += '&runId=' + encodeURIComponent(state.filter.runId);
+    return api('keys?' + query).then(function (page) {
+      var body = el('keys').tBodies[0];
+      body.textContent = '';
+      keyRows.clear();
+      page.items.forEach(function (view) { body.appendChild(keyRow(view)); renderKey(view); });
+      state.total = page.total;
+      el('keys-empty').hidden = page.items.length > 0;
+      el('page').textContent = page.total === 0 ? '' :
+        (page.offset + 1) + '–' + (page.offset + page.items.length) + ' of ' + page.total;
+      el('prev').disabled = page.offset === 0;
+      el('next').disabled = page.offset + page.items.length >= page.total;
+    }).catch(function (error) { notice(error.message); });
+  }
+  function loadRuns() {
+    return api('runs?limit=20').then(function (page) {
+      page.items.slice().reverse().forEach(renderRun);
+    }).catch(function (error) { notice(error.message); });
+  }
+  function matches(view) {
+    var f = state.filter;
+    return (!f.state || view.state === f.state) && (!f.search || view.key.indexOf(f.search) >= 0) &&
+      (!f.runId || view.runId === f.runId);
+  }
+
+  function live() {
+    var source = new EventSource('api/events');
+    source.addEventListener('open', function () { el('live').textContent = 'live'; el('live').className = 'live on'; });
+    source.addEventListener('error', function () { el('live').textContent = 'reconnecting…'; el('live').className = 'live'; });
+    source.addEventListener('key', function (event) {
+      var view = JSON.parse(event.data).key;
+      if (keyRows.has(view.key)) renderKey(view);
+      else if (state.offset === 0 && matches(view)) {
+        var body = el('keys').tBodies[0];
+        body.insertBefore(keyRow(view), body.firstChild);
+        renderKey(view);
+        el('keys-empty').hidden = true;
+      }
+    });
+    source.addEventListener('run', function (event) { renderRun(JSON.parse(event.data).run); });
+  }
+
+  el('filter').addEventListener('submit', function (event) {
+    event.preventDefault();
+    state.filter = { state: el('filter-state').value, search: el('filter-search').value };
+    state.offset = 0;
+    loadKeys();
+  });
+  el('prev').addEventListener('click', function () { state.offset = Math.max(0, state.offset - PAGE); loadKeys(); });
+  el('next').addEventListener('click', function () { state.offset += PAGE; loadKeys(); });
+  try { el('token').value = sessionStorage.getItem('checkpoint-token') || ''; } catch (e) { /* storage off */ }
+  el('token').addEventListener('change', function () {
+    try { sessionStorage.setItem('checkpoint-token', el('token').value); } catch (e) { /* storage off */ }
+  });
+
+  api('info').then(function (info) {
+    state.controls = info.controls;
+    if (!info.controls) notice('Read-only: the application gave this dashboard no control guard.');
+  }).catch(function () { /* keep read-only */ }).then(function () {
+    return Promise.all([loadRuns(), loadKeys()]);
+  }).then(live);
+})();
+`;

@@ -1,0 +1,163 @@
+// The dashboard in a real headless Chromium (Debian's /usr/bin/chromium driven by playwright-core):
+// a key worked by a worker process appears, its bar moves, Pause stops the worker within 2 s and
+// the bar stops, Resume finishes it; an error with <script> and <img onerror> is shown as text.
+import 'reflect-metadata';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it, type TestContext } from 'node:test';
+import { PgBoss } from 'pg-boss';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { CheckpointService } from '../../src/index.js';
+import { createJobEffectTable, QUEUE } from '../fixtures/queue-job.js';
+import { DATABASE_URL, dropSchema, sql, uniqueSchema } from '../support/database.js';
+import { createHttpApp, OPERATOR_TOKEN, TokenGuard, type HttpTestApp } from '../support/http.js';
+import { Child } from '../support/process.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const schema = uniqueSchema('dash');
+const SCREENSHOT = fileURLToPath(new URL('../../../docs/dashboard.png', import.meta.url));
+const XSS = `model refused: <script>window.__xss = 'script'</script><img src=x onerror="window.__xss = 'img'; alert(1)">`;
+
+let http: HttpTestApp;
+let boss: PgBoss;
+let browser: Browser;
+let worker: Child | undefined;
+
+before(async () => {
+  await sql(`CREATE SCHEMA "${schema}"`);
+  await sql(createJobEffectTable(schema));
+  http = await createHttpApp({ schema, guard: TokenGuard });
+  boss = new PgBoss({
+    connectionString: DATABASE_URL,
+    schema: `${schema}_boss`,
+    supervise: false,
+    max: 2,
+  });
+  boss.on('error', () => undefined);
+  await boss.start();
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+    args: ['--no-sandbox'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await worker?.kill('SIGKILL');
+  await boss.stop({ graceful: false });
+  await http.app.close();
+  await dropSchema(schema);
+  await dropSchema(`${schema}_boss`);
+});
+
+async function row(key: string) {
+  const [found] = await sql<{ state: string; current_index: string }>(
+    `SELECT state, current_index FROM "${schema}".checkpoint WHERE key = $1`,
+    [key],
+  );
+  return found;
+}
+
+async function processedOnPage(page: Page, key: string): Promise<number> {
+  const value = await page
+    .locator(`tr[data-key="${key}"] .bar`)
+    .getAttribute('data-processed', { timeout: 5000 });
+  return Number(value);
+}
+
+async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: string) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+describe('dashboard in Chromium', () => {
+  it('shows live progress, pauses and resumes a worker, and shows hostile text as text', async (t: TestContext) => {
+    // A key whose last attempt failed with hostile text, as a model's answer might carry.
+    const service = http.app.get(CheckpointService);
+    const hostile = `${QUEUE}:hostile-answer`;
+    const claim = await service.claim(hostile, { totalItems: 400 });
+    await service.advance(hostile, claim.epoch, { currentIndex: 150, processedBatches: 3 });
+    await service.fail(hostile, claim.epoch, new Error(XSS));
+
+    worker = Child.start('queue-worker', { SCHEMA: schema, JOB_EVENTS: '1' });
+    await worker.waitFor((line) => line.startsWith('ready'));
+    const id = await boss.send(QUEUE, { count: 4000, batchDelayMs: 100 });
+    assert.ok(id);
+    const key = `${QUEUE}:${id}`;
+
+    const page = await browser.newPage({ viewport: { width: 1280, height: 760 } });
+    const dialogs: string[] = [];
+    page.on('dialog', (dialog) => {
+      dialogs.push(dialog.message());
+      void dialog.dismiss();
+    });
+    const pageErrors: string[] = [];
+    page.on('pageerror', (error) => pageErrors.push(error.message));
+    await page.goto(`${http.url}/ops/checkpoints`);
+    await page.fill('#token', OPERATOR_TOKEN);
+    await page.dispatchEvent('#token', 'change');
+    await page.locator('#live.on').waitFor({ timeout: 10_000 });
+
+    // The worker's key appears (live, without reloading), and its bar moves.
+    await page.locator(`tr[data-key="${key}"]`).waitFor({ timeout: 15_000 });
+    const first = await processedOnPage(page, key);
+    await waitUntil(
+      async () => (await processedOnPage(page, key)) > first + 200,
+      15_000,
+      'the bar to move',
+    );
+    const moving = await processedOnPage(page, key);
+    t.diagnostic(`bar moved from ${first} to ${moving} items`);
+
+    // Hostile text is shown as text: no script ran, no image element was made.
+    const errorCell = page.locator(`tr[data-key="${hostile}"] td.error`);
+    assert.equal(await errorCell.textContent(), `Error: ${XSS}`);
+    await page.locator(`tr[data-key="${hostile}"] td.key`).click();
+    assert.equal(await page.locator('#detail-error').textContent(), `Error: ${XSS}`);
+    assert.equal(await page.locator('main img').count(), 0);
+    assert.equal(await page.evaluate(() => (globalThis as { __xss?: string }).__xss), undefined);
+    assert.deepEqual(dialogs, []);
+
+    await waitUntil(async () => (await processedOnPage(page, key)) > 1000, 30_000, 'progress');
+    mkdirSync(fileURLToPath(new URL('.', `file://${SCREENSHOT}`)), { recursive: true });
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+
+    // Pause: the worker stops within 2 s, and so does the bar.
+    const clicked = Date.now();
+    await page.locator(`tr[data-key="${key}"] button.action-pause`).click();
+    await waitUntil(async () => (await row(key))?.state === 'paused', 5000, 'the worker to pause');
+    const pausedAfter = Date.now() - clicked;
+    t.diagnostic(`Pause clicked -> worker stopped after ${pausedAfter} ms`);
+    assert.ok(pausedAfter < 2000, `paused after ${pausedAfter} ms`);
+    await worker.waitFor((line) => line === `stopped ${id} CheckpointPausedError`, 5000);
+    await page.locator(`tr[data-key="${key}"][data-state="paused"]`).waitFor({ timeout: 5000 });
+    const stoppedAt = await processedOnPage(page, key);
+    assert.equal(String(stoppedAt), (await row(key))?.current_index);
+    await sleep(1500);
+    assert.equal(await processedOnPage(page, key), stoppedAt, 'the bar stopped');
+    assert.equal((await row(key))?.current_index, String(stoppedAt), 'the worker stopped');
+
+    // Resume: it continues to completed.
+    await page.locator(`tr[data-key="${key}"] button.action-resume`).click();
+    await page
+      .locator(`tr[data-key="${key}"][data-state="completed"]`)
+      .waitFor({ timeout: 90_000 });
+    assert.equal(await processedOnPage(page, key), 4000);
+    assert.equal(
+      await page.locator(`tr[data-key="${key}"] .bar`).getAttribute('data-percent'),
+      '100',
+    );
+    const [effects] = await sql<{ rows: number; distinct: number }>(
+      `SELECT count(*)::int AS rows, count(DISTINCT item)::int AS distinct FROM "${schema}".job_effect WHERE job_id = $1`,
+      [id],
+    );
+    assert.deepEqual(effects, { rows: 4000, distinct: 4000 });
+    assert.deepEqual(pageErrors, []);
+    assert.equal(await page.evaluate(() => (globalThis as { __xss?: string }).__xss), undefined);
+    await page.close();
+  });
+});
