@@ -74,23 +74,34 @@ export const DASHBOARD_JS = `'use strict';
     cell.appendChild(make('span', 'state ' + view.state, view.state));
     if (view.control) cell.appendChild(make('span', 'control', view.control + ' requested'));
   }
+  // The buttons are made once per row and only enabled or disabled afterwards: a row updates
+  // several times a second, and a button replaced under the pointer would swallow the click.
   function buttons(cell, kind, id, view) {
-    cell.textContent = '';
-    if (!state.controls) return;
-    [['pause', 'Pause'], ['resume', 'Resume'], ['cancel', 'Cancel']].forEach(function (pair) {
-      var button = make('button', 'action-' + pair[0], pair[1]);
-      button.type = 'button';
-      var done = view.state === 'completed' || view.state === 'cancelled';
-      button.disabled = done || (pair[0] === 'resume' ? !(view.control === 'pause' || view.state === 'paused') :
-        pair[0] === 'pause' && view.control === 'pause');
-      button.addEventListener('click', function (event) {
-        event.stopPropagation();
-        button.disabled = true;
-        api(kind + '/' + encodeURIComponent(id) + '/' + pair[0], { method: 'POST' })
-          .then(function (updated) { notice(''); if (kind === 'keys') renderKey(updated); else renderRun(updated); })
-          .catch(function (error) { notice(pair[1] + ' failed: ' + error.message); button.disabled = false; });
+    if (!state.controls) { cell.textContent = ''; return; }
+    if (!cell.firstChild) {
+      [['pause', 'Pause'], ['resume', 'Resume'], ['cancel', 'Cancel']].forEach(function (pair) {
+        var button = make('button', 'action-' + pair[0], pair[1]);
+        button.type = 'button';
+        button.setAttribute('data-action', pair[0]);
+        button.addEventListener('click', function (event) {
+          event.stopPropagation();
+          button.disabled = true;
+          api(kind + '/' + encodeURIComponent(id) + '/' + pair[0], { method: 'POST' })
+            .then(function (updated) { notice(''); if (kind === 'keys') renderKey(updated); else renderRun(updated); })
+            .catch(function (error) { notice(pair[1] + ' failed: ' + error.message); enable(cell, cell.view); });
+        });
+        cell.appendChild(button);
       });
-      cell.appendChild(button);
+    }
+    cell.view = view;
+    enable(cell, view);
+  }
+  function enable(cell, view) {
+    var done = view.state === 'completed' || view.state === 'cancelled';
+    Array.prototype.forEach.call(cell.querySelectorAll('button'), function (button) {
+      var action = button.getAttribute('data-action');
+      button.disabled = done || (action === 'resume' ? !(view.control === 'pause' || view.state === 'paused') :
+        action === 'pause' && (view.control === 'pause' || view.state === 'paused'));
     });
   }
 
