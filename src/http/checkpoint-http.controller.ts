@@ -22,7 +22,9 @@ import type { ControlAction } from '../checkpoint.interfaces.js';
 import { DASHBOARD_CSS } from './dashboard/dashboard.css.js';
 import { dashboardHtml } from './dashboard/dashboard.html.js';
 import { DASHBOARD_JS } from './dashboard/dashboard.js.js';
+import type { FailedItem } from '../items/failed-item.interface.js';
 import {
+  FailedItemsQueryDto,
   KeyParams,
   ListKeysQuery,
   PageQuery,
@@ -121,6 +123,15 @@ export class CheckpointHttpController {
     return this.http.key(params.key);
   }
 
+  /** The key's failed-item ledger (items a skip policy isolated, with their errors). */
+  @Get('api/keys/:key/failed-items')
+  keyFailedItems(
+    @Param() params: KeyParams,
+    @Query() query: FailedItemsQueryDto,
+  ): Promise<FailedItem[]> {
+    return this.http.failedItems({ key: params.key }, query.limit ?? 200);
+  }
+
   /** Server-sent events: the key's view now and at every change, from any process. */
   @Sse('api/keys/:key/events')
   keyEvents(@Param() params: KeyParams): Observable<MessageEvent> {
@@ -136,6 +147,14 @@ export class CheckpointHttpController {
   @Get('api/runs/:id')
   run(@Param() params: RunParams): Promise<RunView> {
     return this.http.run(params.id);
+  }
+
+  @Get('api/runs/:id/failed-items')
+  runFailedItems(
+    @Param() params: RunParams,
+    @Query() query: FailedItemsQueryDto,
+  ): Promise<FailedItem[]> {
+    return this.http.failedItems({ runId: params.id }, query.limit ?? 200);
   }
 
   @Sse('api/runs/:id/events')

@@ -22,6 +22,16 @@ export class PageQuery {
   offset?: number;
 }
 
+/** `GET keys/:key/failed-items`: at most `limit` items (1-1000, default 200). */
+export class FailedItemsQueryDto {
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt({ message: '$property must be a whole number' })
+  @Min(1)
+  @Max(1000)
+  limit?: number;
+}
+
 /** Filters of `GET keys`. */
 export class ListKeysQuery extends PageQuery {
   @IsOptional()

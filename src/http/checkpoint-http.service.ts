@@ -5,6 +5,8 @@ import { CHECKPOINT_OPTIONS } from '../checkpoint.constants.js';
 import type { ResolvedCheckpointOptions } from '../checkpoint.options.js';
 import { CheckpointRepository, type CheckpointRow } from '../checkpoint.repository.js';
 import { CheckpointService } from '../checkpoint.service.js';
+import type { FailedItem } from '../items/failed-item.interface.js';
+import { FailedItemsService } from '../items/failed-items.service.js';
 import {
   checkpointHttpSql,
   type CheckpointHttpSql,
@@ -34,12 +36,14 @@ export class CheckpointHttpService implements OnModuleInit {
   private service!: CheckpointService;
   private repository!: CheckpointRepository;
   private sql!: CheckpointHttpSql;
+  private ledger!: FailedItemsService;
 
   constructor(@Inject(ModuleRef) private readonly moduleRef: ModuleRef) {}
 
   onModuleInit(): void {
     this.service = this.moduleRef.get(CheckpointService, { strict: false });
     this.repository = this.moduleRef.get(CheckpointRepository, { strict: false });
+    this.ledger = this.moduleRef.get(FailedItemsService, { strict: false });
     const options = this.moduleRef.get<ResolvedCheckpointOptions>(CHECKPOINT_OPTIONS, {
       strict: false,
     });
@@ -78,6 +82,11 @@ export class CheckpointHttpService implements OnModuleInit {
     const [view] = await this.runs([id]);
     if (view === undefined) throw new NotFoundException(`no run "${id}"`);
     return view;
+  }
+
+  /** The failed-item ledger of a key or of a run's chunks, in item order. */
+  failedItems(target: { key: string } | { runId: string }, limit: number): Promise<FailedItem[]> {
+    return this.ledger.list({ ...target, limit });
   }
 
   /** Live views of every key and run that changes, in any process. */

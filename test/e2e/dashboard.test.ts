@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { PgBoss } from 'pg-boss';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { CheckpointService } from '../../src/index.js';
+import { CheckpointService, FailedItemsService } from '../../src/index.js';
 import { createJobEffectTable, QUEUE } from '../fixtures/queue-job.js';
 import { DATABASE_URL, dropSchema, sql, uniqueSchema } from '../support/database.js';
 import { createHttpApp, OPERATOR_TOKEN, TokenGuard, type HttpTestApp } from '../support/http.js';
@@ -81,6 +81,15 @@ describe('dashboard in Chromium', () => {
     const hostile = `${QUEUE}:hostile-answer`;
     const claim = await service.claim(hostile, { totalItems: 400 });
     await service.advance(hostile, claim.epoch, { currentIndex: 150, processedBatches: 3 });
+    // An item isolated into the failed-item ledger, and then the attempt's own failure.
+    await http.app
+      .get(FailedItemsService)
+      .skip(hostile, claim.epoch, 150, { abstract: '<b>bold?</b>' }, new Error(XSS), {
+        currentIndex: 151,
+        currentBatchIndex: null,
+        processedBatches: null,
+        cursor: undefined,
+      });
     await service.fail(hostile, claim.epoch, new Error(XSS));
 
     worker = Child.start('queue-worker', { SCHEMA: schema, JOB_EVENTS: '1' });
@@ -118,6 +127,11 @@ describe('dashboard in Chromium', () => {
     assert.equal(await errorCell.textContent(), `Error: ${XSS}`);
     await page.locator(`tr[data-key="${hostile}"] td.key`).click();
     assert.equal(await page.locator('#detail-error').textContent(), `Error: ${XSS}`);
+    const ledgerRow = page.locator('#ledger tr[data-item="150"]');
+    await ledgerRow.waitFor({ timeout: 5000 });
+    assert.equal(await ledgerRow.locator('td.ledger-error').textContent(), `Error: ${XSS}`);
+    assert.equal(await ledgerRow.locator('td.value').textContent(), '{"abstract":"<b>bold?</b>"}');
+    assert.equal(await page.locator('main b').count(), 0);
     assert.equal(await page.locator('main img').count(), 0);
     assert.equal(await page.evaluate(() => (globalThis as { __xss?: string }).__xss), undefined);
     assert.deepEqual(dialogs, []);

@@ -4,7 +4,7 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { CheckpointService } from '../../src/index.js';
+import { CheckpointService, FailedItemsService } from '../../src/index.js';
 import { dropSchema, sql, uniqueSchema } from '../support/database.js';
 import {
   createHttpApp,
@@ -80,6 +80,36 @@ describe('reading', () => {
     assert.equal(run.body.totalItems, 300);
     const runs = await request(`${api}/runs`);
     assert.ok((runs.body.items as Array<{ id: string }>).some((each) => each.id === 'run-a'));
+  });
+
+  it('shows the failed-item ledger of a key and of a run', async () => {
+    const key = 'ledger/1';
+    const claim = await service.claim(key, { totalItems: 10 });
+    const items = guarded.app.get(FailedItemsService);
+    for (const index of [2, 5]) {
+      await items.skip(key, claim.epoch, index, { id: index }, new Error(`bad item ${index}`), {
+        currentIndex: index + 1,
+        currentBatchIndex: null,
+        processedBatches: null,
+        cursor: undefined,
+      });
+    }
+    await service.release(key, claim.epoch);
+    await sql(`UPDATE "${schema}".checkpoint SET run_id = 'run-l' WHERE key = $1`, [key]);
+    const ledger = await request(`${api}/keys/${enc(key)}/failed-items`);
+    assert.equal(ledger.status, 200);
+    const rows = ledger.body as unknown as Array<{ itemIndex: number; errorMessage: string }>;
+    assert.deepEqual(
+      rows.map((row) => [row.itemIndex, row.errorMessage]),
+      [
+        [2, 'bad item 2'],
+        [5, 'bad item 5'],
+      ],
+    );
+    const ofRun = await request(`${api}/runs/run-l/failed-items?limit=1`);
+    assert.equal((ofRun.body as unknown as unknown[]).length, 1);
+    assert.equal((await request(`${api}/keys/${enc(key)}`)).body.skippedItems, 2);
+    assert.equal((await request(`${api}/runs/run-l/failed-items?limit=0`)).status, 400);
   });
 
   it('bad queries answer 400 naming the field', async () => {

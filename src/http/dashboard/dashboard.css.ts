@@ -51,6 +51,10 @@ dt { color: var(--muted); }
 dd { margin: 0; font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12px; }
 .error-text { white-space: pre-wrap; word-break: break-word; background: #fff; padding: 8px;
   border: 1px solid var(--line); border-radius: 6px; min-height: 1.5em; }
+#ledger td { font-size: 12px; }
+#ledger td.ledger-error { color: var(--bad); white-space: pre-wrap; word-break: break-word; }
+#ledger td.value { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; max-width: 320px;
+  overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 #detail { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 4px 16px 16px;
   margin-top: 24px; }
 `;

@@ -56,6 +56,12 @@ export function dashboardHtml(basePath: string): string {
     <dl id="detail-fields"></dl>
     <h3>Last error</h3>
     <pre id="detail-error" class="error-text"></pre>
+    <h3>Failed items <span id="ledger-count"></span></h3>
+    <table id="ledger">
+      <thead><tr><th>Item</th><th>Error</th><th>Attempt</th><th>Failed at</th><th>Value</th></tr></thead>
+      <tbody></tbody>
+    </table>
+    <p id="ledger-empty" class="empty">No failed items.</p>
   </section>
 </main>
 <script src="dashboard.js" defer></script>

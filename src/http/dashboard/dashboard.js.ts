@@ -180,6 +180,29 @@ export const DASHBOARD_JS = `'use strict';
         fields.appendChild(make('dd', '', pair[1]));
       });
     el('detail-error').textContent = view.error ? view.error.name + ': ' + view.error.message : 'none';
+    if (state.ledgerOf !== view.key + '@' + view.skippedItems + '@' + view.state) {
+      state.ledgerOf = view.key + '@' + view.skippedItems + '@' + view.state;
+      loadLedger(view.key);
+    }
+  }
+  function loadLedger(key) {
+    api('keys/' + encodeURIComponent(key) + '/failed-items?limit=200').then(function (items) {
+      if (state.selected !== key) return;
+      var body = el('ledger').tBodies[0];
+      body.textContent = '';
+      items.forEach(function (item) {
+        var row = make('tr');
+        row.setAttribute('data-item', String(item.itemIndex));
+        row.appendChild(make('td', 'index', '#' + item.itemIndex));
+        row.appendChild(make('td', 'ledger-error', item.errorName + ': ' + item.errorMessage));
+        row.appendChild(make('td', '', item.attempt));
+        row.appendChild(make('td', '', item.failedAt));
+        row.appendChild(make('td', 'value', item.item === null ? '' : JSON.stringify(item.item)));
+        body.appendChild(row);
+      });
+      el('ledger-count').textContent = items.length ? '(' + items.length + ')' : '';
+      el('ledger-empty').hidden = items.length > 0;
+    }).catch(function (error) { notice(error.message); });
   }
   function select(key) {
     state.selected = key;
