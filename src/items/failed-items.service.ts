@@ -75,7 +75,7 @@ export class FailedItemsService {
    * transaction in transactional mode; one that passes leaves the ledger in that transaction,
    * one that fails again stays with its new error. A completed key is reopened for that attempt
    * (it completes again at its end). Returns the keys asked and their ledger items; a key with
-   * an empty ledger is left alone.
+   * an empty ledger, or whose attempt is running, is left alone (redrive it when it ends).
    */
   redrive(key: string): Promise<RedriveRequest> {
     assertKey(key);

@@ -6,7 +6,7 @@ import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
 import type { Query } from '../checkpoint.sql.js';
 import { assertSchemaName } from '../checkpoint.validation.js';
 
-const { completed, released } = CHECKPOINT_STATES;
+const { completed, released, running } = CHECKPOINT_STATES;
 
 /** Builds the ledger statements for one schema. */
 export function itemsSql(schema: string) {
@@ -105,7 +105,8 @@ export function itemsSql(schema: string) {
     /**
      * Asks the next attempt of each key to run its ledger items first. A completed key becomes
      * released, so that the next call runs the method instead of returning the stored result.
-     * Keys with an empty ledger are left alone.
+     * Keys with an empty ledger are left alone, and so are running keys: their attempt read its
+     * plan at its claim and would complete without running the ledger.
      */
     requestRedrive: (key: string | null, runId: string | null) =>
       q(
@@ -113,6 +114,7 @@ export function itemsSql(schema: string) {
            state = CASE WHEN c.state = '${completed}' THEN '${released}' ELSE c.state END,
            updated_at = clock_timestamp()
          WHERE (c.key = $1 OR ($1::text IS NULL AND c.run_id = $2))
+           AND c.state <> '${running}'
            AND EXISTS (SELECT 1 FROM ${ledger} f WHERE f.key = c.key)
          RETURNING c.key, c.skipped_items`,
         [key, runId],

@@ -28,6 +28,7 @@ import {
 import {
   BrokenDatabaseError,
   LowLimitJob,
+  PagedItemsJob,
   PlainItemsJob,
   RateLimitError,
   SlowRetryJob,
@@ -153,7 +154,7 @@ describe('items that fail: in-process', () => {
     app = await createTestApp({
       schema,
       entities: [Effect],
-      providers: [TransactionalItemsJob, LowLimitJob, PlainItemsJob, SlowRetryJob],
+      providers: [TransactionalItemsJob, LowLimitJob, PlainItemsJob, SlowRetryJob, PagedItemsJob],
     });
   });
 
@@ -240,6 +241,67 @@ describe('items that fail: in-process', () => {
     const row = await checkpointRow(schema, 'plain');
     assert.equal(row.state, 'completed');
     assert.equal(Number(row.skipped_items), 2);
+  });
+
+  it('pages(): a skipped item moves the stored cursor past it; a redrive yields the stored items', async () => {
+    await clearEffects();
+    const job = app.get(PagedItemsJob);
+    job.behaviour.bad = new Set([37, 260, 999]);
+    job.behaviour.flaky = new Set([120]);
+    await job.run({ key: 'paged', items });
+    assert.deepEqual(
+      (await ledgerOf(schema, 'paged')).map((row) => Number(row.item_index)),
+      [37, 260, 999],
+    );
+    assert.deepEqual(
+      await wrongEffects(schema, items.length, (item) => (job.behaviour.bad.has(item) ? 0 : 1)),
+      [],
+    );
+    const [row] = await sql<{ cursor: number; state: string }>(
+      `SELECT cursor, state FROM "${schema}".checkpoint WHERE key = 'paged'`,
+    );
+    assert.equal(row.cursor, 999, 'the last item, skipped, is the stored cursor');
+    assert.equal(row.state, 'completed');
+
+    job.behaviour.fixed = new Set(job.behaviour.bad);
+    job.behaviour.seen.length = 0;
+    await app.get(FailedItemsService).redrive('paged');
+    await job.run({ key: 'paged', items });
+    assert.deepEqual(
+      job.behaviour.seen.map((call) => `${call.mode} ${call.startIndex}`),
+      ['redrive 37', 'redrive 260', 'redrive 999'],
+    );
+    assert.deepEqual(await wrongEffects(schema, items.length, () => 1), []);
+    assert.deepEqual(await ledgerOf(schema, 'paged'), []);
+  });
+
+  it('a run: list and redrive every chunk by run id; a running key is left alone', async () => {
+    await clearEffects();
+    const job = app.get(TransactionalItemsJob);
+    job.behaviour.bad = new Set([5, 70]);
+    job.behaviour.fixed = new Set();
+    const chunk = items.slice(0, 100);
+    await job.run({ key: 'run-1:a', items: chunk });
+    await job.run({ key: 'run-1:b', items: chunk });
+    // Runs are another room's (issue 11); a chunk is a key whose run_id names the run.
+    await sql(`UPDATE "${schema}".checkpoint SET run_id = 'run-1' WHERE key LIKE 'run-1:%'`);
+    const failedItems = app.get(FailedItemsService);
+    const listed = await failedItems.list({ runId: 'run-1' });
+    assert.deepEqual(
+      listed.map((item) => `${item.key} ${item.itemIndex}`),
+      ['run-1:a 5', 'run-1:a 70', 'run-1:b 5', 'run-1:b 70'],
+    );
+    await sql(`UPDATE "${schema}".checkpoint SET state = 'running' WHERE key = 'run-1:b'`);
+    assert.deepEqual(await failedItems.redriveRun('run-1'), { keys: ['run-1:a'], items: 2 });
+    await sql(`UPDATE "${schema}".checkpoint SET state = 'completed' WHERE key = 'run-1:b'`);
+    assert.deepEqual((await failedItems.redriveRun('run-1')).keys.sort(), ['run-1:a', 'run-1:b']);
+    job.behaviour.fixed = new Set(job.behaviour.bad);
+    await job.run({ key: 'run-1:a', items: chunk });
+    await job.run({ key: 'run-1:b', items: chunk });
+    assert.deepEqual(await failedItems.list({ runId: 'run-1' }), []);
+    assert.deepEqual(await wrongEffects(schema, 100, () => 2), []);
+    job.behaviour.bad = new Set();
+    job.behaviour.fixed = new Set();
   });
 
   it('the attempt signal stops a retry backoff at once', async (t) => {
