@@ -633,6 +633,21 @@ export class CheckpointService {
     return abandoned;
   }
 
+  /**
+   * Whether this process's checkpoint session works: null when it does, else why it was lost.
+   * A lost session is tried once more (one round trip), so that the answer recovers with it.
+   */
+  async sessionProblem(): Promise<string | null> {
+    const lost = this.session.lost;
+    if (lost === undefined) return null;
+    try {
+      await this.session.ping();
+      return null;
+    } catch {
+      return lost;
+    }
+  }
+
   // --- lifecycle (called by the module) -------------------------------------------------------
 
   /** Fires the shutdown signal: every attempt of this process stops at its next batch boundary. */

@@ -28,6 +28,7 @@ export class CheckpointSession {
   private readonly notificationListeners = new Set<(key: string) => void>();
   private readonly controlListeners = new Set<(action: string, key: string) => void>();
   private closed = false;
+  private lostReason?: string;
   private tail: Promise<unknown> = Promise.resolve();
   private detach?: () => void;
 
@@ -94,6 +95,16 @@ export class CheckpointSession {
     return () => this.controlListeners.delete(listener);
   }
 
+  /** Why the session was lost, while it is and no new one has been opened; else undefined. */
+  get lost(): string | undefined {
+    return this.lostReason;
+  }
+
+  /** One round trip on the session, opening a new one if it was lost (health checks). */
+  async ping(): Promise<void> {
+    await this.query('health', undefined, this.repository.sql.ping());
+  }
+
   /** Sends pending notifications and returns the session to the pool. */
   async close(): Promise<void> {
     await this.flush();
@@ -156,6 +167,7 @@ export class CheckpointSession {
         this.listening = false;
       }
       if (this.closed) return;
+      this.lostReason = reason;
       this.logger.error(`the checkpoint session was lost (${reason}); its leases are gone`);
       for (const listener of this.lossListeners) listener(reason);
       // Watchers must LISTEN again on a new session.
@@ -188,6 +200,7 @@ export class CheckpointSession {
       client.off('notification', onNotification);
     };
     this.runner = runner;
+    this.lostReason = undefined;
     return runner;
   }
 }

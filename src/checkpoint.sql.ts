@@ -344,6 +344,7 @@ export function checkpointSql(schema: string) {
 
     // --- progress across processes ------------------------------------------------------------
     // Progress on one channel, operators' requests on another (one round trip for both).
+    ping: () => q(`SELECT 1`),
     listen: () => q(`LISTEN "${channel}"; LISTEN "${controlChannel}"`),
     /** Leaves a borrowed connection as the pool lent it: no advisory lock, no LISTEN. */
     resetSession: () => q(`SELECT pg_advisory_unlock_all(); UNLISTEN *`),

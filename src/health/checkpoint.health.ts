@@ -1,0 +1,115 @@
+import { Inject, Injectable, Module, type DynamicModule, type OnModuleInit } from '@nestjs/common';
+import { ModuleRef } from '@nestjs/core';
+import {
+  HealthIndicatorService,
+  TerminusModule,
+  type HealthIndicatorResult,
+} from '@nestjs/terminus';
+import { CHECKPOINT_OPTIONS } from '../checkpoint.constants.js';
+import { CheckpointConfigError } from '../checkpoint.errors.js';
+import type { ResolvedCheckpointOptions } from '../checkpoint.options.js';
+import { CheckpointRepository } from '../checkpoint.repository.js';
+import { CheckpointService } from '../checkpoint.service.js';
+import { healthSql } from './health.sql.js';
+
+/** Options of `CheckpointHealthModule.forRoot()`. */
+export interface CheckpointHealthOptions {
+  /**
+   * A running key that has not advanced for longer than this is stalled (default 60 000 ms).
+   * Make it longer than the slowest batch.
+   */
+  stallMs?: number;
+}
+
+const CHECKPOINT_HEALTH_OPTIONS = Symbol('checkpoint:health-options');
+
+/** A stalled key, as the indicator reports it. */
+export interface StalledKey {
+  key: string;
+  owner: string | null;
+  attempt: number;
+  idleMs: number;
+}
+
+/**
+ * Terminus health indicator of checkpointed work: down when a running key (in any process) has
+ * not advanced for longer than `stallMs`, or when this process's checkpoint session is lost; up
+ * again when the work moves, a new attempt takes over, or the session is back.
+ */
+@Injectable()
+export class CheckpointHealthIndicator implements OnModuleInit {
+  private service!: CheckpointService;
+  private repository!: CheckpointRepository;
+  private sql!: ReturnType<typeof healthSql>;
+
+  constructor(
+    private readonly health: HealthIndicatorService,
+    @Inject(ModuleRef) private readonly moduleRef: ModuleRef,
+    @Inject(CHECKPOINT_HEALTH_OPTIONS) private readonly options: Required<CheckpointHealthOptions>,
+  ) {}
+
+  onModuleInit(): void {
+    // Found wherever CheckpointModule is registered (no isGlobal needed).
+    this.service = this.moduleRef.get(CheckpointService, { strict: false });
+    this.repository = this.moduleRef.get(CheckpointRepository, { strict: false });
+    const options = this.moduleRef.get<ResolvedCheckpointOptions>(CHECKPOINT_OPTIONS, {
+      strict: false,
+    });
+    this.sql = healthSql(options.schema);
+  }
+
+  /** For `HealthCheckService.check([() => indicator.isHealthy('checkpoint')])`. */
+  async isHealthy<const Key extends string = 'checkpoint'>(
+    key: Key = 'checkpoint' as Key,
+  ): Promise<HealthIndicatorResult<Key>> {
+    const indicator = this.health.check(key);
+    const lost = await this.service.sessionProblem();
+    if (lost !== null) return indicator.down({ session: 'lost', reason: lost });
+    let stalled: StalledKey[];
+    try {
+      const { rows } = await this.repository.run<{
+        key: string;
+        owner: string | null;
+        attempt: number;
+        idle_ms: string;
+      }>('health', undefined, this.sql.stalled(this.options.stallMs, 20));
+      stalled = rows.map((row) => ({
+        key: row.key,
+        owner: row.owner,
+        attempt: row.attempt,
+        idleMs: Number(row.idle_ms),
+      }));
+    } catch (error) {
+      return indicator.down({ database: (error as Error).message });
+    }
+    if (stalled.length > 0) {
+      return indicator.down({ stallMs: this.options.stallMs, stalled });
+    }
+    return indicator.up({ stallMs: this.options.stallMs });
+  }
+}
+
+/**
+ * Provides `CheckpointHealthIndicator` (needs `@nestjs/terminus`, and CheckpointModule in the same
+ * application). Import it beside `TerminusModule` in the module of your health controller.
+ */
+@Module({})
+export class CheckpointHealthModule {
+  static forRoot(options: CheckpointHealthOptions = {}): DynamicModule {
+    const stallMs = options.stallMs ?? 60_000;
+    if (!Number.isInteger(stallMs) || stallMs < 1) {
+      throw new CheckpointConfigError(
+        `CheckpointHealthModule: stallMs must be a whole number of milliseconds >= 1 (got ${String(options.stallMs)})`,
+      );
+    }
+    return {
+      module: CheckpointHealthModule,
+      imports: [TerminusModule],
+      providers: [
+        { provide: CHECKPOINT_HEALTH_OPTIONS, useValue: { stallMs } },
+        CheckpointHealthIndicator,
+      ],
+      exports: [CheckpointHealthIndicator],
+    };
+  }
+}
