@@ -7,6 +7,7 @@ import {
   CheckpointError,
   CheckpointValidationError,
 } from './checkpoint.errors.js';
+import type { CheckpointRunChunk } from './checkpoint.interfaces.js';
 import type { CheckpointService, ClaimedCheckpoint } from './checkpoint.service.js';
 import type {
   CheckpointAttemptProgress,
@@ -30,6 +31,7 @@ export class AttemptContext implements CheckpointContext {
   readonly resumeFrom: number;
   readonly cursor: unknown;
   readonly intermediateResult: unknown;
+  readonly run: CheckpointRunChunk | null;
 
   private nextIndex: number;
   private nextCursor: unknown;
@@ -64,6 +66,7 @@ export class AttemptContext implements CheckpointContext {
     this.resumeFrom = claim.resumeFrom;
     this.cursor = claim.cursor;
     this.intermediateResult = claim.intermediateResult;
+    this.run = claim.run;
     this.nextIndex = claim.resumeFrom;
     this.nextCursor = claim.cursor;
     this.batchIndex = claim.currentBatchIndex;

@@ -93,6 +93,16 @@ export interface CheckpointRecord extends Required<
   /** For pg-boss work: the queue and the job id of the last attempt, or null. */
   queue: string | null;
   jobId: string | null;
+  /** The chunk's index in its run (see `CheckpointRuns`), or null. */
+  runChunk: number | null;
+}
+
+/** Which run a key belongs to, and which of its chunks it is. */
+export interface CheckpointRunChunk {
+  /** The run's id, as given to `CheckpointRuns.start()`. */
+  id: string;
+  /** The chunk's index in the run, from 0. */
+  chunk: number;
 }
 
 /** Options of `CheckpointService.claim()`. */
@@ -139,6 +149,8 @@ export interface Claim {
   skippedItems: number;
   /** The attempt first runs the ledger's items again (a redrive was asked for). */
   redrive: boolean;
+  /** The run this key is a chunk of, or null. */
+  run: CheckpointRunChunk | null;
 }
 
 /** One checkpoint advance: absolute values after the batch just done. */

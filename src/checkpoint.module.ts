@@ -15,6 +15,7 @@ import { CheckpointQueues, createBoss } from './boss/checkpoint-queues.js';
 import { CheckpointRunner } from './checkpoint.runner.js';
 import { runCheckpointMigrations } from './migrations/checkpoint.migrations.js';
 import { FailedItemsService } from './items/failed-items.service.js';
+import { CheckpointRuns } from './runs/runs.service.js';
 
 /**
  * Resumable batch work on PostgreSQL. `CheckpointModule.forRoot(options)` or
@@ -55,7 +56,8 @@ import { FailedItemsService } from './items/failed-items.service.js';
     CheckpointMetadataAccessor,
     CheckpointExplorer,
     FailedItemsService,
+    CheckpointRuns,
   ],
-  exports: [CheckpointService, CheckpointQueues, PgBoss, FailedItemsService],
+  exports: [CheckpointService, CheckpointQueues, CheckpointRuns, PgBoss, FailedItemsService],
 })
 export class CheckpointModule extends ConfigurableModuleClass {}

@@ -32,6 +32,8 @@ export interface CheckpointRow {
   run_id: string | null;
   queue: string | null;
   job_id: string | null;
+  /** The chunk's index in its run (migration 6); absent before it. */
+  run_chunk?: number | null;
   skipped_items: string;
   owner_pid: number | null;
   owner_started: Date | null;
@@ -115,5 +117,6 @@ export function toRecord(row: CheckpointRow): CheckpointRecord {
     runId: row.run_id,
     queue: row.queue,
     jobId: row.job_id,
+    runChunk: row.run_id === null ? null : Number(row.run_chunk ?? 0),
   };
 }

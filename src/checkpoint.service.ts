@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { hostname } from 'node:os';
 import { Observable } from 'rxjs';
+import type { EntityManager } from 'typeorm';
 import {
   CHECKPOINT_CONTROLS,
   CHECKPOINT_OPTIONS,
@@ -45,6 +46,16 @@ interface Lease {
   controller: AbortController;
 }
 
+/**
+ * Called when a key that is a chunk of a run completes: inside the completing transaction when
+ * the completion had one (`manager`), right after the completing statement otherwise.
+ * @internal the runs room subscribes to it
+ */
+export type ChunkCompletionListener = (
+  completed: { key: string; runId: string },
+  manager: EntityManager | undefined,
+) => Promise<void>;
+
 /** What a claim returns: the resume point, the epoch, and a signal fired when ownership is lost. */
 export interface ClaimedCheckpoint extends Claim {
   signal: AbortSignal;
@@ -65,6 +76,7 @@ export class CheckpointService {
   private ownerSequence = 0;
   private readonly shutdown = new AbortController();
   private controlListening?: Promise<unknown>;
+  private readonly chunkCompletionListeners = new Set<ChunkCompletionListener>();
 
   constructor(
     @Inject(CHECKPOINT_OPTIONS) private readonly options: ResolvedCheckpointOptions,
@@ -234,6 +246,7 @@ export class CheckpointService {
       result: record.result,
       skippedItems: record.skippedItems,
       redrive: record.redriveRequestedAt !== null,
+      run: record.runId === null ? null : { id: record.runId, chunk: record.runChunk ?? 0 },
       signal: lease.controller.signal,
     };
   }
@@ -303,7 +316,13 @@ export class CheckpointService {
   ): Promise<void> {
     const query = this.repository.sql.complete(key, epoch, this.json('result', result));
     try {
-      await this.write('complete', key, epoch, query, options);
+      const { rows } = await this.write<{ run_id: string | null }>(
+        'complete',
+        key,
+        epoch,
+        query,
+        options,
+      );
       if (options.manager !== undefined) {
         // The session's coalesced notice may fire before the caller's transaction commits, and a
         // watcher reading then would never see the completion: a NOTIFY in the transaction is
@@ -314,6 +333,12 @@ export class CheckpointService {
           this.repository.sql.notify([key]),
           options.manager,
         );
+      }
+      const runId = rows[0]?.run_id ?? null;
+      if (runId !== null) {
+        for (const listener of this.chunkCompletionListeners) {
+          await listener({ key, runId }, options.manager);
+        }
       }
     } finally {
       // Safe before an enclosing transaction commits: a claimant waits on the row lock it holds.
@@ -402,9 +427,13 @@ export class CheckpointService {
 
   /**
    * Pauses, resumes or cancels every key of a run (rows with this `run_id`); returns how many rows
-   * took the request. Used by the runs service.
+   * took the request. With a `manager`, inside the caller's transaction. Used by the runs service.
    */
-  async controlRun(runId: string, action: ControlAction): Promise<number> {
+  async controlRun(
+    runId: string,
+    action: ControlAction,
+    options: WriteOptions = {},
+  ): Promise<number> {
     assertKey(runId);
     const sql = this.repository.sql;
     const query =
@@ -413,7 +442,12 @@ export class CheckpointService {
         : action === 'cancel'
           ? sql.cancelRun(runId)
           : sql.resumeRun(runId);
-    const { rows } = await this.repository.run<{ key: string }>(action, undefined, query);
+    const { rows } = await this.repository.run<{ key: string }>(
+      action,
+      undefined,
+      query,
+      options.manager,
+    );
     for (const row of rows) this.obeyLocally(action, row.key);
     return rows.length;
   }
@@ -659,6 +693,15 @@ export class CheckpointService {
   async close(): Promise<void> {
     this.stopAttempts();
     await this.session.close();
+  }
+
+  /**
+   * Subscribes to the completion of keys that are chunks of a run; returns the unsubscribe.
+   * @internal used by CheckpointRuns
+   */
+  onChunkCompleted(listener: ChunkCompletionListener): () => void {
+    this.chunkCompletionListeners.add(listener);
+    return () => this.chunkCompletionListeners.delete(listener);
   }
 
   // --- internals ------------------------------------------------------------------------------

@@ -190,7 +190,8 @@ export function checkpointSql(schema: string) {
         'complete',
         `UPDATE ${table} SET state = '${completed}', running_epoch = NULL, result = $3::jsonb,
            error = NULL, owner = NULL, updated_at = clock_timestamp()
-         WHERE key = $1 AND running_epoch = $2`,
+         WHERE key = $1 AND running_epoch = $2
+         RETURNING run_id`,
         [key, epoch, result],
       ),
     fail: (key: string, epoch: number, error: string) =>

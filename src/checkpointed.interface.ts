@@ -2,6 +2,7 @@ import type { QueueOptions, WorkOptions } from 'pg-boss';
 import type { EntityManager } from 'typeorm';
 import type { RetryPolicy, SkipPolicy } from './items/item-policy.js';
 import type { BatchMode } from './items/item-recovery.js';
+import type { CheckpointRunChunk } from './checkpoint.interfaces.js';
 
 /** What a call on a key whose work already completed does. */
 export type OnCompleted = 'return' | 'rerun';
@@ -122,6 +123,8 @@ export interface CheckpointContext {
   readonly cursor: unknown;
   /** What the last batch stored with `setIntermediateResult()`, or null. */
   readonly intermediateResult: unknown;
+  /** The run this attempt works a chunk of (`CheckpointRuns.start()`), or null. */
+  readonly run: CheckpointRunChunk | null;
   /**
    * Fires when this attempt must stop: ownership lost, a newer attempt took over, pg-boss gave
    * the job up, or the application is shutting down. `batches()` and `pages()` stop at the

@@ -3,7 +3,22 @@ export { CheckpointModule } from './checkpoint.module.js';
 export { CheckpointModuleOptions } from './checkpoint.options.js';
 export type { CheckpointModuleExtras } from './checkpoint.module-definition.js';
 export { CheckpointService, type ClaimedCheckpoint } from './checkpoint.service.js';
-export { CheckpointQueues, type DispatchResult } from './boss/checkpoint-queues.js';
+export { CheckpointQueues } from './boss/checkpoint-queues.js';
+export { CheckpointRuns, chunkJobId } from './runs/runs.service.js';
+export { OnRunCompleted } from './runs/on-run-completed.decorator.js';
+export { RUN_STATES, type RunState } from './runs/runs.constants.js';
+export { CheckpointRunNotFoundError } from './runs/runs.errors.js';
+export type {
+  ListRunsOptions,
+  PlanRunOptions,
+  Run,
+  RunChunk,
+  RunChunkData,
+  RunPlan,
+  StartedRun,
+  StartRunOptions,
+} from './runs/runs.interfaces.js';
+export type { ChunkPlan } from './runs/runs.plan.js';
 export { Checkpointed } from './decorators/checkpointed.decorator.js';
 export { CheckpointCtx } from './decorators/checkpoint-ctx.decorator.js';
 export {
@@ -30,6 +45,7 @@ export type {
   CheckpointData,
   CheckpointProgress,
   CheckpointRecord,
+  CheckpointRunChunk,
   Claim,
   ClaimOptions,
   ControlAction,

@@ -5,7 +5,6 @@ import {
   Logger,
   OnApplicationBootstrap,
 } from '@nestjs/common';
-import { randomUUID } from 'node:crypto';
 import { PgBoss, type Db, type JobWithMetadata } from 'pg-boss';
 import type { DataSource, EntityManager } from 'typeorm';
 import { CHECKPOINT_DATA_SOURCE, CHECKPOINT_OPTIONS } from '../checkpoint.constants.js';
@@ -36,10 +35,6 @@ interface QueueRegistration {
   method: CheckpointedMethod;
   instance: object;
 }
-
-/** What `dispatch()` did with an input. */
-export type DispatchResult =
-  { mode: 'direct'; jobId: string; result: unknown } | { mode: 'queued'; jobId: string };
 
 /**
  * The module's PgBoss instance: created from the `boss` option and started before anything can
@@ -133,39 +128,35 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
     });
   }
 
+  /** The queues this process works (its `@Checkpointed({ queue })` methods). */
+  get queues(): string[] {
+    return [...this.registrations.keys()];
+  }
+
   /**
-   * Runs a small input (at most `directThreshold` items, default 50) directly in the caller and
-   * sends a larger one to the queue. Both paths checkpoint under `<queue>:<jobId>`, so giving the
-   * same `id` again resumes a direct run that crashed.
+   * Runs one job of `queue` inline in the caller, through the same checkpointed path as a
+   * pg-boss job (key `<queue>:<id>`, so a second call with the same id resumes). Only for a
+   * queue this process works (see `queues`).
+   * @internal used by CheckpointRuns for runs at or under `directThreshold` items
    */
-  async dispatch(
-    queue: string,
-    data: object,
-    options: { size: number; id?: string },
-  ): Promise<DispatchResult> {
+  async runInline(queue: string, job: { id: string; data: object }): Promise<unknown> {
     const registration = this.registrations.get(queue);
-    if (registration === undefined || this.boss === null) {
+    if (registration === undefined) {
       throw new CheckpointConfigError(
-        `no @Checkpointed({ queue: '${queue}' }) method is registered`,
+        `no @Checkpointed({ queue: '${queue}' }) method is registered in this process`,
       );
     }
-    const jobId = options.id ?? randomUUID();
-    if (options.size > this.options.directThreshold) {
-      const sent = await this.boss.send(queue, data, { id: jobId });
-      return { mode: 'queued', jobId: sent ?? jobId };
-    }
-    const job = {
-      id: jobId,
+    const inline = {
+      id: job.id,
       name: queue,
-      data,
+      data: job.data,
       retryCount: 0,
       signal: new AbortController().signal,
     };
-    const result = await this.runner.run(registration.method, registration.instance, [job], {
+    return this.runner.run(registration.method, registration.instance, [inline], {
       queue,
-      jobId,
+      jobId: job.id,
     });
-    return { mode: 'direct', jobId, result };
   }
 
   /**
@@ -368,8 +359,11 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
   }
 }
 
-/** pg-boss's database adapter over a TypeORM transaction: its statements join the transaction. */
-function bossDb(manager: EntityManager): Db {
+/**
+ * pg-boss's database adapter over a TypeORM transaction: its statements join the transaction.
+ * @internal also used by the runs room
+ */
+export function bossDb(manager: EntityManager): Db {
   return {
     executeSql: async (text: string, values?: unknown[]) => {
       const runner = manager.queryRunner;

@@ -2,6 +2,7 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
 import { createCheckpoint } from './000001-create-checkpoint.js';
 import { addRunningEpoch } from './000002-running-epoch.js';
 import { sharedColumns } from './000003-shared-columns.js';
+import { createRuns } from './000006-runs.js';
 import { failedItems } from './000007-failed-items.js';
 import { checkpointSql } from '../checkpoint.sql.js';
 import { assertSchemaName } from '../checkpoint.validation.js';
@@ -18,6 +19,7 @@ export const checkpointMigrations: readonly CheckpointMigration[] = Object.freez
   createCheckpoint,
   addRunningEpoch,
   sharedColumns,
+  createRuns,
   failedItems,
 ]);
 

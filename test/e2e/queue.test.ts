@@ -3,14 +3,7 @@ import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { after, describe, it, type TestContext } from 'node:test';
 import { PgBoss } from 'pg-boss';
-import { CheckpointQueues, CheckpointService } from '../../src/index.js';
-import {
-  createJobEffectTable,
-  QUEUE,
-  ScreeningJob,
-  type ScreeningData,
-} from '../fixtures/queue-job.js';
-import { createTestApp } from '../support/app.js';
+import { createJobEffectTable, QUEUE, type ScreeningData } from '../fixtures/queue-job.js';
 import { DATABASE_URL, dropSchema, sql, uniqueSchema } from '../support/database.js';
 import { Child } from '../support/process.js';
 
@@ -215,60 +208,5 @@ describe('pg-boss workers', () => {
       [id],
     );
     assert.equal(staleRows?.n, 0, "the stale worker's slow batch rolled back");
-  });
-});
-
-describe('direct and queued runs', () => {
-  it('runs small inputs in the caller and large ones on the queue; both resume', async () => {
-    const { schema } = await setUp('modes');
-    const app = await createTestApp({
-      schema,
-      providers: [ScreeningJob],
-      checkpoint: {
-        directThreshold: 200,
-        boss: {
-          connectionString: DATABASE_URL,
-          schema: `${schema}_boss`,
-          max: 3,
-          supervise: false,
-        },
-      },
-    });
-    cleanups.push(() => app.close());
-    const queues = app.get(CheckpointQueues);
-    const service = app.get(CheckpointService);
-    const attempts = async (jobId: string) =>
-      sql<{ attempt: number; n: number }>(
-        `SELECT attempt, count(*)::int AS n FROM "${schema}".job_effect WHERE job_id = $1 GROUP BY attempt ORDER BY attempt`,
-        [jobId],
-      );
-
-    const small = await queues.dispatch(QUEUE, { count: 30 }, { size: 30 });
-    assert.equal(small.mode, 'direct');
-    assert.deepEqual(small.mode === 'direct' && small.result, { screened: 30 });
-
-    const crashing: ScreeningData = { count: 150, failAt: 2 };
-    await assert.rejects(
-      queues.dispatch(QUEUE, crashing, { size: 150, id: 'direct-resume' }),
-      /boom at batch 2/,
-    );
-    const resumed = await queues.dispatch(QUEUE, crashing, { size: 150, id: 'direct-resume' });
-    assert.equal(resumed.mode, 'direct');
-    assert.deepEqual(await attempts('direct-resume'), [
-      { attempt: 1, n: 100 },
-      { attempt: 2, n: 50 },
-    ]);
-
-    const large = await queues.dispatch(QUEUE, { count: 300, failAt: 2 }, { size: 300 });
-    assert.equal(large.mode, 'queued');
-    await waitUntil(
-      async () => (await service.find(`${QUEUE}:${large.jobId}`))?.state === 'completed',
-      30_000,
-      'the queued job',
-    );
-    assert.deepEqual(await attempts(large.jobId), [
-      { attempt: 1, n: 100 },
-      { attempt: 2, n: 200 },
-    ]);
   });
 });

@@ -1,0 +1,208 @@
+// Every SQL statement of runs. Same rules as checkpoint.sql.ts: the schema is validated and
+// quoted, values are bound parameters, times are clock_timestamp().
+import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
+import type { Query } from '../checkpoint.sql.js';
+import { assertSchemaName } from '../checkpoint.validation.js';
+import { RUN_STATES } from './runs.constants.js';
+
+const { pending, running, completed, failed, cancelled } = CHECKPOINT_STATES;
+const open = `'${RUN_STATES.created}', '${RUN_STATES.running}'`;
+
+/** Builds the statements of runs for one schema. */
+export function runsSql(schema: string) {
+  assertSchemaName(schema);
+  const run = `"${schema}"."run"`;
+  const checkpoint = `"${schema}"."checkpoint"`;
+  const worker = `"${schema}"."run_worker"`;
+  const q = (text: string, values: unknown[] = []): Query => ({ text, values });
+  const summary = `SELECT r.*,
+           coalesce(sum(c.current_index), 0)::bigint AS items_done,
+           count(c.key) FILTER (WHERE c.state = '${completed}')::int AS chunks_done,
+           count(c.key) FILTER (WHERE c.state = '${running}')::int AS chunks_running,
+           count(c.key) FILTER (WHERE c.state = '${failed}')::int AS chunks_failed,
+           count(c.key) FILTER (WHERE c.state = '${pending}')::int AS chunks_pending,
+           count(c.key) FILTER (WHERE c.state = '${cancelled}')::int AS chunks_cancelled,
+           count(c.key) FILTER (WHERE c.attempt > 0)::int AS chunks_started,
+           coalesce(max(c.updated_at), r.updated_at) AS last_update
+         FROM ${run} r LEFT JOIN ${checkpoint} c ON c.run_id = r.id`;
+
+  return {
+    /** The run row; no row back when the id exists (then `start` sends nothing). */
+    insertRun: (
+      id: string,
+      queue: string,
+      mode: string,
+      totalItems: number,
+      chunkCount: number,
+      chunkSize: number,
+      options: string | null,
+      metadata: string | null,
+    ) =>
+      q(
+        `INSERT INTO ${run} (id, queue, state, mode, total_items, chunk_count, chunk_size, options, metadata)
+         VALUES ($1, $2, '${RUN_STATES.created}', $3, $4, $5, $6, $7::jsonb, $8::jsonb)
+         ON CONFLICT (id) DO NOTHING
+         RETURNING id`,
+        [id, queue, mode, totalItems, chunkCount, chunkSize, options, metadata],
+      ),
+    /** Every chunk's checkpoint row, `pending` until its job is claimed: one statement. */
+    insertChunks: (
+      runId: string,
+      queue: string,
+      keys: string[],
+      jobIds: string[],
+      totals: number[],
+    ) =>
+      q(
+        `INSERT INTO ${checkpoint} (key, state, queue, job_id, run_id, run_chunk, total_items)
+         SELECT c.key, '${pending}', $2, c.job_id, $1, c.ord::integer - 1, c.total
+         FROM unnest($3::text[], $4::text[], $5::bigint[]) WITH ORDINALITY AS c(key, job_id, total, ord)`,
+        [runId, queue, keys, jobIds, totals],
+      ),
+    /**
+     * A run with its progress summed over its chunks' rows, in one statement (one row per chunk
+     * through the run_id index; no item is read).
+     */
+    progress: (id: string) => q(`${summary} WHERE r.id = $1 GROUP BY r.id`, [id]),
+    /** Runs with their progress, newest first; `open` matches created and running runs. */
+    list: (queue: string | null, state: string | null, limit: number) =>
+      q(
+        `${summary}
+         WHERE ($1::text IS NULL OR r.queue = $1)
+           AND ($2::text IS NULL OR r.state = $2 OR ($2 = 'open' AND r.state IN (${open})))
+         GROUP BY r.id ORDER BY r.created_at DESC, r.id LIMIT $3`,
+        [queue, state, limit],
+      ),
+    /** The chunks of a run in order, with their results. */
+    chunks: (id: string) =>
+      q(
+        `SELECT key, job_id, run_chunk, state, current_index, total_items, attempt, result, error
+         FROM ${checkpoint} WHERE run_id = $1 ORDER BY run_chunk`,
+        [id],
+      ),
+
+    // --- completion ---------------------------------------------------------------------------
+    /**
+     * Taken before the completion check by every transaction that completes a chunk: under READ
+     * COMMITTED, two last chunks committing together would each miss the other's completion;
+     * with the run row locked first, the second one's check runs after the first committed.
+     */
+    lockRun: (id: string) => q(`SELECT state FROM ${run} WHERE id = $1 FOR UPDATE`, [id]),
+    /**
+     * Completes the run when no chunk is left unfinished, once: only an open run flips, and the
+     * per-item time of its chunks' last attempts is stored for the planner.
+     */
+    finish: (id: string) =>
+      q(
+        `UPDATE ${run} r SET state = '${RUN_STATES.completed}', completed_at = clock_timestamp(),
+           updated_at = clock_timestamp(),
+           item_ms = (
+             SELECT sum(extract(epoch FROM (c.updated_at - c.attempt_started_at)) * 1000)
+                    / nullif(sum(c.current_index - c.attempt_start_index), 0)
+             FROM ${checkpoint} c WHERE c.run_id = $1 AND c.attempt_started_at IS NOT NULL)
+         WHERE r.id = $1 AND r.state IN (${open})
+           AND NOT EXISTS (
+             SELECT 1 FROM ${checkpoint} c WHERE c.run_id = $1 AND c.state <> '${completed}')
+         RETURNING r.id`,
+        [id],
+      ),
+    /** Open runs of these queues whose chunks are all completed (a completer died between). */
+    unfinished: (queues: string[]) =>
+      q(
+        `SELECT r.id FROM ${run} r
+         WHERE r.state IN (${open}) AND r.queue = ANY($1::text[])
+           AND NOT EXISTS (
+             SELECT 1 FROM ${checkpoint} c WHERE c.run_id = r.id AND c.state <> '${completed}')
+         LIMIT 100`,
+        [queues],
+      ),
+    /** Completed runs of these queues whose completion hook has not run yet. */
+    hookDue: (queues: string[]) =>
+      q(
+        `SELECT id FROM ${run}
+         WHERE state = '${RUN_STATES.completed}' AND completed_hook_at IS NULL
+           AND queue = ANY($1::text[])
+         ORDER BY completed_at LIMIT 100`,
+        [queues],
+      ),
+    /**
+     * Marks the hook of a run as run, inside the hook's transaction: if the process dies before
+     * it commits, the mark rolls back with the hook's writes and another process runs it. A run
+     * whose hook another process is running right now is skipped, not waited for.
+     */
+    claimHook: (id: string) =>
+      q(
+        `UPDATE ${run} SET completed_hook_at = clock_timestamp()
+         WHERE id = (SELECT id FROM ${run}
+                     WHERE id = $1 AND state = '${RUN_STATES.completed}' AND completed_hook_at IS NULL
+                     FOR UPDATE SKIP LOCKED)
+         RETURNING id`,
+        [id],
+      ),
+
+    // --- cancel -------------------------------------------------------------------------------
+    /** The pg-boss jobs of a run's unfinished chunks (cancel cancels them). */
+    openChunks: (id: string) =>
+      q(
+        `SELECT queue, job_id FROM ${checkpoint}
+         WHERE run_id = $1 AND job_id IS NOT NULL AND state NOT IN ('${completed}', '${cancelled}')`,
+        [id],
+      ),
+    cancelRun: (id: string) =>
+      q(
+        `UPDATE ${run} SET state = '${RUN_STATES.cancelled}', updated_at = clock_timestamp()
+         WHERE id = $1 AND state IN (${open}, '${RUN_STATES.failed}')
+         RETURNING id`,
+        [id],
+      ),
+    /** A direct run whose inline attempt threw. */
+    failRun: (id: string) =>
+      q(
+        `UPDATE ${run} SET state = '${RUN_STATES.failed}', updated_at = clock_timestamp()
+         WHERE id = $1 AND state IN (${open})`,
+        [id],
+      ),
+    /** A direct run started again after it failed. */
+    reopenRun: (id: string) =>
+      q(
+        `UPDATE ${run} SET state = '${RUN_STATES.created}', updated_at = clock_timestamp()
+         WHERE id = $1 AND state = '${RUN_STATES.failed}'`,
+        [id],
+      ),
+
+    // --- planning -----------------------------------------------------------------------------
+    /** This process works these queues: one row each, renewed by the heartbeat. */
+    beat: (process: string, queues: string[]) =>
+      q(
+        `INSERT INTO ${worker} (process, queue, beat_at)
+         SELECT $1, unnest($2::text[]), clock_timestamp()
+         ON CONFLICT (queue, process) DO UPDATE SET beat_at = EXCLUDED.beat_at`,
+        [process, queues],
+      ),
+    /** Forgets this process (shutdown), and rows of processes silent for a long time. */
+    unregister: (process: string) =>
+      q(
+        `DELETE FROM ${worker}
+         WHERE process = $1 OR beat_at < clock_timestamp() - interval '1 day'`,
+        [process],
+      ),
+    /** Workers alive on a queue, and whether any was ever seen on it. */
+    workers: (queue: string, aliveSeconds: number) =>
+      q(
+        `SELECT count(*) FILTER (WHERE beat_at > clock_timestamp() - make_interval(secs => $2))::int AS alive,
+                count(*)::int AS known
+         FROM ${worker} WHERE queue = $1`,
+        [queue, aliveSeconds],
+      ),
+    /** The per-item time measured on the queue's last completed runs. */
+    measured: (queue: string) =>
+      q(
+        `SELECT avg(item_ms)::float8 AS item_ms, count(*)::int AS runs FROM (
+           SELECT item_ms FROM ${run} WHERE queue = $1 AND item_ms IS NOT NULL
+           ORDER BY completed_at DESC LIMIT 5) recent`,
+        [queue],
+      ),
+  };
+}
+
+export type RunsSql = ReturnType<typeof runsSql>;
