@@ -27,6 +27,7 @@ import { measureFailingItems } from './failing-items.js';
 import type { BenchEnv } from './env.js';
 import { jsonText, renderSection, type Json, type Section } from './report.js';
 import { measureResume } from './resume.js';
+import { measureRuns } from './runs.js';
 import { measureSaveCost } from './save-cost.js';
 import { measureStatements } from './statements.js';
 import { measureTransactional } from './transactional.js';
@@ -81,6 +82,7 @@ async function main(): Promise<void> {
     publish(await measureResume(env));
     publish(await measureConcurrency(env));
     publish(await measureStatements(env));
+    publish(await measureRuns(env));
     publish(await measureFailingItems(env));
     const diagnostics = await measureDiagnostics(env);
     diagnostics.sections.forEach(publish);
