@@ -104,9 +104,13 @@ export async function measureRuns(env: BenchEnv): Promise<Section> {
         measure: timed(async () => {
           const id = handRound++;
           for (let i = 0; i < chunks; i++) {
-            await boss.send(QUEUE, { items: items.slice(i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE) }, {
-              id: chunkJobId(`hand-${id}`, i),
-            });
+            await boss.send(
+              QUEUE,
+              { items: items.slice(i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE) },
+              {
+                id: chunkJobId(`hand-${id}`, i),
+              },
+            );
           }
         }),
       },
