@@ -142,7 +142,7 @@ export async function measureRuns(env: BenchEnv): Promise<Section> {
     );
     const single = `${QUEUE}:${chunkJobId('bench-0', 0)}`;
     const runLabel = `runs.get(): progress of a ${count(chunks)}-chunk run (1 statement)`;
-    const keyLabel = 'checkpoints.getProgress(): one key (floor)';
+    const keyLabel = 'service.getProgress(): one key (floor)';
     env.progress(`8. runs: progress reads, ${READ_ROUNDS} rounds`);
     const readSamples = await interleave(
       [
