@@ -175,11 +175,28 @@ export class AttemptContext implements CheckpointContext {
         const cursor = cursorOf === undefined ? undefined : cursorOf(items[items.length - 1]);
         // An item replayed alone counts as a batch only when it ends the replayed batch.
         const endsBatch = mode === 'batch' || this.recovery?.endsScan(this.nextIndex) === true;
-        yield* this.handOver(
-          { index: this.batchIndex, startIndex: this.nextIndex, items, mode },
-          cursor,
-          (manager) => this.advance(items.length, normalSize, cursor, endsBatch, manager),
-        );
+        const event = {
+          key: this.key,
+          epoch: this.epoch,
+          index: this.batchIndex,
+          startIndex: this.nextIndex,
+          items: items.length,
+          mode,
+          endsBatch,
+        };
+        this.service.observers.emit('batchStarted', event);
+        let committed = false;
+        try {
+          yield* this.handOver(
+            { index: this.batchIndex, startIndex: this.nextIndex, items, mode },
+            cursor,
+            (manager) => this.advance(items.length, normalSize, cursor, endsBatch, manager),
+          );
+          committed = true;
+        } finally {
+          const durationMs = performance.now() - started;
+          this.service.observers.emit('batchEnded', { ...event, committed, durationMs });
+        }
         this.recovery?.committed();
         this.nextIndex += items.length;
         if (endsBatch) {
@@ -345,6 +362,12 @@ export class AttemptContext implements CheckpointContext {
       cursor: open.cursor,
     });
     this.skippedItems += 1;
+    this.service.observers.emit('itemsSkipped', {
+      key: this.key,
+      epoch: this.epoch,
+      count: 1,
+      endsBatch,
+    });
     this.nextIndex = open.startIndex + 1;
     if (endsBatch) {
       this.batchIndex += 1;

@@ -16,6 +16,7 @@ import { CheckpointRunner } from './checkpoint.runner.js';
 import { runCheckpointMigrations } from './migrations/checkpoint.migrations.js';
 import { FailedItemsService } from './items/failed-items.service.js';
 import { CheckpointRuns } from './runs/runs.service.js';
+import { CheckpointTelemetry } from './telemetry/checkpoint.telemetry.js';
 
 /**
  * Resumable batch work on PostgreSQL. `CheckpointModule.forRoot(options)` or
@@ -57,6 +58,7 @@ import { CheckpointRuns } from './runs/runs.service.js';
     CheckpointExplorer,
     FailedItemsService,
     CheckpointRuns,
+    CheckpointTelemetry,
   ],
   exports: [CheckpointService, CheckpointQueues, CheckpointRuns, PgBoss, FailedItemsService],
 })

@@ -33,6 +33,7 @@ import type {
 import { messages } from './checkpoint.messages.js';
 import type { ResolvedCheckpointOptions } from './checkpoint.options.js';
 import { CheckpointRepository, toRecord, type CheckpointRow } from './checkpoint.repository.js';
+import { CheckpointObservers } from './checkpoint.observers.js';
 import { CheckpointSession } from './checkpoint.session.js';
 import { assertCount, assertKey, assertOptionalCount, toJson } from './checkpoint.validation.js';
 
@@ -77,6 +78,8 @@ export class CheckpointService {
   private readonly shutdown = new AbortController();
   private controlListening?: Promise<unknown>;
   private readonly chunkCompletionListeners = new Set<ChunkCompletionListener>();
+  /** @internal Where the core reports attempts and batches (the telemetry room listens). */
+  readonly observers = new CheckpointObservers();
 
   constructor(
     @Inject(CHECKPOINT_OPTIONS) private readonly options: ResolvedCheckpointOptions,
@@ -180,10 +183,10 @@ export class CheckpointService {
     assertOptionalCount('dispatch', options.dispatch);
     const local = this.leases.get(key);
     if (local !== undefined && !supersedes(options.dispatch, local.dispatch)) {
-      throw new CheckpointLeaseConflictError(key);
+      throw this.conflict(key);
     }
     const locked = await this.session.tryLock(key);
-    if (!locked && options.dispatch === undefined) throw new CheckpointLeaseConflictError(key);
+    if (!locked && options.dispatch === undefined) throw this.conflict(key);
     // Operators' requests reach this process's attempts between batches too (LISTEN).
     await this.listenForControl();
 
@@ -213,7 +216,7 @@ export class CheckpointService {
         if (locked) await this.session.unlock(key);
       }
       if (control !== null) throw controlError(key, control);
-      throw new CheckpointLeaseConflictError(key);
+      throw this.conflict(key);
     }
     if (local !== undefined) {
       // A newer dispatch of the same job took over in this very process: stop the old attempt now.
@@ -229,6 +232,13 @@ export class CheckpointService {
     };
     this.leases.set(key, lease);
     this.session.announce(key);
+    this.observers.emit('attemptStarted', {
+      key,
+      epoch: record.epoch,
+      attempt: record.attempt,
+      resumeFrom: record.currentIndex,
+      takeover: (row as CheckpointRow & { prior_state?: string }).prior_state === 'running',
+    });
     return {
       key,
       epoch: record.epoch,
@@ -323,6 +333,7 @@ export class CheckpointService {
         query,
         options,
       );
+      this.observers.emit('attemptEnded', { key, epoch, outcome: 'completed' });
       if (options.manager !== undefined) {
         // The session's coalesced notice may fire before the caller's transaction commits, and a
         // watcher reading then would never see the completion: a NOTIFY in the transaction is
@@ -355,6 +366,7 @@ export class CheckpointService {
     );
     try {
       await this.write('fail', key, epoch, query, {});
+      this.observers.emit('attemptEnded', { key, epoch, outcome: 'failed', error });
     } finally {
       await this.endLease(key, epoch);
     }
@@ -366,8 +378,15 @@ export class CheckpointService {
    */
   async release(key: string, epoch: number): Promise<void> {
     try {
-      await this.repository.run('release', key, this.repository.sql.release(key, epoch));
+      const { rows } = await this.repository.run<{ state: 'released' | 'paused' | 'cancelled' }>(
+        'release',
+        key,
+        this.repository.sql.release(key, epoch),
+      );
       this.session.announce(key);
+      if (rows[0] !== undefined) {
+        this.observers.emit('attemptEnded', { key, epoch, outcome: rows[0].state });
+      }
     } finally {
       await this.endLease(key, epoch);
     }
@@ -657,6 +676,7 @@ export class CheckpointService {
       );
       if (rowCount === 0) continue;
       this.session.announce(row.key);
+      this.observers.emit('reaped', { key: row.key, epoch: Number(row.epoch) });
       abandoned.push({
         key: row.key,
         queue: row.queue,
@@ -715,6 +735,7 @@ export class CheckpointService {
   ): Promise<{ rows: R[] }> {
     const { rows, rowCount } = await this.repository.run<R>(operation, key, query, options.manager);
     if (rowCount === 0) {
+      this.observers.emit('fenced', { key, epoch });
       const lease = this.leases.get(key);
       const error = new CheckpointFencedError(key, epoch);
       if (lease?.epoch === epoch) lease.controller.abort(error);
@@ -751,6 +772,11 @@ export class CheckpointService {
         logger.warn(`could not listen for control requests: ${error.message}`);
       });
     return this.controlListening;
+  }
+
+  private conflict(key: string): CheckpointLeaseConflictError {
+    this.observers.emit('conflict', { key });
+    return new CheckpointLeaseConflictError(key);
   }
 
   /** Why a claim on `key` was refused: an operator's request, or null (another live owner). */

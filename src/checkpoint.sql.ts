@@ -138,7 +138,7 @@ export function checkpointSql(schema: string) {
            attempt_start_index = c.current_index,
            updated_at = clock_timestamp()
          WHERE ($6::boolean OR c.dispatch < EXCLUDED.dispatch) AND c.control IS NULL
-         RETURNING *`,
+         RETURNING *, (SELECT p.state FROM ${table} p WHERE p.key = $1) AS prior_state`,
         [key, owner, fingerprint, totalItems, dispatch, force, queue, jobId],
       ),
     /**

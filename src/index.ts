@@ -88,3 +88,7 @@ export {
   runCheckpointMigrations,
   type CheckpointMigration,
 } from './migrations/checkpoint.migrations.js';
+export {
+  CheckpointTelemetry,
+  CHECKPOINT_INSTRUMENTATION,
+} from './telemetry/checkpoint.telemetry.js';
