@@ -1,7 +1,7 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { CheckpointModule } from '../src/index.js';
-import { Decision, DemoRun } from './screening.entities.js';
+import { Decision } from './screening.entities.js';
 import { ScreeningService } from './screening.service.js';
 
 export interface DemoModuleOptions {
@@ -9,12 +9,14 @@ export interface DemoModuleOptions {
   schema: string;
   /** Create the demo's own tables (the first process only; workers find them). */
   synchronize: boolean;
+  /** Work the screening queue (default true); false for a process that only manages runs. */
+  works?: boolean;
 }
 
 /** The demo application: TypeORM, the checkpoint module with pg-boss, and the job. */
 @Module({})
 export class DemoModule {
-  static register({ url, schema, synchronize }: DemoModuleOptions): DynamicModule {
+  static register({ url, schema, synchronize, works = true }: DemoModuleOptions): DynamicModule {
     return {
       module: DemoModule,
       imports: [
@@ -22,7 +24,7 @@ export class DemoModule {
           type: 'postgres',
           url,
           schema,
-          entities: [Decision, DemoRun],
+          entities: [Decision],
           synchronize,
           extra: { max: 8 },
         }),
@@ -38,7 +40,7 @@ export class DemoModule {
           shutdownTimeoutMs: 10_000,
         }),
       ],
-      providers: [ScreeningService],
+      providers: works ? [ScreeningService] : [],
     };
   }
 }

@@ -6,18 +6,16 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import pg from 'pg';
-import { PgBoss } from 'pg-boss';
-import { combineLatest, startWith } from 'rxjs';
-import { IsNull, type DataSource } from 'typeorm';
-import { CheckpointService, type CheckpointProgress } from '../src/index.js';
+import type { DataSource } from 'typeorm';
+import { CheckpointRuns, type Run } from '../src/index.js';
 import { DemoModule } from './app.module.js';
 import type { DemoFlags } from './demo-flags.js';
 import { lockDemo } from './demo-lock.js';
 import { DemoLogger } from './demo-logger.js';
 import { openDatabase, type DemoDatabase } from './database.js';
-import { ProgressView, formatNumber, formatSeconds, sumProgress } from './progress-view.js';
-import { Decision, DemoRun } from './screening.entities.js';
-import { SCREENING_QUEUE, type ScreeningChunk } from './screening.service.js';
+import { ProgressView, formatNumber, formatSeconds, type RunProgress } from './progress-view.js';
+import { Decision } from './screening.entities.js';
+import { SCREENING_QUEUE, type ScreeningSettings } from './screening.service.js';
 
 const BATCH_SIZE = 50;
 
@@ -83,7 +81,7 @@ async function runDemo(database: DemoDatabase): Promise<void> {
   if (flags.fresh) {
     for (const old of await cancelUnfinished(database.url)) {
       view.say(
-        `Cancelled unfinished run ${old.id.slice(0, 8)} (--fresh): its ${old.jobs} jobs are off the queue and their checkpoints removed.`,
+        `Cancelled unfinished run ${old.id.slice(0, 8)} (--fresh): its ${old.jobs} jobs are off the queue and its chunks cancelled.`,
       );
     }
   }
@@ -92,54 +90,59 @@ async function runDemo(database: DemoDatabase): Promise<void> {
     { logger: new DemoLogger(view) },
   );
   const dataSource = app.get<DataSource>(getDataSourceToken());
-  const service = app.get(CheckpointService);
-  const boss = app.get(PgBoss);
-  const runs = dataSource.getRepository(DemoRun);
-  const keyOf = (jobId: string) => `${SCREENING_QUEUE}:${jobId}`;
-  // The database's clock, as checkpoint rows are stamped by it: older rows are a past attempt's.
-  const [{ now: since }] = await dataSource.query<Array<{ now: Date }>>(
-    'SELECT clock_timestamp() AS now',
-  );
+  const runs = app.get(CheckpointRuns);
+  const lastAttempt = async (id: string) =>
+    Math.max(0, ...(await runs.chunks(id)).map((chunk) => chunk.attempt));
 
-  let run: DemoRun | null = flags.fresh
-    ? null
-    : await runs.findOne({ where: { finishedAt: IsNull() }, order: { createdAt: 'DESC' } });
-  let initial: Array<CheckpointProgress | null> = [];
+  // The newest unfinished run of the queue, unless --fresh: the library keeps the runs.
+  let run: Run | undefined = flags.fresh
+    ? undefined
+    : (await runs.list({ queue: SCREENING_QUEUE, state: 'running', limit: 1 }))[0];
   let attempt = 1;
-  if (run !== null) {
-    initial = await Promise.all(run.jobIds.map((id) => service.getProgress(keyOf(id))));
-    const summed = sumProgress(initial, run.items, BATCH_SIZE);
-    attempt = summed.attempt + 1;
+  if (run !== undefined) {
+    attempt = (await lastAttempt(run.id)) + 1;
     view.say(
-      `Resuming run ${run.id.slice(0, 8)} at item ${formatNumber.format(summed.processed)} of ${formatNumber.format(run.items)}` +
-        ` (${formatNumber.format(summed.processed)} already screened and committed; attempt ${attempt} goes on from there).`,
+      `Resuming run ${run.id.slice(0, 8)} at item ${formatNumber.format(run.processedItems)} of ${formatNumber.format(run.totalItems)}` +
+        ` (${formatNumber.format(run.processedItems)} already screened and committed; attempt ${attempt} goes on from there).`,
     );
-    if (run.items !== items && process.argv.some((arg) => arg.startsWith('--items'))) {
+    if (run.totalItems !== items && process.argv.some((arg) => arg.startsWith('--items'))) {
       view.say(
-        `(--items ${formatNumber.format(items)} applies to new runs; this one has ${formatNumber.format(run.items)}. Add --fresh to start over.)`,
+        `(--items ${formatNumber.format(items)} applies to new runs; this one has ${formatNumber.format(run.totalItems)}. Add --fresh to start over.)`,
       );
     }
   } else {
-    const jobIds = Array.from({ length: chunkCount }, () => randomUUID());
-    run = await runs.save({ id: randomUUID(), items, jobIds, finishedAt: null });
-    const size = Math.ceil(items / chunkCount);
-    for (const [i, id] of jobIds.entries()) {
-      const chunk: ScreeningChunk = {
-        runId: run.id,
-        from: i * size,
-        to: Math.min(items, (i + 1) * size),
-        itemMs,
-      };
-      await boss.send(SCREENING_QUEUE, chunk, { id });
-    }
+    // One transaction: the run, a checkpoint row per chunk and every chunk's pg-boss job.
+    run = await runs.start<number, ScreeningSettings>(SCREENING_QUEUE, {
+      id: randomUUID(),
+      items: Array.from({ length: items }, (_, i) => i),
+      chunkSize: Math.ceil(items / chunkCount),
+      // The demo shows workers sharing a queue: even a small input goes to it, not inline.
+      directThreshold: 0,
+      data: { itemMs },
+    });
     view.say(
-      `Starting run ${run.id.slice(0, 8)}: ${formatNumber.format(items)} items in ${chunkCount} pg-boss jobs, ` +
+      `Starting run ${run.id.slice(0, 8)}: ${formatNumber.format(items)} items in ${run.chunkCount} pg-boss jobs, ` +
         `batches of ${BATCH_SIZE}, each batch's decisions committed with its checkpoint.`,
     );
   }
   const current = run;
-  const keys = current.jobIds.map(keyOf);
-  const now = { attempt, since };
+  // This process's own rate: the run's average since it was created would count past attempts.
+  const firstSeen = { at: Date.now(), items: current.processedItems };
+  const toView = (value: Run): RunProgress => {
+    const seconds = (Date.now() - firstSeen.at) / 1000;
+    const done = value.processedItems - firstSeen.items;
+    const itemsPerSecond = done > 0 && seconds > 0 ? done / seconds : null;
+    return {
+      processed: value.processedItems,
+      total: value.totalItems,
+      itemsPerSecond,
+      etaSeconds:
+        itemsPerSecond === null ? null : (value.totalItems - value.processedItems) / itemsPerSecond,
+      chunksDone: value.chunks.completed,
+      chunks: value.chunkCount,
+      attempt,
+    };
+  };
 
   const workers: ChildProcess[] = [];
   for (let i = 1; i < workerCount; i++) {
@@ -162,12 +165,12 @@ async function runDemo(database: DemoDatabase): Promise<void> {
 
   const started = Date.now();
   let stopping = false;
-  const subscription = combineLatest(
-    keys.map((key, i) => service.watch(key).pipe(startWith(initial[i] ?? null))),
-  ).subscribe({
-    next: (chunks) => {
+  let last: Run = current;
+  const subscription = runs.watch(current.id).subscribe({
+    next: (value) => {
+      last = value;
       if (stopping) return;
-      const progress = sumProgress(chunks, current.items, BATCH_SIZE, now);
+      const progress = toView(value);
       view.update(progress);
       if (crashAt !== undefined && (progress.processed / progress.total) * 100 >= crashAt) {
         view.say(
@@ -199,12 +202,12 @@ async function runDemo(database: DemoDatabase): Promise<void> {
     const client = new pg.Client({ connectionString: database.url });
     await client.connect();
     const { rows } = await client.query<{ done: string }>(
-      `SELECT coalesce(sum(current_index), 0) AS done FROM "${schema}".checkpoint WHERE key = ANY($1)`,
-      [keys],
+      `SELECT coalesce(sum(current_index), 0) AS done FROM "${schema}".checkpoint WHERE run_id = $1`,
+      [current.id],
     );
     await client.end();
     view.say(
-      `Stopped. The checkpoint stands at item ${formatNumber.format(Number(rows[0]?.done ?? 0))} of ${formatNumber.format(current.items)}.` +
+      `Stopped. The checkpoint stands at item ${formatNumber.format(Number(rows[0]?.done ?? 0))} of ${formatNumber.format(current.totalItems)}.` +
         ' Run `npm run demo` again to resume from there.',
     );
     await stopDatabase();
@@ -214,8 +217,7 @@ async function runDemo(database: DemoDatabase): Promise<void> {
   async function finish(): Promise<void> {
     view.done();
     const seconds = (Date.now() - started) / 1000;
-    const records = await Promise.all(keys.map((key) => service.find(key)));
-    const attempts = Math.max(...records.map((record) => record?.attempt ?? 1));
+    const attempts = await lastAttempt(current.id);
     const check = await dataSource
       .getRepository(Decision)
       .createQueryBuilder('d')
@@ -225,64 +227,43 @@ async function runDemo(database: DemoDatabase): Promise<void> {
       .getRawOne<{ rows: number; distinct: number }>();
     const rows = check?.rows ?? 0;
     const distinct = check?.distinct ?? 0;
-    await runs.update({ id: current.id }, { finishedAt: new Date() });
     view.say(
-      `Completed run ${current.id.slice(0, 8)}: ${formatNumber.format(current.items)} items in ${formatSeconds(seconds)} this time, over ${attempts} attempt(s).`,
+      `Completed run ${current.id.slice(0, 8)}: ${formatNumber.format(current.totalItems)} items in ${formatSeconds(seconds)} this time, over ${attempts} attempt(s).`,
     );
     view.say(
       `Checked in the database: ${formatNumber.format(rows)} decision rows for ${formatNumber.format(distinct)} items: ` +
-        `${rows - distinct} duplicates, ${current.items - distinct} missing.` +
-        (rows === distinct && distinct === current.items
+        `${rows - distinct} duplicates, ${current.totalItems - distinct} missing.` +
+        (rows === distinct && distinct === current.totalItems && last.state === 'completed'
           ? ' Every item was screened exactly once.'
           : ''),
     );
     for (const worker of workers) worker.kill('SIGTERM');
     await app.close();
     await stopDatabase();
-    process.exit(rows === distinct && distinct === current.items ? 0 : 1);
+    process.exit(rows === distinct && distinct === current.totalItems ? 0 : 1);
   }
 }
 
 /**
- * `--fresh`: cancels every unfinished run of the schema, before this process's workers start:
- * its jobs leave the queue (pg-boss `cancel`), its checkpoints are deleted, the run is closed.
+ * `--fresh`: cancels every unfinished run of the queue before this process's workers start (an
+ * application without the worker does it): its chunk jobs leave the queue and its chunks are
+ * cancelled, in one transaction; what they committed stays.
  */
 async function cancelUnfinished(url: string): Promise<Array<{ id: string; jobs: number }>> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
+  const app = await NestFactory.createApplicationContext(
+    DemoModule.register({ url, schema, synchronize: false, works: false }),
+    { logger: ['error'] },
+  );
   try {
-    const table = await client.query<{ present: boolean }>(
-      `SELECT to_regclass($1) IS NOT NULL AS present`,
-      [`"${schema}".demo_run`],
-    );
-    if (table.rows[0]?.present !== true) return [];
-    const { rows } = await client.query<{ id: string; job_ids: string[] }>(
-      `SELECT id, "jobIds" AS job_ids FROM "${schema}".demo_run WHERE "finishedAt" IS NULL`,
-    );
-    if (rows.length === 0) return [];
-    const boss = new PgBoss({
-      connectionString: url,
-      schema: `${schema}_boss`,
-      supervise: false,
-      schedule: false,
-      max: 1,
-    });
-    await boss.start();
-    try {
-      for (const row of rows) {
-        await boss.cancel(SCREENING_QUEUE, row.job_ids);
-        await client.query(`DELETE FROM "${schema}".checkpoint WHERE key = ANY($1)`, [
-          row.job_ids.map((id) => `${SCREENING_QUEUE}:${id}`),
-        ]);
-        await client.query(`UPDATE "${schema}".demo_run SET "finishedAt" = now() WHERE id = $1`, [
-          row.id,
-        ]);
-      }
-    } finally {
-      await boss.stop({ graceful: false });
+    const runs = app.get(CheckpointRuns);
+    const cancelled = [];
+    for (const run of await runs.list({ queue: SCREENING_QUEUE, state: 'running' })) {
+      const jobs = run.chunkCount - run.chunks.completed - run.chunks.cancelled;
+      await runs.cancel(run.id);
+      cancelled.push({ id: run.id, jobs });
     }
-    return rows.map((row) => ({ id: row.id, jobs: row.job_ids.length }));
+    return cancelled;
   } finally {
-    await client.end();
+    await app.close();
   }
 }

@@ -1,68 +1,12 @@
-import type { CheckpointProgress } from '../src/index.js';
-
-/** Progress of a whole run, summed over its chunks' checkpoints. */
+/** What the progress bar shows: the run's figures and this demo process's attempt. */
 export interface RunProgress {
   processed: number;
   total: number;
   itemsPerSecond: number | null;
   etaSeconds: number | null;
-  batches: number;
-  totalBatches: number;
+  chunksDone: number;
+  chunks: number;
   attempt: number;
-}
-
-/** What this demo process is doing: the attempt it announced, and when it started. */
-export interface CurrentAttempt {
-  /** The attempt number the demo announced (1 for a new run, one more than before on a resume). */
-  attempt: number;
-  /** When this process started, by the database's clock: older rows are a previous attempt's. */
-  since: Date;
-}
-
-/**
- * Sums the library's progress of each chunk (null: not claimed yet) into the run's progress.
- * With `current`, a chunk not written since `current.since` (a crashed attempt's row, still
- * `running`, before its job is claimed again) counts its items but not its rate or attempt: the
- * bar shows this attempt's figures from the first frame after a resume.
- */
-export function sumProgress(
-  chunks: Array<CheckpointProgress | null>,
-  total: number,
-  batchSize: number,
-  current?: CurrentAttempt,
-): RunProgress {
-  let processed = 0;
-  let batches = 0;
-  let totalBatches = 0;
-  let attempt = current?.attempt ?? 1;
-  let rate = 0;
-  let running = 0;
-  const chunkSize = Math.ceil(total / chunks.length);
-  for (const chunk of chunks) {
-    if (chunk === null) {
-      totalBatches += Math.ceil(chunkSize / batchSize);
-      continue;
-    }
-    processed += chunk.processedItems;
-    batches += chunk.processedBatches;
-    totalBatches += chunk.totalBatches > 0 ? chunk.totalBatches : Math.ceil(chunkSize / batchSize);
-    if (current !== undefined && chunk.lastUpdate < current.since) continue;
-    attempt = Math.max(attempt, chunk.attempt);
-    if (chunk.state === 'running' && chunk.itemsPerSecond !== null) {
-      rate += chunk.itemsPerSecond;
-      running += 1;
-    }
-  }
-  const itemsPerSecond = running > 0 ? rate : null;
-  return {
-    processed,
-    total,
-    itemsPerSecond,
-    etaSeconds: itemsPerSecond === null ? null : (total - processed) / itemsPerSecond,
-    batches,
-    totalBatches,
-    attempt,
-  };
 }
 
 const number = new Intl.NumberFormat('en-US');
@@ -93,7 +37,7 @@ export class ProgressView {
     const eta = progress.etaSeconds === null ? '—' : formatSeconds(progress.etaSeconds);
     const details =
       `${number.format(progress.processed)}/${number.format(progress.total)} ${String(percent).padStart(3)}%` +
-      ` | ${rate} | ETA ${eta} | batch ${progress.batches}/${progress.totalBatches} | attempt ${progress.attempt}`;
+      ` | ${rate} | ETA ${eta} | chunks ${progress.chunksDone}/${progress.chunks} | attempt ${progress.attempt}`;
     if (this.tty) {
       const width = 28;
       const filled = Math.round(fraction * width);

@@ -1,4 +1,4 @@
-import { Column, CreateDateColumn, Entity, PrimaryColumn, PrimaryGeneratedColumn } from 'typeorm';
+import { Column, Entity, PrimaryGeneratedColumn } from 'typeorm';
 
 /** One screening decision per item: the effect that must happen exactly once. */
 @Entity({ name: 'decision' })
@@ -17,23 +17,4 @@ export class Decision {
 
   @Column('int')
   attempt!: number;
-}
-
-/** A demo run: N items split into chunks, one pg-boss job per chunk. */
-@Entity({ name: 'demo_run' })
-export class DemoRun {
-  @PrimaryColumn('uuid')
-  id!: string;
-
-  @Column('int')
-  items!: number;
-
-  @Column('uuid', { array: true })
-  jobIds!: string[];
-
-  @CreateDateColumn({ type: 'timestamptz' })
-  createdAt!: Date;
-
-  @Column('timestamptz', { nullable: true })
-  finishedAt!: Date | null;
 }

@@ -1,13 +1,15 @@
 import { Injectable } from '@nestjs/common';
 import type { Job } from 'pg-boss';
-import { CheckpointCtx, Checkpointed, type CheckpointContext } from '../src/index.js';
+import {
+  CheckpointCtx,
+  Checkpointed,
+  type CheckpointContext,
+  type RunChunkData,
+} from '../src/index.js';
 import { Decision } from './screening.entities.js';
 
-/** One chunk of a screening run: items `from` (inclusive) to `to` (exclusive). */
-export interface ScreeningChunk {
-  runId: string;
-  from: number;
-  to: number;
+/** Settings every chunk of a screening run gets (`data` of `runs.start()`). */
+export interface ScreeningSettings {
   /** Simulated work per item, in milliseconds (a stand-in for an LLM call). */
   itemMs: number;
 }
@@ -15,9 +17,10 @@ export interface ScreeningChunk {
 export const SCREENING_QUEUE = 'screening';
 
 /**
- * The demo's batch job, written as the README tells a user to: a pg-boss worker whose progress
- * is checkpointed after every batch of 50, with the decisions written through `batch.manager`
- * so that they commit together with the checkpoint, or not at all.
+ * The demo's chunk handler, written as the README tells a user to: an ordinary pg-boss worker
+ * that gets one chunk of a run (`CheckpointRuns.start()` split the items), checkpointed after
+ * every batch of 50, with the decisions written through `batch.manager` so that they commit
+ * together with the checkpoint, or not at all.
  */
 @Injectable()
 export class ScreeningService {
@@ -30,12 +33,13 @@ export class ScreeningService {
     retryLimit: 10,
   })
   async screen(
-    job: Job<ScreeningChunk>,
+    job: Job<RunChunkData<number, ScreeningSettings>>,
     @CheckpointCtx() ctx?: CheckpointContext,
   ): Promise<{ screened: number }> {
-    const { runId, from, to, itemMs } = job.data;
+    const { items, run, data } = job.data;
+    const itemMs = data?.itemMs ?? 0;
+    const runId = run.id;
     const context = ctx as CheckpointContext;
-    const items = Array.from({ length: to - from }, (_, i) => from + i);
     for await (const batch of context.batches(items)) {
       const verdicts = await classify(batch.items, itemMs, context.signal);
       await batch.manager.insert(
@@ -60,8 +64,13 @@ async function classify(
 ): Promise<Array<'include' | 'exclude'>> {
   if (itemMs > 0) {
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, itemMs * items.length);
-      signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+      const stop = () => (clearTimeout(timer), resolve());
+      // Removed when the batch is done: one listener per batch would pile up on the signal.
+      const timer = setTimeout(() => {
+        signal.removeEventListener('abort', stop);
+        resolve();
+      }, itemMs * items.length);
+      signal.addEventListener('abort', stop, { once: true });
     });
   }
   return items.map((item) => (item % 7 === 0 ? 'include' : 'exclude'));

@@ -7,7 +7,7 @@ import type { RunState } from './runs.constants.js';
 import type { ChunkPlan } from './runs.plan.js';
 
 /** Options of `CheckpointRuns.start()`. */
-export interface StartRunOptions<T = unknown> {
+export interface StartRunOptions<T = unknown, D = unknown> {
   /** The run's id (1 to 200 characters). Starting an id that exists returns that run. */
   id: string;
   /** The run's items; each chunk job carries its own slice. JSON-serialisable. */
@@ -20,6 +20,8 @@ export interface StartRunOptions<T = unknown> {
   targetChunkMs?: number;
   /** Stored with the run, returned by `get()`. */
   metadata?: Record<string, unknown>;
+  /** Given to every chunk as `job.data.data` (settings the handler needs, say). JSON. */
+  data?: D;
 }
 
 /** Options of `CheckpointRuns.plan()`. */
@@ -33,9 +35,11 @@ export interface PlanRunOptions {
 }
 
 /** What a chunk job carries in `job.data`. */
-export interface RunChunkData<T = unknown> {
+export interface RunChunkData<T = unknown, D = unknown> {
   /** This chunk's slice of the run's items. */
   items: T[];
+  /** `data` as given to `start()`, the same for every chunk. */
+  data?: D;
   run: {
     /** The run's id. */
     id: string;

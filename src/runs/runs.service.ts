@@ -139,9 +139,9 @@ export class CheckpointRuns
    * handler's return value). Bad input throws `CheckpointValidationError` naming the field, and
    * writes nothing.
    */
-  async start<T>(queue: string, options: StartRunOptions<T>): Promise<StartedRun> {
+  async start<T, D = unknown>(queue: string, options: StartRunOptions<T, D>): Promise<StartedRun> {
     assertQueueName(queue);
-    const { id, items } = options ?? ({} as StartRunOptions<T>);
+    const { id, items, data } = options ?? ({} as StartRunOptions<T, D>);
     assertRunId(id);
     if (!isNonEmptyArray(items)) {
       throw new CheckpointValidationError(runMessages.emptyItems(items));
@@ -171,8 +171,9 @@ export class CheckpointRuns
     const jobIds = Array.from({ length: chunkCount }, (_, i) => chunkJobId(id, i));
     const keys = jobIds.map((jobId) => `${queue}:${jobId}`);
     const totals = jobIds.map((_, i) => Math.min(chunkSize, total - i * chunkSize));
-    const chunkData = (i: number): RunChunkData<T> => ({
+    const chunkData = (i: number): RunChunkData<T, D> => ({
       items: items.slice(i * chunkSize, (i + 1) * chunkSize),
+      data,
       run: { id, chunk: i, chunks: chunkCount, offset: i * chunkSize },
     });
 
@@ -231,8 +232,9 @@ export class CheckpointRuns
         id: chunkJobId(id, 0),
         data: {
           items: [...items],
+          data,
           run: { id, chunk: 0, chunks: 1, offset: 0 },
-        } satisfies RunChunkData<T>,
+        } satisfies RunChunkData<T, D>,
       });
     } catch (error) {
       await this.repository.run('run-fail', id, this.sql.failRun(id));

@@ -149,10 +149,12 @@ it('says so when a demo already runs on the schema, and --fresh cancels the unfi
   assert.equal(await firstExit, 0, firstOutput);
   assert.match(firstOutput, /Stopped\. The checkpoint stands at item [\d,]+ of 2,000/);
 
-  const [{ job_ids: oldJobs }] = await sql<{ job_ids: string[] }>(
-    `SELECT "jobIds" AS job_ids FROM "${schema}".demo_run WHERE id::text LIKE $1`,
+  const oldChunks = await sql<{ job_id: string }>(
+    `SELECT job_id FROM "${schema}".checkpoint WHERE run_id LIKE $1 ORDER BY run_chunk`,
     [`${firstRun}%`],
   );
+  const oldJobs = oldChunks.map((row) => row.job_id);
+  assert.equal(oldJobs.length, 2);
   const fresh = runDemo(...shortRun, '--items', '300', '--fresh');
   assert.equal(fresh.status, 0, fresh.output);
   assert.match(
@@ -169,8 +171,17 @@ it('says so when a demo already runs on the schema, and --fresh cancels the unfi
     states.map((row) => row.state),
     ['cancelled', 'cancelled'],
   );
-  const checkpoints = await sql(`SELECT 1 FROM "${schema}".checkpoint WHERE key = ANY($1)`, [
-    oldJobs.map((id) => `screening:${id}`),
+  const chunks = await sql<{ state: string }>(
+    `SELECT state FROM "${schema}".checkpoint WHERE run_id LIKE $1`,
+    [`${firstRun}%`],
+  );
+  assert.deepEqual(
+    chunks.map((row) => row.state),
+    ['cancelled', 'cancelled'],
+    'the cancelled run keeps what it committed, and never runs again',
+  );
+  const [run] = await sql<{ state: string }>(`SELECT state FROM "${schema}".run WHERE id LIKE $1`, [
+    `${firstRun}%`,
   ]);
-  assert.equal(checkpoints.length, 0, 'the cancelled run left no checkpoint behind');
+  assert.equal(run?.state, 'cancelled');
 });
