@@ -5,6 +5,7 @@ import type { BatchSizer } from './batch-sizer.js';
 import {
   CheckpointAbortedError,
   CheckpointError,
+  CheckpointStoreError,
   CheckpointValidationError,
 } from './checkpoint.errors.js';
 import type { CheckpointRunChunk } from './checkpoint.interfaces.js';
@@ -234,23 +235,36 @@ export class AttemptContext implements CheckpointContext {
     };
     if (this.transactional) {
       const runner = this.dataSource.createQueryRunner('master');
-      await runner.connect();
-      await runner.startTransaction();
+      try {
+        await runner.connect();
+        await runner.startTransaction();
+      } catch (error) {
+        await runner.release().catch(() => undefined);
+        throw new CheckpointStoreError('begin batch', this.key, error);
+      }
+      // The advance's announcement waits for the commit: a watcher must not read before it.
+      const announce = this.service.deferAnnouncements(runner);
       let committed = false;
       try {
         this.open = open;
         yield { ...batch, manager: runner.manager };
         this.open = undefined;
         await write(runner.manager);
-        await runner.commitTransaction();
+        try {
+          await runner.commitTransaction();
+        } catch (error) {
+          throw new CheckpointStoreError('commit batch', this.key, error);
+        }
         committed = true;
+        announce();
       } finally {
         if (!committed && runner.isTransactionActive) {
           await runner
             .rollbackTransaction()
             .catch((error: Error) => logger.warn(`rollback failed: ${error.message}`));
         }
-        await runner.release();
+        // A runner whose connection failed was released already.
+        await runner.release().catch(() => undefined);
       }
     } else {
       this.open = open;

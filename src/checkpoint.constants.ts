@@ -12,6 +12,10 @@ export const DEFAULT_SCHEMA = 'checkpoint';
 export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
 export const DEFAULT_DIRECT_THRESHOLD = 50;
 export const MAX_KEY_LENGTH = 512;
+export const DEFAULT_LEASE_TTL_MS = 30_000;
+export const DEFAULT_STATEMENT_TIMEOUT_MS = 60_000;
+export const DEFAULT_STALL_WARN_MS = 5_000;
+export const DEFAULT_DATABASE_OUTAGE_MS = 60_000;
 
 /** Schema names: lower-case identifiers, short enough to leave room for PostgreSQL's 63-byte limit. */
 export const IDENTIFIER_PATTERN = /^[a-z_][a-z0-9_]{0,47}$/;

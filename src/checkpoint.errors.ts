@@ -98,3 +98,53 @@ export class CheckpointEpochMovedError extends CheckpointError {
     super(messages.epochMoved(key, expectedEpoch, actualEpoch));
   }
 }
+
+/**
+ * The attempt's lease could not be renewed within `leaseTtlMs` (the database or the network was
+ * unreachable): another attempt may take the key over. The runner resumes in place once the
+ * database answers again, if the key is still this attempt's.
+ */
+export class CheckpointLeaseLapsedError extends CheckpointAbortedError {}
+
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  // admin_shutdown, crash_shutdown, cannot_connect_now (the server is starting or stopping)
+  '57P01',
+  '57P02',
+  '57P03',
+]);
+const CONNECTION_MESSAGES =
+  /Connection terminated|connection ended|Client has encountered a connection error|not queryable|the database system is (starting up|shutting down|in recovery mode)|no connection within|terminating connection|timeout exceeded when trying to connect/i;
+/** TypeORM releases a query runner whose connection failed; later use throws this. */
+const CONNECTION_ERROR_NAMES = new Set(['QueryRunnerProviderAlreadyReleasedError']);
+
+/**
+ * Whether an error (or anything in its cause chain) says that the connection to the database was
+ * lost or could not be made: the database is restarting or unreachable, not refusing the work.
+ */
+export function isConnectionFailure(error: unknown): boolean {
+  for (let depth = 0, current = error; depth < 8 && current != null; depth++) {
+    if (current instanceof CheckpointLeaseLapsedError) return true;
+    if (typeof current !== 'object') return false;
+    const { code, message, name, cause, driverError } = current as {
+      code?: unknown;
+      message?: unknown;
+      name?: unknown;
+      cause?: unknown;
+      driverError?: unknown;
+    };
+    if (typeof name === 'string' && CONNECTION_ERROR_NAMES.has(name)) return true;
+    if (typeof code === 'string' && (CONNECTION_CODES.has(code) || code.startsWith('08'))) {
+      return true;
+    }
+    if (typeof message === 'string' && CONNECTION_MESSAGES.test(message)) return true;
+    current = cause ?? driverError;
+  }
+  return false;
+}

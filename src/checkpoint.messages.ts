@@ -16,7 +16,13 @@ export const messages = {
   storeFailed: (operation: string, key: string | undefined, cause: string) =>
     `checkpoint ${operation}${key === undefined ? '' : ` of key "${key}"`} failed in the database: ${cause}`,
   leaseConflict: (key: string) =>
-    `checkpoint key "${key}" is owned by another live attempt; it can be claimed once that attempt ends or its database session closes`,
+    `checkpoint key "${key}" is owned by another live attempt; it can be claimed once that attempt ends, its process dies or its lease expires (option leaseTtlMs)`,
+  leaseLapsed: (key: string, ttlMs: number) =>
+    `the lease of checkpoint key "${key}" could not be renewed within ${ttlMs} ms (option leaseTtlMs): another attempt may take the key over`,
+  statementTimedOut: (ms: number) =>
+    `the statement was cancelled after waiting ${ms} ms (option statementTimeoutMs); look for a lock held on the checkpoint table`,
+  databaseUnavailable: (ms: number, reason: string) =>
+    `the database stayed unreachable for ${ms} ms (option databaseOutageMs): ${reason}`,
   fenced: (key: string, epoch: number) =>
     `checkpoint key "${key}" was taken over by a newer attempt (this attempt held epoch ${epoch}); this attempt must stop, its uncommitted batch is discarded`,
   inputChanged: (key: string, stored: string, given: string) =>
@@ -30,8 +36,6 @@ export const messages = {
     `@Checkpointed() on ${where} has invalid options:\n  - ${problems.join('\n  - ')}`,
   bossMissing: (where: string, queue: string) =>
     `@Checkpointed({ queue: '${queue}' }) on ${where} needs pg-boss: give CheckpointModule the \`boss\` option`,
-  ownershipLost: (key: string) =>
-    `the database session that held ownership of checkpoint key "${key}" was lost`,
   shuttingDown: () => 'the application is shutting down',
   paused: (key: string) =>
     `checkpoint key "${key}" is paused by an operator; resume it (CheckpointService.resume) to run it again`,

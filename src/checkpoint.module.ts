@@ -39,15 +39,22 @@ import { CheckpointTelemetry } from './telemetry/checkpoint.telemetry.js';
             await runner.release();
           }
         }
-        return new CheckpointRepository(dataSource, checkpointSql(options.schema));
+        return new CheckpointRepository(dataSource, checkpointSql(options.schema), options);
       },
       inject: [CHECKPOINT_DATA_SOURCE, CHECKPOINT_OPTIONS],
     },
     {
       provide: CheckpointSession,
-      useFactory: (dataSource: DataSource, repository: CheckpointRepository) =>
-        new CheckpointSession(dataSource, repository),
-      inject: [CHECKPOINT_DATA_SOURCE, CheckpointRepository],
+      useFactory: (
+        dataSource: DataSource,
+        repository: CheckpointRepository,
+        options: ResolvedCheckpointOptions,
+      ) =>
+        new CheckpointSession(dataSource, repository, {
+          leaseTtlMs: options.leaseTtlMs,
+          reconnectForMs: Math.max(options.leaseTtlMs, options.databaseOutageMs),
+        }),
+      inject: [CHECKPOINT_DATA_SOURCE, CheckpointRepository, CHECKPOINT_OPTIONS],
     },
     // Started after the DataSource (the repository waits for it and the migrations).
     { provide: PgBoss, useFactory: createBoss, inject: [CHECKPOINT_OPTIONS, CheckpointRepository] },

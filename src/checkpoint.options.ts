@@ -11,9 +11,13 @@ import {
 } from 'class-validator';
 import type { ConstructorOptions, PgBoss } from 'pg-boss';
 import {
+  DEFAULT_DATABASE_OUTAGE_MS,
   DEFAULT_DIRECT_THRESHOLD,
+  DEFAULT_LEASE_TTL_MS,
   DEFAULT_MAX_PAYLOAD_BYTES,
   DEFAULT_SCHEMA,
+  DEFAULT_STALL_WARN_MS,
+  DEFAULT_STATEMENT_TIMEOUT_MS,
   IDENTIFIER_PATTERN,
 } from './checkpoint.constants.js';
 import { CheckpointConfigError } from './checkpoint.errors.js';
@@ -64,6 +68,42 @@ export class CheckpointModuleOptions {
   shutdownTimeoutMs?: number;
 
   /**
+   * How long an attempt's ownership of a key lasts without renewal (default 30 000 ms). Each
+   * process renews all its leases in one statement every third of it. An owner that cannot
+   * renew for this long (frozen, partitioned) loses the key to the next claimant; a crashed
+   * owner's key is free at once (its session is gone).
+   */
+  @IsOptional()
+  @IsInt(wholeNumber(1000))
+  @Min(1000, wholeNumber(1000))
+  @Max(3_600_000, { message: '$property must be at most 3600000 (one hour) (got $value)' })
+  leaseTtlMs?: number;
+
+  /**
+   * The longest a statement of the library may wait, for a lock say, before it is cancelled
+   * and the caller gets a CheckpointStoreError (default 60 000 ms).
+   */
+  @IsOptional()
+  @IsInt(wholeNumber(100))
+  @Min(100, wholeNumber(100))
+  statementTimeoutMs?: number;
+
+  /** After this long a waiting statement is logged with what blocks it (default 5 000 ms). */
+  @IsOptional()
+  @IsInt(wholeNumber(10))
+  @Min(10, wholeNumber(10))
+  stallWarnMs?: number;
+
+  /**
+   * How long a running attempt waits for the database when it becomes unreachable (a restart,
+   * a lost connection) before it fails, resuming in place when it is back (default 60 000 ms).
+   */
+  @IsOptional()
+  @IsInt(wholeNumber(0))
+  @Min(0, wholeNumber(0))
+  databaseOutageMs?: number;
+
+  /**
    * pg-boss: its constructor options (the module starts and stops it), or an instance the
    * application manages. Without it no pg-boss is started.
    */
@@ -79,6 +119,10 @@ export interface ResolvedCheckpointOptions {
   maxPayloadBytes: number;
   directThreshold: number;
   shutdownTimeoutMs: number;
+  leaseTtlMs: number;
+  statementTimeoutMs: number;
+  stallWarnMs: number;
+  databaseOutageMs: number;
   boss?: ConstructorOptions | PgBoss;
 }
 
@@ -103,6 +147,10 @@ export function resolveOptions(raw: unknown): ResolvedCheckpointOptions {
     maxPayloadBytes: options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
     directThreshold: options.directThreshold ?? DEFAULT_DIRECT_THRESHOLD,
     shutdownTimeoutMs: options.shutdownTimeoutMs ?? 30_000,
+    leaseTtlMs: options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
+    statementTimeoutMs: options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS,
+    stallWarnMs: options.stallWarnMs ?? DEFAULT_STALL_WARN_MS,
+    databaseOutageMs: options.databaseOutageMs ?? DEFAULT_DATABASE_OUTAGE_MS,
     boss: options.boss,
   };
 }

@@ -1,7 +1,9 @@
+import { Logger } from '@nestjs/common';
 import type { PoolClient, QueryResultRow } from 'pg';
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import type { CheckpointControl, CheckpointState } from './checkpoint.constants.js';
 import { CheckpointStoreError } from './checkpoint.errors.js';
+import { messages } from './checkpoint.messages.js';
 import type { CheckpointRecord } from './checkpoint.interfaces.js';
 import type { CheckpointSql, Query } from './checkpoint.sql.js';
 
@@ -47,15 +49,28 @@ export interface QueryOutcome<R> {
   rowCount: number;
 }
 
+/** How long the library's statements may wait (module options statementTimeoutMs, stallWarnMs). */
+export interface StatementLimits {
+  statementTimeoutMs: number;
+  stallWarnMs: number;
+}
+
 /**
  * Runs the statements of `checkpoint.sql.ts` through the host's TypeORM DataSource: on a given
  * query runner (a transaction, or the process's dedicated session), or on a pooled connection
  * borrowed for one statement. Every database failure becomes a CheckpointStoreError.
+ *
+ * Every statement has a watchdog on the client side (two timers, no extra statement): past
+ * `stallWarnMs` it logs the operation, the key and the sessions blocking it; past
+ * `statementTimeoutMs` it cancels the statement, whose caller then gets a CheckpointStoreError.
  */
 export class CheckpointRepository {
+  private readonly logger = new Logger('Checkpoint');
+
   constructor(
     private readonly dataSource: DataSource,
     readonly sql: CheckpointSql,
+    private readonly limits: StatementLimits = { statementTimeoutMs: 60_000, stallWarnMs: 5_000 },
   ) {}
 
   async run<R = CheckpointRow>(
@@ -66,11 +81,13 @@ export class CheckpointRepository {
   ): Promise<QueryOutcome<R>> {
     const given = on === undefined ? undefined : 'connect' in on ? on : on.queryRunner;
     const runner = given ?? this.dataSource.createQueryRunner();
+    let watchdog: Watchdog | undefined;
     try {
+      const client = (await runner.connect()) as PoolClient;
+      watchdog = this.watch(operation, key, client);
       if (query.name !== undefined) {
         // TypeORM's query() cannot name a statement: send it on the connection behind the
         // runner, and log it as TypeORM would, so that loggers still see every statement.
-        const client = (await runner.connect()) as PoolClient;
         this.dataSource.logger.logQuery(query.text, query.values, runner);
         const result = await client.query<QueryResultRow>({
           name: query.name,
@@ -83,11 +100,74 @@ export class CheckpointRepository {
       const rows = (result.records ?? []) as R[];
       return { rows, rowCount: result.affected ?? rows.length };
     } catch (error) {
+      if (watchdog?.cancelled === true) {
+        throw new CheckpointStoreError(
+          operation,
+          key,
+          new Error(messages.statementTimedOut(this.limits.statementTimeoutMs), { cause: error }),
+        );
+      }
       throw new CheckpointStoreError(operation, key, error);
     } finally {
-      if (given === undefined) await runner.release();
+      watchdog?.stop();
+      if (given === undefined) await runner.release().catch(() => undefined);
     }
   }
+
+  /** Starts the stall and timeout timers of one statement on `client`. */
+  private watch(operation: string, key: string | undefined, client: PoolClient): Watchdog {
+    const pid = (client as unknown as { processID?: number | null }).processID ?? undefined;
+    const started = Date.now();
+    const watchdog: Watchdog = { cancelled: false, stop: () => undefined };
+    const what = `checkpoint ${operation}${key === undefined ? '' : ` of key "${key}"`}`;
+    const stall = setTimeout(() => {
+      void this.blockers(pid).then((blockers) =>
+        this.logger.warn(
+          `${what} has waited ${Date.now() - started} ms` +
+            (pid === undefined ? '' : ` (backend ${pid})`) +
+            (blockers.length > 0 ? `, blocked by backend ${blockers.join(', ')}` : '') +
+            `; it is cancelled after ${this.limits.statementTimeoutMs} ms (option statementTimeoutMs)`,
+        ),
+      );
+    }, this.limits.stallWarnMs);
+    const timeout = setTimeout(() => {
+      if (pid === undefined) return;
+      watchdog.cancelled = true;
+      this.logger.error(
+        `${what} was cancelled after ${Date.now() - started} ms (option statementTimeoutMs)`,
+      );
+      this.sideStatement(this.sql.cancelBackend(pid)).catch((error: Error) =>
+        this.logger.warn(`could not cancel backend ${pid}: ${error.message}`),
+      );
+    }, this.limits.statementTimeoutMs);
+    stall.unref();
+    timeout.unref();
+    watchdog.stop = () => {
+      clearTimeout(stall);
+      clearTimeout(timeout);
+    };
+    return watchdog;
+  }
+
+  private async blockers(pid: number | undefined): Promise<number[]> {
+    if (pid === undefined) return [];
+    try {
+      const rows = await this.sideStatement<{ pids: number[] }>(this.sql.blockingPids(pid));
+      return rows[0]?.pids ?? [];
+    } catch {
+      return [];
+    }
+  }
+
+  /** A statement of the watchdog itself, on a pooled connection, without a watchdog of its own. */
+  private async sideStatement<R>(query: Query): Promise<R[]> {
+    return this.dataSource.query<R[]>(query.text, query.values);
+  }
+}
+
+interface Watchdog {
+  cancelled: boolean;
+  stop: () => void;
 }
 
 /** Maps a row to the public record shape. */

@@ -3,13 +3,21 @@ import { createHash } from 'node:crypto';
 import type { DataSource, EntityManager } from 'typeorm';
 import { BatchSizer } from './batch-sizer.js';
 import { AttemptContext } from './checkpoint-context.js';
-import { CHECKPOINT_DATA_SOURCE, CHECKPOINT_STATES } from './checkpoint.constants.js';
+import {
+  CHECKPOINT_DATA_SOURCE,
+  CHECKPOINT_OPTIONS,
+  CHECKPOINT_STATES,
+} from './checkpoint.constants.js';
 import {
   CheckpointAbortedError,
   CheckpointError,
   CheckpointFencedError,
   CheckpointInputChangedError,
+  CheckpointStoreError,
+  isConnectionFailure,
 } from './checkpoint.errors.js';
+import type { ClaimOptions } from './checkpoint.interfaces.js';
+import type { ResolvedCheckpointOptions } from './checkpoint.options.js';
 import { CheckpointService, type ClaimedCheckpoint } from './checkpoint.service.js';
 import type { CheckpointedOptions } from './checkpointed.interface.js';
 import { FailedItemsService } from './items/failed-items.service.js';
@@ -36,7 +44,21 @@ export interface AttemptHooks {
   completeJob?: (manager: EntityManager, result: unknown) => Promise<void>;
 }
 
-/** Runs attempts of decorated methods: claim, resume, run, then complete, fail or release. */
+/**
+ * How many times in a row an attempt may lose the database without committing a batch in
+ * between before it fails: a database that answers but drops every batch must not loop forever.
+ */
+const MAX_LOSSES_WITHOUT_PROGRESS = 10;
+
+/**
+ * Runs attempts of decorated methods: claim, resume, run, then complete, fail or release.
+ *
+ * A database outage is not the attempt's fault: when the database becomes unreachable (a
+ * restart, a lost connection; the open batch's transaction dies with it), the runner waits for
+ * it (at most `databaseOutageMs`), claims the key again as the same attempt and calls the method
+ * again from the resume point, all within the same call (for pg-boss, the same job execution:
+ * no retry is spent). Only when the wait runs out does the attempt fail.
+ */
 @Injectable()
 export class CheckpointRunner {
   private readonly logger = new Logger('Checkpoint');
@@ -46,6 +68,7 @@ export class CheckpointRunner {
     private readonly service: CheckpointService,
     @Inject(CHECKPOINT_DATA_SOURCE) private readonly dataSource: DataSource,
     private readonly failedItems: FailedItemsService,
+    @Inject(CHECKPOINT_OPTIONS) private readonly options: ResolvedCheckpointOptions,
   ) {}
 
   /** Runs one attempt of `method`; the shutdown sequence waits for it (see `running`). */
@@ -73,18 +96,94 @@ export class CheckpointRunner {
     args: unknown[],
     hooks: AttemptHooks,
   ): Promise<unknown> {
-    const { options } = method;
     const key = method.key(args);
     const fingerprint =
-      options.fingerprint === undefined
+      method.options.fingerprint === undefined
         ? undefined
-        : digest(options.fingerprint(...(args as never[])));
-    const claim = await this.service.claim(key, {
+        : digest(method.options.fingerprint(...(args as never[])));
+    const claimOptions: ClaimOptions = {
       fingerprint,
       dispatch: hooks.dispatch,
       queue: hooks.queue,
       jobId: hooks.jobId,
-    });
+    };
+    let previousEpoch: number | undefined;
+    let losses = 0;
+    let lastResumeFrom = -1;
+    for (;;) {
+      let claim: ClaimedCheckpoint;
+      try {
+        claim =
+          previousEpoch === undefined
+            ? await this.service.claim(key, claimOptions)
+            : await this.service.reclaim(key, claimOptions, previousEpoch);
+      } catch (error) {
+        if (!this.recoverable(error, hooks.signal) || ++losses > MAX_LOSSES_WITHOUT_PROGRESS) {
+          throw error;
+        }
+        await this.waitForDatabase(method, key, error, hooks.signal);
+        continue;
+      }
+      if (claim.resumeFrom > lastResumeFrom) losses = 0;
+      lastResumeFrom = claim.resumeFrom;
+      const outcome = await this.once(method, instance, args, hooks, claim, fingerprint);
+      if (!outcome.lost) return outcome.result;
+      // The database went away under the attempt: wait for it, then go on where it stopped.
+      if (++losses > MAX_LOSSES_WITHOUT_PROGRESS) {
+        throw await this.settle(claim, outcome.signal, outcome.error);
+      }
+      try {
+        await this.waitForDatabase(method, key, outcome.error, hooks.signal);
+      } catch (error) {
+        throw await this.settle(claim, outcome.signal, error);
+      }
+      previousEpoch = claim.epoch;
+    }
+  }
+
+  /** Whether an attempt that failed this way may wait for the database and resume in place. */
+  private recoverable(error: unknown, jobSignal: AbortSignal | undefined): boolean {
+    return (
+      !this.service.shutdownSignal.aborted &&
+      jobSignal?.aborted !== true &&
+      this.options.databaseOutageMs > 0 &&
+      isConnectionFailure(error)
+    );
+  }
+
+  private async waitForDatabase(
+    method: CheckpointedMethod,
+    key: string,
+    error: unknown,
+    jobSignal: AbortSignal | undefined,
+  ): Promise<void> {
+    this.logger.warn(
+      `${method.where}: lost the database under "${key}" (${(error as Error).message}); ` +
+        `waiting up to ${this.options.databaseOutageMs} ms to resume in place`,
+    );
+    const signal = AbortSignal.any(
+      [this.service.shutdownSignal, jobSignal].filter((s): s is AbortSignal => s !== undefined),
+    );
+    await this.service.waitForDatabase(this.options.databaseOutageMs, signal);
+  }
+
+  /**
+   * One claimed run of the method. Returns its result, or `lost` when the database went away
+   * under it (the key is left as it is: the same attempt claims it again); any other end is
+   * settled here and thrown.
+   */
+  private async once(
+    method: CheckpointedMethod,
+    instance: object,
+    args: unknown[],
+    hooks: AttemptHooks,
+    claim: ClaimedCheckpoint,
+    fingerprint: string | undefined,
+  ): Promise<
+    { lost: false; result: unknown } | { lost: true; error: unknown; signal: AbortSignal }
+  > {
+    const { options } = method;
+    const key = claim.key;
     const signal = AbortSignal.any(
       [claim.signal, this.service.shutdownSignal, hooks.signal].filter(
         (s): s is AbortSignal => s !== undefined,
@@ -94,7 +193,7 @@ export class CheckpointRunner {
       if (claim.state === CHECKPOINT_STATES.completed) {
         if ((options.onCompleted ?? 'return') === 'return') {
           await this.service.release(key, claim.epoch);
-          return claim.result ?? undefined;
+          return { lost: false, result: claim.result ?? undefined };
         }
         await this.startOver(claim, fingerprint);
       } else if (
@@ -125,15 +224,35 @@ export class CheckpointRunner {
       const result = await context.call(() => method.original.apply(instance, callArgs));
       if (options.transactional && hooks.completeJob !== undefined) {
         const completeJob = hooks.completeJob;
-        await this.dataSource.transaction(async (manager) => {
-          await this.service.complete(key, claim.epoch, result, { manager });
-          await completeJob(manager, result);
-        });
+        let announce: (() => void) | undefined;
+        try {
+          await this.dataSource.transaction(async (manager) => {
+            if (manager.queryRunner !== undefined) {
+              announce = this.service.deferAnnouncements(manager.queryRunner);
+            }
+            await this.service.complete(key, claim.epoch, result, { manager });
+            await completeJob(manager, result);
+          });
+        } catch (error) {
+          throw error instanceof CheckpointError
+            ? error
+            : new CheckpointStoreError('complete', key, error);
+        }
+        announce?.();
       } else {
         await this.service.complete(key, claim.epoch, result);
       }
-      return result;
+      return { lost: false, result };
     } catch (error) {
+      // A fenced attempt lost the key to another one: nothing to resume.
+      const reason: unknown = signal.aborted ? signal.reason : undefined;
+      if (
+        !(error instanceof CheckpointFencedError) &&
+        (this.recoverable(error, hooks.signal) ||
+          (reason !== undefined && this.recoverable(reason, hooks.signal)))
+      ) {
+        return { lost: true, error, signal };
+      }
       throw await this.settle(claim, signal, error);
     }
   }

@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { hostname } from 'node:os';
 import { Observable } from 'rxjs';
-import type { EntityManager } from 'typeorm';
+import type { EntityManager, QueryRunner } from 'typeorm';
 import {
   CHECKPOINT_CONTROLS,
   CHECKPOINT_OPTIONS,
@@ -15,7 +15,10 @@ import {
   CheckpointFencedError,
   CheckpointLeaseConflictError,
   CheckpointPausedError,
+  CheckpointLeaseLapsedError,
+  CheckpointStoreError,
   CheckpointValidationError,
+  isConnectionFailure,
 } from './checkpoint.errors.js';
 import type {
   AdvanceProgress,
@@ -42,9 +45,27 @@ interface Lease {
   key: string;
   epoch: number;
   dispatch: number | undefined;
-  /** Whether this process's session holds the key's advisory lock (a superseding claim may not). */
-  locked: boolean;
   controller: AbortController;
+  /** performance.now() when the lease was last known renewed (sent before the database set it). */
+  confirmedAt: number;
+}
+
+/** A claim being made: the key is reserved before the first await, so a same-tick rival loses. */
+interface Reservation {
+  dispatch: number | undefined;
+}
+
+/** A running pg-boss key whose owner died, as the reaper saw it. */
+export interface OrphanedJob {
+  key: string;
+  epoch: number;
+  queue: string;
+  jobId: string;
+  dispatch: number;
+  ownerPid: number | null;
+  ownerStarted: string | null;
+  /** The lease expired (a frozen or partitioned owner); otherwise its session is gone. */
+  expired: boolean;
 }
 
 /**
@@ -72,7 +93,13 @@ export interface ClaimedCheckpoint extends Claim {
  */
 @Injectable()
 export class CheckpointService {
+  private readonly logger = new Logger('Checkpoint');
   private readonly leases = new Map<string, Lease>();
+  private readonly reservations = new Map<string, Reservation>();
+  /** Announcements of writes made inside a transaction the library runs: sent after its commit. */
+  private readonly deferred = new WeakMap<QueryRunner, Set<string>>();
+  private renewTimer?: NodeJS.Timeout;
+  private renewing = false;
   private readonly ownerPrefix = `${hostname()}:${process.pid}`;
   private ownerSequence = 0;
   private readonly shutdown = new AbortController();
@@ -86,16 +113,10 @@ export class CheckpointService {
     private readonly repository: CheckpointRepository,
     private readonly session: CheckpointSession,
   ) {
-    // The session logs the loss; here every attempt that held a lease on it is stopped.
-    session.onLoss(() => {
-      for (const lease of this.leases.values()) {
-        if (!lease.locked) continue;
-        lease.controller.abort(
-          new CheckpointAbortedError(lease.key, messages.ownershipLost(lease.key)),
-        );
-        this.forget(lease);
-      }
-    });
+    // A replaced session re-asserts every lease at once, under its new identity.
+    session.onRestore(() => void this.renew());
+    // Reconnection gave up: the leases cannot be renewed any more.
+    session.onLoss(() => this.lapse(Number.POSITIVE_INFINITY));
   }
 
   /** Fired when the application shuts down: in-flight work stops at its next batch boundary. */
@@ -178,20 +199,49 @@ export class CheckpointService {
    * which fences whatever attempt owned the key before.
    */
   async claim(key: string, options: ClaimOptions = {}): Promise<ClaimedCheckpoint> {
+    return this.claimAs(key, options, undefined);
+  }
+
+  /**
+   * Claims `key` again for the attempt that held `previousEpoch`, after the database was
+   * unreachable: it succeeds when no other attempt took the key meanwhile.
+   * @internal used by the runner to resume in place
+   */
+  async reclaim(
+    key: string,
+    options: ClaimOptions,
+    previousEpoch: number,
+  ): Promise<ClaimedCheckpoint> {
+    const local = this.leases.get(key);
+    if (local?.epoch === previousEpoch) this.forget(local);
+    return this.claimAs(key, options, previousEpoch);
+  }
+
+  private async claimAs(
+    key: string,
+    options: ClaimOptions,
+    previousEpoch: number | undefined,
+  ): Promise<ClaimedCheckpoint> {
     assertKey(key);
     assertOptionalCount('totalItems', options.totalItems);
     assertOptionalCount('dispatch', options.dispatch);
+    // Reserved before the first await: a second call in the same tick loses here, at once.
     const local = this.leases.get(key);
-    if (local !== undefined && !supersedes(options.dispatch, local.dispatch)) {
+    const rival = this.reservations.get(key);
+    if (
+      (local !== undefined && !supersedes(options.dispatch, local.dispatch)) ||
+      (rival !== undefined && !supersedes(options.dispatch, rival.dispatch))
+    ) {
       throw this.conflict(key);
     }
-    const locked = await this.session.tryLock(key);
-    if (!locked && options.dispatch === undefined) throw this.conflict(key);
-    // Operators' requests reach this process's attempts between batches too (LISTEN).
-    await this.listenForControl();
-
+    const reservation: Reservation = { dispatch: options.dispatch };
+    this.reservations.set(key, reservation);
     let row: CheckpointRow | undefined;
+    let sent: number;
     try {
+      // Operators' requests reach this process's attempts between batches too (LISTEN).
+      await this.listenForControl();
+      const identity = await this.session.identity();
       const owner = options.owner ?? `${this.ownerPrefix}:${++this.ownerSequence}`;
       const query = this.repository.sql.claim(
         key,
@@ -199,38 +249,38 @@ export class CheckpointService {
         options.fingerprint ?? null,
         options.totalItems ?? null,
         options.dispatch ?? null,
-        locked,
+        previousEpoch ?? null,
         options.queue ?? null,
         options.jobId ?? null,
+        identity.pid,
+        identity.started,
+        this.options.leaseTtlMs,
       );
+      sent = performance.now();
       row = (await this.repository.run('claim', key, query)).rows[0];
-    } catch (error) {
-      if (locked) await this.session.unlock(key);
-      throw error;
+    } finally {
+      if (this.reservations.get(key) === reservation) this.reservations.delete(key);
     }
     if (row === undefined) {
-      let control: CheckpointControl | null;
-      try {
-        control = await this.refusedControl(key, locked);
-      } finally {
-        if (locked) await this.session.unlock(key);
-      }
+      const control = await this.refusedControl(key);
       if (control !== null) throw controlError(key, control);
       throw this.conflict(key);
     }
-    if (local !== undefined) {
+    const replaced = this.leases.get(key);
+    if (replaced !== undefined) {
       // A newer dispatch of the same job took over in this very process: stop the old attempt now.
-      local.controller.abort(new CheckpointFencedError(key, local.epoch));
+      replaced.controller.abort(new CheckpointFencedError(key, replaced.epoch));
     }
     const record = toRecord(row);
     const lease: Lease = {
       key,
       epoch: record.epoch,
       dispatch: options.dispatch,
-      locked,
       controller: new AbortController(),
+      confirmedAt: sent,
     };
     this.leases.set(key, lease);
+    this.scheduleRenewal();
     this.session.announce(key);
     this.observers.emit('attemptStarted', {
       key,
@@ -298,6 +348,10 @@ export class CheckpointService {
       this.json('cursor', progress.cursor),
       this.json('intermediateResult', progress.intermediateResult),
       this.json('metadata', progress.metadata),
+      // In the library's own batch transaction, bound how long it may hold the row lock idle.
+      options.manager?.queryRunner !== undefined && this.deferred.has(options.manager.queryRunner)
+        ? this.options.leaseTtlMs
+        : null,
     );
     const { rows } = await this.write<{ control: CheckpointControl | null }>(
       'advance',
@@ -311,10 +365,6 @@ export class CheckpointService {
     // An operator asked this key to stop: the batch just advanced commits, the next one not.
     if (control !== null && lease?.epoch === epoch)
       lease.controller.abort(controlError(key, control));
-    if (lease?.epoch === epoch && !lease.locked) {
-      // A superseding attempt takes the lock as soon as the attempt it replaced lets go of it.
-      lease.locked = await this.session.tryLock(key);
-    }
   }
 
   /** Marks `key` completed with the work's return value and ends the attempt's ownership. */
@@ -334,10 +384,12 @@ export class CheckpointService {
         options,
       );
       this.observers.emit('attemptEnded', { key, epoch, outcome: 'completed' });
-      if (options.manager !== undefined) {
+      const runner = options.manager?.queryRunner;
+      if (options.manager !== undefined && (runner === undefined || !this.deferred.has(runner))) {
         // The session's coalesced notice may fire before the caller's transaction commits, and a
         // watcher reading then would never see the completion: a NOTIFY in the transaction is
-        // delivered exactly at its commit. Once per key, so its cost does not matter.
+        // delivered exactly at its commit. Once per key, so its cost does not matter. (The
+        // library's own transactions announce after their commit instead.)
         await this.repository.run(
           'complete',
           key,
@@ -353,7 +405,7 @@ export class CheckpointService {
       }
     } finally {
       // Safe before an enclosing transaction commits: a claimant waits on the row lock it holds.
-      await this.endLease(key, epoch);
+      this.endLease(key, epoch);
     }
   }
 
@@ -368,7 +420,7 @@ export class CheckpointService {
       await this.write('fail', key, epoch, query, {});
       this.observers.emit('attemptEnded', { key, epoch, outcome: 'failed', error });
     } finally {
-      await this.endLease(key, epoch);
+      this.endLease(key, epoch);
     }
   }
 
@@ -388,7 +440,7 @@ export class CheckpointService {
         this.observers.emit('attemptEnded', { key, epoch, outcome: rows[0].state });
       }
     } finally {
-      await this.endLease(key, epoch);
+      this.endLease(key, epoch);
     }
   }
 
@@ -566,8 +618,10 @@ export class CheckpointService {
 
   /**
    * Progress of `key` as it changes, in any process (LISTEN/NOTIFY): the current value first,
-   * then one value per change (changes closer together than ~100 ms are coalesced). Completes
-   * when the key completes.
+   * then one value per change (changes closer together than ~100 ms are coalesced). Reads once
+   * more a moment after the last change (so that no final state is missed), and completes with
+   * the final state when the key completes or is cancelled. A database failure ends it with a
+   * CheckpointStoreError.
    */
   watch(key: string): Observable<CheckpointProgress> {
     assertKey(key);
@@ -576,6 +630,7 @@ export class CheckpointService {
       let busy = false;
       let again = false;
       let lastSeen = '';
+      let trailing: NodeJS.Timeout | undefined;
       let unsubscribe: (() => void) | undefined;
       const refresh = async (): Promise<void> => {
         if (busy) {
@@ -592,20 +647,34 @@ export class CheckpointService {
             if (seen === lastSeen) continue;
             lastSeen = seen;
             subscriber.next(progress);
-            if (progress.state === CHECKPOINT_STATES.completed) {
+            if (FINAL_STATES.has(progress.state)) {
+              closed = true;
               subscriber.complete();
               return;
             }
           } while (again && !closed);
         } catch (error) {
-          subscriber.error(error);
+          closed = true;
+          subscriber.error(
+            error instanceof CheckpointStoreError
+              ? error
+              : new CheckpointStoreError('watch', key, error),
+          );
         } finally {
           busy = false;
         }
       };
+      const changed = () => {
+        void refresh();
+        // Once more a moment after the last change: a notification can overtake its commit.
+        clearTimeout(trailing);
+        trailing = setTimeout(() => void refresh(), WATCH_TRAILING_READ_MS).unref();
+      };
+      // Notifications sent while the session was being replaced are lost: read again.
+      const stopRestore = this.session.onRestore(changed);
       this.session
-        .subscribe((changed) => {
-          if (changed === key) void refresh();
+        .subscribe((changedKey) => {
+          if (changedKey === key) changed();
         })
         .then(
           (stop) => {
@@ -613,10 +682,19 @@ export class CheckpointService {
             if (closed) stop();
             else void refresh();
           },
-          (error: unknown) => subscriber.error(error),
+          (error: unknown) => {
+            closed = true;
+            subscriber.error(
+              error instanceof CheckpointStoreError
+                ? error
+                : new CheckpointStoreError('watch', key, error),
+            );
+          },
         );
       return () => {
         closed = true;
+        clearTimeout(trailing);
+        stopRestore();
         unsubscribe?.();
       };
     });
@@ -647,44 +725,107 @@ export class CheckpointService {
   }
 
   /**
-   * Finds running pg-boss keys on `queues` whose owner's session is gone (its process died),
-   * marks each failed unless a new attempt already took it, and returns the ones it marked,
-   * so that their jobs can be handed back to pg-boss at once instead of after expiry.
-   * @internal used by CheckpointQueues
+   * Running pg-boss keys (of any queue) whose owner is dead: its lease expired or its lease
+   * session is gone. The reaper confirms a vanished session a grace period later (a live owner
+   * reconnecting re-asserts its lease meanwhile) before it calls `abandon`.
+   * @internal used by the reaper
    */
-  async abandonOrphans(
-    queues: string[],
-  ): Promise<Array<{ key: string; queue: string; jobId: string; dispatch: number }>> {
-    if (queues.length === 0) return [];
+  async findOrphans(): Promise<OrphanedJob[]> {
     const { rows } = await this.repository.run<{
       key: string;
       epoch: string;
       queue: string;
       job_id: string;
       dispatch: number | null;
-    }>('reap', undefined, this.repository.sql.orphans(queues));
-    const abandoned = [];
-    for (const row of rows) {
-      const error = JSON.stringify({
-        name: 'CheckpointWorkerLost',
-        message: 'the worker process died',
-      });
-      const { rowCount } = await this.repository.run(
-        'reap',
-        row.key,
-        this.repository.sql.abandon(row.key, Number(row.epoch), error),
-      );
-      if (rowCount === 0) continue;
-      this.session.announce(row.key);
-      this.observers.emit('reaped', { key: row.key, epoch: Number(row.epoch) });
-      abandoned.push({
-        key: row.key,
-        queue: row.queue,
-        jobId: row.job_id,
-        dispatch: row.dispatch ?? 0,
-      });
+      owner_pid: number | null;
+      owner_started: string | null;
+      expired: boolean;
+    }>('reap', undefined, this.repository.sql.orphans());
+    return rows.map((row) => ({
+      key: row.key,
+      epoch: Number(row.epoch),
+      queue: row.queue,
+      jobId: row.job_id,
+      dispatch: row.dispatch ?? 0,
+      ownerPid: row.owner_pid,
+      ownerStarted: row.owner_started,
+      expired: row.expired,
+    }));
+  }
+
+  /**
+   * Marks a dead owner's attempt failed, unless it came back or a new attempt took the key
+   * meanwhile (decided in the one statement). True when it was marked: the caller hands the job
+   * back to pg-boss.
+   * @internal used by the reaper
+   */
+  async abandon(orphan: OrphanedJob): Promise<boolean> {
+    const error = JSON.stringify({
+      name: 'CheckpointWorkerLost',
+      message: orphan.expired
+        ? 'the worker did not renew its lease in time (frozen or cut off)'
+        : 'the worker process died',
+    });
+    const { rowCount } = await this.repository.run(
+      'reap',
+      orphan.key,
+      this.repository.sql.abandon(
+        orphan.key,
+        orphan.epoch,
+        error,
+        orphan.ownerPid,
+        orphan.ownerStarted,
+      ),
+    );
+    if (rowCount > 0) {
+      this.session.announce(orphan.key);
+      this.observers.emit('reaped', { key: orphan.key, epoch: orphan.epoch });
     }
-    return abandoned;
+    return rowCount > 0;
+  }
+
+  /**
+   * Resolves once the database answers again (a statement on a pooled connection and the lease
+   * session both work), retrying with a short backoff; throws CheckpointStoreError after
+   * `withinMs`, or at once when the application shuts down.
+   * @internal used by the runner to resume in place
+   */
+  async waitForDatabase(withinMs: number, signal?: AbortSignal): Promise<void> {
+    const deadline = Date.now() + withinMs;
+    let delay = 100;
+    for (;;) {
+      try {
+        await this.repository.run('ping', undefined, this.repository.sql.ping());
+        await this.session.identity();
+        return;
+      } catch (error) {
+        if (!isConnectionFailure(error) || Date.now() + delay > deadline || signal?.aborted) {
+          throw new CheckpointStoreError(
+            'wait for the database',
+            undefined,
+            new Error(messages.databaseUnavailable(withinMs, (error as Error).message), {
+              cause: error,
+            }),
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, delay));
+        delay = Math.min(1000, delay * 2);
+      }
+    }
+  }
+
+  /**
+   * Sends the announcements of writes made in `runner`'s transaction, once it committed (a
+   * watcher reading before the commit would see the old state and never look again).
+   * @internal used by the batch loop and the runner
+   */
+  deferAnnouncements(runner: QueryRunner): () => void {
+    const keys = new Set<string>();
+    this.deferred.set(runner, keys);
+    return () => {
+      this.deferred.delete(runner);
+      for (const key of keys) this.session.announce(key);
+    };
   }
 
   /**
@@ -712,6 +853,8 @@ export class CheckpointService {
   /** Returns the dedicated session to the pool; leases still held end with it. */
   async close(): Promise<void> {
     this.stopAttempts();
+    clearTimeout(this.renewTimer);
+    this.renewTimer = undefined;
     await this.session.close();
   }
 
@@ -741,7 +884,12 @@ export class CheckpointService {
       if (lease?.epoch === epoch) lease.controller.abort(error);
       throw error;
     }
-    this.session.announce(key);
+    const deferred =
+      options.manager?.queryRunner === undefined
+        ? undefined
+        : this.deferred.get(options.manager.queryRunner);
+    if (deferred !== undefined) deferred.add(key);
+    else this.session.announce(key);
     return { rows };
   }
 
@@ -780,15 +928,14 @@ export class CheckpointService {
   }
 
   /** Why a claim on `key` was refused: an operator's request, or null (another live owner). */
-  private async refusedControl(key: string, locked: boolean): Promise<CheckpointControl | null> {
-    if (!locked) return (await this.findRow('claim', key))?.control ?? null;
-    // No live attempt owns the key (this session holds its lease): settle it as asked.
+  private async refusedControl(key: string): Promise<CheckpointControl | null> {
+    // When no live attempt owns the key, settle it as asked (decided in the statement).
     const { rows } = await this.repository.run<{ control: CheckpointControl }>(
       'claim',
       key,
       this.repository.sql.settleControl(key),
     );
-    if (rows[0] === undefined) return null;
+    if (rows[0] === undefined) return (await this.findRow('claim', key))?.control ?? null;
     this.session.announce(key);
     return rows[0].control;
   }
@@ -798,11 +945,76 @@ export class CheckpointService {
     return (await this.repository.run(operation, key, this.repository.sql.find(key))).rows[0];
   }
 
-  private async endLease(key: string, epoch: number): Promise<void> {
+  private endLease(key: string, epoch: number): void {
     const lease = this.leases.get(key);
-    if (lease?.epoch !== epoch) return;
-    this.forget(lease);
-    if (lease.locked) await this.session.unlock(key);
+    if (lease?.epoch === epoch) this.forget(lease);
+  }
+
+  /** Renews every lease of this process every third of the TTL while it holds any. */
+  private scheduleRenewal(): void {
+    if (this.renewTimer !== undefined || this.shutdown.signal.aborted) return;
+    this.renewTimer = setTimeout(
+      () => {
+        this.renewTimer = undefined;
+        // Checked on every tick, even while a renewal hangs: a lease is given up on time.
+        this.lapse(performance.now() - this.options.leaseTtlMs);
+        if (this.leases.size > 0) this.scheduleRenewal();
+        void this.renew();
+      },
+      Math.floor(this.options.leaseTtlMs / 3),
+    ).unref();
+  }
+
+  /**
+   * One statement renews (or, after a new session, re-asserts) every lease of the process. A
+   * lease missing from the result was taken over: its attempt is fenced. A lease that has not
+   * been renewed for a whole TTL is given up by its attempt (another may own the key by now).
+   */
+  private async renew(): Promise<void> {
+    if (this.renewing || this.leases.size === 0) return;
+    this.renewing = true;
+    const leases = [...this.leases.values()];
+    const sent = performance.now();
+    const ttl = this.options.leaseTtlMs;
+    // A renewal that hangs (a silent partition) must not hold the session forever.
+    const hung = setTimeout(
+      () => this.session.abandonConnection(`lease renewal got no answer within ${ttl} ms`),
+      ttl,
+    ).unref();
+    try {
+      const renewed = await this.session.renew(
+        leases.map((lease) => lease.key),
+        leases.map((lease) => lease.epoch),
+      );
+      for (const lease of leases) {
+        if (renewed.has(lease.key)) {
+          lease.confirmedAt = sent;
+        } else if (this.leases.get(lease.key) === lease) {
+          lease.controller.abort(new CheckpointFencedError(lease.key, lease.epoch));
+          this.forget(lease);
+        }
+      }
+    } catch (error) {
+      this.logger.warn(`could not renew leases: ${(error as Error).message}`);
+    } finally {
+      clearTimeout(hung);
+      this.renewing = false;
+    }
+    this.lapse(performance.now() - ttl);
+  }
+
+  /** Gives up the leases last confirmed before `before` (performance.now() time). */
+  private lapse(before: number): void {
+    for (const lease of [...this.leases.values()]) {
+      if (lease.confirmedAt >= before) continue;
+      lease.controller.abort(
+        new CheckpointLeaseLapsedError(
+          lease.key,
+          messages.leaseLapsed(lease.key, this.options.leaseTtlMs),
+        ),
+      );
+      this.forget(lease);
+    }
   }
 
   private forget(lease: Lease): void {
@@ -826,6 +1038,14 @@ function controlError(key: string, control: CheckpointControl): CheckpointAborte
 function isControlAction(action: string): action is ControlAction {
   return action === 'pause' || action === 'resume' || action === 'cancel';
 }
+
+/** States after which a key changes no more on its own: watch() completes on them. */
+const FINAL_STATES: ReadonlySet<string> = new Set([
+  CHECKPOINT_STATES.completed,
+  CHECKPOINT_STATES.cancelled,
+]);
+/** How long after the last change watch() reads once more. */
+const WATCH_TRAILING_READ_MS = 250;
 
 /** Whether a claim with dispatch `mine` may take over from a live attempt with dispatch `theirs`. */
 function supersedes(mine: number | undefined, theirs: number | undefined): boolean {

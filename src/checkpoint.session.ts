@@ -1,16 +1,39 @@
 import { Logger } from '@nestjs/common';
 import type { Notification, PoolClient } from 'pg';
 import type { DataSource, QueryRunner } from 'typeorm';
+import { CheckpointStoreError } from './checkpoint.errors.js';
 import type { CheckpointRepository, QueryOutcome } from './checkpoint.repository.js';
 import type { Query } from './checkpoint.sql.js';
 
 /** How often changed keys are announced to watchers in other processes. */
 const NOTIFY_INTERVAL_MS = 100;
+/** Backoff between reconnection attempts of a lost session: short, so leases are re-asserted fast. */
+const RECONNECT_FIRST_MS = 50;
+const RECONNECT_MAX_MS = 500;
+
+/** Who owns a lease: the backend pid and start time of the owning process's lease session. */
+export interface SessionIdentity {
+  pid: number;
+  /** `backend_start` as PostgreSQL prints it (text, so that it compares to the microsecond). */
+  started: string;
+}
+
+/** Timing the session needs from the module options. */
+export interface SessionTiming {
+  leaseTtlMs: number;
+  /** How long a lost session keeps trying to reconnect before its leases are given up. */
+  reconnectForMs: number;
+}
 
 /**
  * The process's one dedicated database session, borrowed from the host's TypeORM pool for the
- * life of the application. It holds the session-level advisory locks that make leases (a lease
- * is exactly as alive as this session), listens for progress notifications, and sends them.
+ * life of the application. Its identity (backend pid and start time) is what the rows of the
+ * leases it owns record, so that any process can tell a dead owner from a live one in
+ * pg_stat_activity. It renews those leases, listens for progress notifications, and sends them.
+ *
+ * When the session is lost in a live process (pg_terminate_backend, a pooler or database
+ * restart) it reconnects with a short backoff and tells its `onRestore` listeners, which
+ * re-assert the leases under the new identity: the attempts go on without noticing.
  *
  * Notifications are coalesced: an advance only marks its key as changed, and a timer announces
  * all changed keys in one statement at most every NOTIFY_INTERVAL_MS. NOTIFY serialises commits
@@ -20,11 +43,15 @@ const NOTIFY_INTERVAL_MS = 100;
 export class CheckpointSession {
   private readonly logger = new Logger('Checkpoint');
   private runner?: QueryRunner;
+  private client?: PoolClient;
+  private current?: SessionIdentity;
   private opening?: Promise<QueryRunner>;
+  private reconnecting = false;
   private listening = false;
   private readonly changed = new Set<string>();
   private flushTimer?: NodeJS.Timeout;
   private readonly lossListeners = new Set<(reason: string) => void>();
+  private readonly restoreListeners = new Set<(identity: SessionIdentity) => void>();
   private readonly notificationListeners = new Set<(key: string) => void>();
   private readonly controlListeners = new Set<(action: string, key: string) => void>();
   private closed = false;
@@ -35,29 +62,48 @@ export class CheckpointSession {
   constructor(
     private readonly dataSource: DataSource,
     private readonly repository: CheckpointRepository,
+    private readonly timing: SessionTiming,
   ) {}
 
-  /** Tries to take the lease of `key` on this session; true when it is ours. Re-entrant. */
-  async tryLock(key: string): Promise<boolean> {
-    const { rows } = await this.query<{ locked: boolean }>(
-      'claim',
-      key,
-      this.repository.sql.tryLock(key),
+  /** The identity of the lease session, opening (or reopening) it when needed. */
+  async identity(): Promise<SessionIdentity> {
+    for (;;) {
+      const runner = await this.open();
+      const identity = this.current;
+      if (identity !== undefined && this.runner === runner) return identity;
+    }
+  }
+
+  /**
+   * Renews the given leases (and re-asserts them under this session's identity) in one
+   * statement; returns the keys it renewed.
+   */
+  async renew(keys: string[], epochs: number[]): Promise<Set<string>> {
+    const identity = await this.identity();
+    const { rows } = await this.query<{ key: string }>(
+      'renew',
+      undefined,
+      this.repository.sql.renew(
+        keys,
+        epochs,
+        identity.pid,
+        identity.started,
+        this.timing.leaseTtlMs,
+      ),
     );
-    return rows[0]?.locked === true;
+    return new Set(rows.map((row) => row.key));
   }
 
-  /** Gives the lease of `key` back; a lost session has already given it back. */
-  async unlock(key: string): Promise<void> {
-    const runner = this.runner;
-    if (runner === undefined || runner.isReleased) return;
-    await this.query('release', key, this.repository.sql.unlock(key), runner);
-  }
-
-  /** Called with a reason when the session is lost: every lease it held is gone. */
+  /** Called with a reason when the session is lost for good (reconnection gave up). */
   onLoss(listener: (reason: string) => void): () => void {
     this.lossListeners.add(listener);
     return () => this.lossListeners.delete(listener);
+  }
+
+  /** Called with the new identity after a lost session was replaced. */
+  onRestore(listener: (identity: SessionIdentity) => void): () => void {
+    this.restoreListeners.add(listener);
+    return () => this.restoreListeners.delete(listener);
   }
 
   /** Marks a key as changed; watchers everywhere hear of it within NOTIFY_INTERVAL_MS. */
@@ -105,17 +151,35 @@ export class CheckpointSession {
     await this.query('health', undefined, this.repository.sql.ping());
   }
 
+  /**
+   * Drops the connection as if it were lost (a statement on it hangs: a silent partition), so
+   * that the session reconnects instead of waiting for the kernel to notice.
+   */
+  abandonConnection(reason: string): void {
+    const client = this.client;
+    if (client === undefined) return;
+    this.logger.warn(`dropping the checkpoint session: ${reason}`);
+    // Ends the socket without waiting for the server: error/end listeners take it from there.
+    (
+      client as unknown as { connection?: { stream?: { destroy: (e?: Error) => void } } }
+    ).connection?.stream?.destroy(new Error(reason));
+  }
+
   /** Sends pending notifications and returns the session to the pool. */
   async close(): Promise<void> {
     await this.flush();
     this.closed = true;
     const runner = this.runner;
     this.runner = undefined;
+    this.current = undefined;
     if (runner === undefined || runner.isReleased) return;
     this.detach?.();
-    // The connection goes back to the host's pool: it must keep no lock and no LISTEN.
-    await this.query('close', undefined, this.repository.sql.resetSession(), runner);
-    await runner.release();
+    // The connection goes back to the host's pool: it must keep no LISTEN and no socket probes.
+    try {
+      await this.query('close', undefined, this.repository.sql.resetSession(), runner);
+    } finally {
+      await runner.release();
+    }
   }
 
   private async flush(): Promise<void> {
@@ -127,7 +191,7 @@ export class CheckpointSession {
     try {
       await this.query('notify', undefined, this.repository.sql.notify(keys));
     } catch (error) {
-      // Progress notifications are best effort: watchers catch up at the next change.
+      // Progress notifications are best effort: watchers re-read after their last change anyway.
       this.logger.warn(`could not announce progress: ${(error as Error).message}`);
     }
   }
@@ -150,33 +214,47 @@ export class CheckpointSession {
   }
 
   private open(): Promise<QueryRunner> {
-    if (this.runner !== undefined && !this.runner.isReleased) return Promise.resolve(this.runner);
+    if (this.closed) {
+      return Promise.reject(
+        new CheckpointStoreError('session', undefined, new Error('the module is closed')),
+      );
+    }
+    if (this.runner !== undefined && !this.runner.isReleased && this.current !== undefined) {
+      return Promise.resolve(this.runner);
+    }
     this.opening ??= this.connect().finally(() => (this.opening = undefined));
     return this.opening;
   }
 
+  /** Borrows a connection, reads its identity and sets its socket probes. */
   private async connect(): Promise<QueryRunner> {
     const runner = this.dataSource.createQueryRunner('master');
-    const client = (await runner.connect()) as PoolClient;
+    let client: PoolClient;
+    try {
+      client = await withTimeout(
+        runner.connect() as Promise<PoolClient>,
+        this.timing.leaseTtlMs,
+        () => void runner.release().catch(() => undefined),
+      );
+    } catch (error) {
+      throw new CheckpointStoreError('session', undefined, error);
+    }
     let lost = false;
     const onLost = (reason: string) => {
       if (lost) return;
       lost = true;
+      this.detach?.();
       if (this.runner === runner) {
         this.runner = undefined;
+        this.client = undefined;
+        this.current = undefined;
         this.listening = false;
       }
+      void runner.release().catch(() => undefined);
       if (this.closed) return;
       this.lostReason = reason;
-      this.logger.error(`the checkpoint session was lost (${reason}); its leases are gone`);
-      for (const listener of this.lossListeners) listener(reason);
-      // Watchers must LISTEN again on a new session.
-      if (this.notificationListeners.size > 0 || this.controlListeners.size > 0) {
-        this.listening = true;
-        this.query('watch', undefined, this.repository.sql.listen()).catch((error: Error) =>
-          this.logger.warn(`could not listen again: ${error.message}`),
-        );
-      }
+      this.logger.warn(`the checkpoint session was lost (${reason}); reconnecting`);
+      void this.reconnect();
     };
     const onError = (error: Error) => onLost(error.message);
     const onEnd = () => onLost('connection ended');
@@ -194,13 +272,113 @@ export class CheckpointSession {
     client.on('error', onError);
     client.on('end', onEnd);
     client.on('notification', onNotification);
-    this.detach = () => {
+    const detach = () => {
       client.off('error', onError);
       client.off('end', onEnd);
       client.off('notification', onNotification);
     };
+    try {
+      const ttl = this.timing.leaseTtlMs;
+      const { rows } = await this.repository.run<{ pid: number; started: string | null }>(
+        'session',
+        undefined,
+        this.repository.sql.sessionIdentity(
+          Math.max(1, Math.floor(ttl / 3000)),
+          Math.max(1, Math.floor(ttl / 9000)),
+          ttl,
+        ),
+        runner,
+      );
+      const row = rows[0];
+      if (row === undefined || row.started === null) {
+        throw new Error('the lease session cannot read its own backend_start');
+      }
+      this.current = { pid: row.pid, started: row.started };
+    } catch (error) {
+      detach();
+      lost = true;
+      await runner.release().catch(() => undefined);
+      throw error instanceof CheckpointStoreError
+        ? error
+        : new CheckpointStoreError('session', undefined, error);
+    }
+    this.detach = detach;
     this.runner = runner;
+    this.client = client;
     this.lostReason = undefined;
     return runner;
   }
+
+  /**
+   * Replaces a lost session with a short, bounded backoff; then LISTENs again for watchers and
+   * tells the restore listeners (who re-assert the leases). Gives up after `reconnectForMs`.
+   */
+  private async reconnect(): Promise<void> {
+    if (this.reconnecting) return;
+    this.reconnecting = true;
+    const deadline = Date.now() + this.timing.reconnectForMs;
+    let delay = RECONNECT_FIRST_MS;
+    let lastError: unknown;
+    try {
+      while (!this.closed) {
+        try {
+          await this.open();
+          const identity = this.current;
+          if (identity === undefined) continue;
+          if (
+            (this.notificationListeners.size > 0 || this.controlListeners.size > 0) &&
+            !this.listening
+          ) {
+            this.listening = true;
+            await this.query('watch', undefined, this.repository.sql.listen()).catch(
+              (error: Error) => {
+                this.listening = false;
+                this.logger.warn(`could not listen again: ${error.message}`);
+              },
+            );
+          }
+          this.logger.log(`the checkpoint session is back (backend ${identity.pid})`);
+          for (const listener of this.restoreListeners) listener(identity);
+          return;
+        } catch (error) {
+          lastError = error;
+          if (Date.now() + delay > deadline) break;
+          await sleep(delay);
+          delay = Math.min(RECONNECT_MAX_MS, delay * 2);
+        }
+      }
+      if (this.closed) return;
+      const reason = lastError instanceof Error ? lastError.message : String(lastError);
+      this.logger.error(
+        `the checkpoint session could not reconnect within ${this.timing.reconnectForMs} ms (${reason}); its leases are given up`,
+      );
+      for (const listener of this.lossListeners) listener(reason);
+    } finally {
+      this.reconnecting = false;
+    }
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Rejects after `ms`; `abandon` cleans up after the promise if it settles later. */
+function withTimeout<T>(promise: Promise<T>, ms: number, abandon: () => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      reject(new Error(`no connection within ${ms} ms`));
+    }, ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        if (timedOut) abandon();
+        else resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
 }

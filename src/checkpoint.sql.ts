@@ -26,14 +26,6 @@ export function checkpointSql(schema: string) {
   const lockSpace = `nestjs-checkpoint:${schema}:`;
   const channel = `${schema}_checkpoint`;
   const controlChannel = `${schema}_checkpoint_control`;
-  // Whether any session holds the lease of the row's key (see orphans()).
-  const leaseHeld = (keyColumn: string, lockSpaceParam: string) =>
-    `EXISTS (
-       SELECT 1 FROM pg_locks l
-       WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
-         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-         AND l.classid = ((hashtextextended(${lockSpaceParam} || ${keyColumn}, 0) >> 32) & 4294967295)::oid
-         AND l.objid = (hashtextextended(${lockSpaceParam} || ${keyColumn}, 0) & 4294967295)::oid)`;
   /**
    * An operator's request on the rows of one key or of one run, and in the same statement a
    * notification on the control channel (`<control>:<key>`, heard by the owning process) and on
@@ -94,18 +86,49 @@ export function checkpointSql(schema: string) {
     recordMigration: (version: number, name: string) =>
       q(`INSERT INTO "${schema}"."migration" (version, name) VALUES ($1, $2)`, [version, name]),
 
-    // --- leases: session-level advisory locks on the process's one dedicated session ---------
-    tryLock: (key: string) =>
-      q(`SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked`, [lockSpace + key]),
-    unlock: (key: string) =>
-      q(`SELECT pg_advisory_unlock(hashtextextended($1, 0)) AS unlocked`, [lockSpace + key]),
+    // --- leases --------------------------------------------------------------------------------
+    /**
+     * The identity of the lease session (its backend pid and start time: a pid alone is reused
+     * by PostgreSQL), read once per session. The start time stays text so that it compares
+     * exactly (a JavaScript Date would drop its microseconds). The same statement asks the server
+     * to probe this session's socket (keepalives, a user timeout), so that a silently partitioned
+     * owner's backend ends, and its leases with it, without waiting for the kernel's two hours.
+     */
+    sessionIdentity: (keepaliveIdleS: number, keepaliveIntervalS: number, userTimeoutMs: number) =>
+      q(
+        `SELECT pg_backend_pid() AS pid,
+           (SELECT backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()) AS started,
+           set_config('tcp_keepalives_idle', $1, false) AS idle,
+           set_config('tcp_keepalives_interval', $2, false) AS interval,
+           set_config('tcp_keepalives_count', '3', false) AS count,
+           set_config('tcp_user_timeout', $3, false) AS user_timeout`,
+        [String(keepaliveIdleS), String(keepaliveIntervalS), String(userTimeoutMs)],
+      ),
+    /**
+     * Renews every lease of this process in one statement, and re-asserts them after the lease
+     * session was replaced (the new session's identity goes on the rows). Only a lease whose
+     * attempt still runs (key and running epoch match) is renewed; a key missing from the result
+     * was taken over meanwhile.
+     */
+    renew: (keys: string[], epochs: number[], pid: number, started: string, ttlMs: number) =>
+      q(
+        `UPDATE ${table} AS c SET owner_pid = $3, owner_started = $4::timestamptz,
+           lease_expires_at = clock_timestamp() + $5 * interval '1 millisecond'
+         FROM unnest($1::text[], $2::bigint[]) AS l(key, epoch)
+         WHERE c.key = l.key AND c.running_epoch = l.epoch
+         RETURNING c.key`,
+        [keys, epochs, pid, started, ttlMs],
+      ),
 
     // --- ownership --------------------------------------------------------------------------
     /**
-     * Takes the key: bumps the epoch (fencing any earlier attempt) and returns the resume point.
-     * With `force` (this process holds the lease) it always succeeds; without it, only a newer
-     * dispatch of the same pg-boss job may supersede the live owner. A completed key stays
-     * completed, so that the caller can return its stored result.
+     * Takes the key: bumps the epoch (fencing any earlier attempt), records the owner's lease
+     * session and lease expiry, and returns the resume point. It takes a key that no attempt
+     * runs, one whose owner is dead (its lease session is gone from pg_stat_activity, or its
+     * lease expired), one a newer dispatch of the same pg-boss job supersedes, or one this very
+     * attempt owned (`previousEpoch`: resuming in place after a database outage). Deciding all
+     * of it in this one statement serialises racing claimants on the row lock. A completed key
+     * stays completed, so that the caller can return its stored result.
      */
     claim: (
       key: string,
@@ -113,16 +136,21 @@ export function checkpointSql(schema: string) {
       fingerprint: string | null,
       totalItems: number | null,
       dispatch: number | null,
-      force: boolean,
+      previousEpoch: number | null,
       queue: string | null,
       jobId: string | null,
+      ownerPid: number,
+      ownerStarted: string,
+      ttlMs: number,
     ) =>
       prepared(
         'claim',
         `INSERT INTO ${table} AS c (key, state, epoch, running_epoch, owner, fingerprint,
                                     total_items, dispatch, queue, job_id, attempt,
-                                    attempt_started_at, attempt_start_index)
-         VALUES ($1, '${running}', 1, 1, $2, $3, $4, $5, $7, $8, 1, clock_timestamp(), 0)
+                                    attempt_started_at, attempt_start_index,
+                                    owner_pid, owner_started, lease_expires_at)
+         VALUES ($1, '${running}', 1, 1, $2, $3, $4, $5, $7, $8, 1, clock_timestamp(), 0,
+                 $9, $10::timestamptz, clock_timestamp() + $11 * interval '1 millisecond')
          ON CONFLICT (key) DO UPDATE SET
            epoch = c.epoch + 1,
            running_epoch = CASE WHEN c.state = '${completed}' THEN NULL ELSE c.epoch + 1 END,
@@ -136,14 +164,39 @@ export function checkpointSql(schema: string) {
            total_items = COALESCE(EXCLUDED.total_items, c.total_items),
            attempt_started_at = clock_timestamp(),
            attempt_start_index = c.current_index,
+           owner_pid = EXCLUDED.owner_pid,
+           owner_started = EXCLUDED.owner_started,
+           lease_expires_at = EXCLUDED.lease_expires_at,
            updated_at = clock_timestamp()
-         WHERE ($6::boolean OR c.dispatch < EXCLUDED.dispatch) AND c.control IS NULL
+         WHERE (c.running_epoch IS NULL
+                OR c.running_epoch = $6
+                OR c.dispatch < EXCLUDED.dispatch
+                OR c.lease_expires_at IS NULL OR c.lease_expires_at < clock_timestamp()
+                OR NOT ${ownerAlive('c')})
+           AND c.control IS NULL
          RETURNING *, (SELECT p.state FROM ${table} p WHERE p.key = $1) AS prior_state`,
-        [key, owner, fingerprint, totalItems, dispatch, force, queue, jobId],
+        [
+          key,
+          owner,
+          fingerprint,
+          totalItems,
+          dispatch,
+          previousEpoch,
+          queue,
+          jobId,
+          ownerPid,
+          ownerStarted,
+          ttlMs,
+        ],
       ),
     /**
      * One statement per batch: absolute progress, applied only while `epoch` may write. It
      * matches on the primary key and the unindexed running_epoch (see migration 2).
+     *
+     * `idleTimeoutMs` (the library's own batch transactions): from here to the commit the
+     * transaction holds the key's row lock, so an owner frozen or cut off in between would block
+     * every claimant until PostgreSQL noticed. The same statement bounds that (SET LOCAL
+     * idle_in_transaction_session_timeout, through set_config), at no extra round trip.
      */
     advance: (
       key: string,
@@ -156,6 +209,7 @@ export function checkpointSql(schema: string) {
       cursor: string | null,
       intermediateResult: string | null,
       metadata: string | null,
+      idleTimeoutMs: number | null = null,
     ) =>
       prepared(
         'advance',
@@ -170,6 +224,8 @@ export function checkpointSql(schema: string) {
            metadata = COALESCE($10::jsonb, metadata),
            updated_at = clock_timestamp()
          WHERE key = $1 AND running_epoch = $2
+           AND ($11::text IS NULL
+                OR set_config('idle_in_transaction_session_timeout', $11::text, true) IS NOT NULL)
          RETURNING control`,
         [
           key,
@@ -182,6 +238,7 @@ export function checkpointSql(schema: string) {
           cursor,
           intermediateResult,
           metadata,
+          idleTimeoutMs === null ? null : String(idleTimeoutMs),
         ],
       ),
     // complete, fail, release and abandon end the attempt: running_epoch goes back to NULL.
@@ -220,14 +277,18 @@ export function checkpointSql(schema: string) {
     cancelRun: (runId: string) => controlStatement('run_id', 'cancel', runId),
     resumeRun: (runId: string) => controlStatement('run_id', 'resume', runId),
     /**
-     * A claim refused because of a control request, by a process that holds the key's lease (so
-     * no live attempt owns it): the row takes the state the request asks for.
+     * A claim refused because of a control request: when no live attempt owns the key (none
+     * runs, or its owner is dead), the row takes the state the request asks for.
      */
     settleControl: (key: string) =>
       q(
-        `UPDATE ${table} SET running_epoch = NULL, owner = NULL, updated_at = clock_timestamp(),
+        `UPDATE ${table} AS c SET running_epoch = NULL, owner = NULL,
+           updated_at = clock_timestamp(),
            state = CASE control WHEN '${pause}' THEN '${paused}' ELSE '${cancelled}' END
          WHERE key = $1 AND control IS NOT NULL AND state <> '${completed}'
+           AND (running_epoch IS NULL
+                OR lease_expires_at IS NULL OR lease_expires_at < clock_timestamp()
+                OR NOT ${ownerAlive('c')})
          RETURNING control`,
         [key],
       ),
@@ -238,7 +299,7 @@ export function checkpointSql(schema: string) {
      */
     rewind: (key: string, toIndex: number, expectedEpoch: number, cursor: string | null) =>
       q(
-        `UPDATE ${table} SET epoch = epoch + 1, running_epoch = NULL, owner = NULL,
+        `UPDATE ${table} AS c SET epoch = epoch + 1, running_epoch = NULL, owner = NULL,
            current_index = $2,
            current_batch_index = CASE WHEN current_index > 0
              THEN current_batch_index * $2 / current_index ELSE 0 END,
@@ -249,9 +310,11 @@ export function checkpointSql(schema: string) {
                    ELSE state END,
            result = NULL, updated_at = clock_timestamp()
          WHERE key = $1 AND epoch = $3 AND current_index >= $2
-           AND NOT ${leaseHeld('key', '$5')}
+           AND (running_epoch IS NULL
+                OR lease_expires_at IS NULL OR lease_expires_at < clock_timestamp()
+                OR NOT ${ownerAlive('c')})
          RETURNING epoch`,
-        [key, toIndex, expectedEpoch, cursor, lockSpace],
+        [key, toIndex, expectedEpoch, cursor],
       ),
     /** Starts the key over (input changed, or a completed key run again) under a new fingerprint. */
     restart: (key: string, epoch: number, fingerprint: string | null) =>
@@ -273,29 +336,42 @@ export function checkpointSql(schema: string) {
       ),
 
     /**
-     * Running keys of pg-boss jobs whose lease no session holds: their worker process died.
-     * A bigint advisory lock shows in pg_locks as its high half (classid) and low half (objid).
+     * Running keys of pg-boss jobs whose owner is dead: its lease expired, or its lease session is
+     * gone from pg_stat_activity. Any queue: hand-written handlers record theirs too.
      */
-    orphans: (queues: string[]) =>
+    orphans: () =>
       q(
-        `SELECT c.key, c.running_epoch AS epoch, c.queue, c.job_id, c.dispatch FROM ${table} c
-         WHERE c.state = '${running}' AND c.queue = ANY($1::text[]) AND c.job_id IS NOT NULL
-           AND c.running_epoch IS NOT NULL
-           AND NOT EXISTS (
-             SELECT 1 FROM pg_locks l
-             WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
-               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-               AND l.classid = ((hashtextextended($2 || c.key, 0) >> 32) & 4294967295)::oid
-               AND l.objid = (hashtextextended($2 || c.key, 0) & 4294967295)::oid)`,
-        [queues, lockSpace],
+        `SELECT c.key, c.running_epoch AS epoch, c.queue, c.job_id, c.dispatch, c.owner_pid,
+                c.owner_started::text AS owner_started,
+                (c.lease_expires_at IS NULL OR c.lease_expires_at < clock_timestamp()) AS expired
+           FROM ${table} c
+          WHERE c.state = '${running}' AND c.queue IS NOT NULL AND c.job_id IS NOT NULL
+            AND c.running_epoch IS NOT NULL
+            AND (c.lease_expires_at IS NULL OR c.lease_expires_at < clock_timestamp()
+                 OR NOT ${ownerAlive('c')})`,
       ),
-    /** Marks a dead worker's attempt failed, unless a new attempt already took the key. */
-    abandon: (key: string, epoch: number, error: string) =>
+    /**
+     * Marks a dead owner's attempt failed, unless it came back meanwhile: the same epoch, and
+     * either its lease expired or the very session the reaper saw dead is still gone (a live
+     * owner whose session reconnected has re-asserted the lease under a new identity).
+     */
+    abandon: (
+      key: string,
+      epoch: number,
+      error: string,
+      ownerPid: number | null,
+      ownerStarted: string | null,
+    ) =>
       q(
-        `UPDATE ${table} SET state = '${failed}', running_epoch = NULL, error = $3::jsonb,
-           owner = NULL, updated_at = clock_timestamp()
-         WHERE key = $1 AND running_epoch = $2`,
-        [key, epoch, error],
+        `UPDATE ${table} AS c SET state = '${failed}', running_epoch = NULL, error = $3::jsonb,
+           owner = NULL, owner_pid = NULL, owner_started = NULL, lease_expires_at = NULL,
+           updated_at = clock_timestamp()
+         WHERE c.key = $1 AND c.running_epoch = $2
+           AND (c.lease_expires_at IS NULL OR c.lease_expires_at < clock_timestamp()
+                OR (c.owner_pid IS NOT DISTINCT FROM $4::integer
+                    AND c.owner_started IS NOT DISTINCT FROM $5::timestamptz
+                    AND NOT ${ownerAlive('c')}))`,
+        [key, epoch, error, ownerPid, ownerStarted],
       ),
 
     // --- the original service's operations ----------------------------------------------------
@@ -347,8 +423,16 @@ export function checkpointSql(schema: string) {
     // Progress on one channel, operators' requests on another (one round trip for both).
     ping: () => q(`SELECT 1`),
     listen: () => q(`LISTEN "${channel}"; LISTEN "${controlChannel}"`),
-    /** Leaves a borrowed connection as the pool lent it: no advisory lock, no LISTEN. */
-    resetSession: () => q(`SELECT pg_advisory_unlock_all(); UNLISTEN *`),
+    /** Leaves a borrowed connection as the pool lent it: no LISTEN, default socket probes. */
+    resetSession: () =>
+      q(
+        `UNLISTEN *; RESET tcp_keepalives_idle; RESET tcp_keepalives_interval;
+         RESET tcp_keepalives_count; RESET tcp_user_timeout`,
+      ),
+    /** The sessions that block `pid` (for the log line of a stalled statement). */
+    blockingPids: (pid: number) => q(`SELECT pg_blocking_pids($1) AS pids`, [pid]),
+    /** Cancels the statement a connection of the library runs (a statement timeout). */
+    cancelBackend: (pid: number) => q(`SELECT pg_cancel_backend($1) AS cancelled`, [pid]),
     /** One statement for every key that changed since the last flush. */
     notify: (keys: string[]) =>
       q(`SELECT pg_notify($1, k) FROM unnest($2::text[]) AS k`, [channel, keys]),
@@ -356,3 +440,15 @@ export function checkpointSql(schema: string) {
 }
 
 export type CheckpointSql = ReturnType<typeof checkpointSql>;
+
+/**
+ * Whether the owner recorded on row `c` is alive: its lease session (pid and start time) is
+ * still in pg_stat_activity. A pid alone is not enough, PostgreSQL reuses them. A session of
+ * another role shows no start time without pg_read_all_stats: it counts as alive (the lease's
+ * expiry still bounds it).
+ */
+function ownerAlive(c: string): string {
+  return `EXISTS (SELECT 1 FROM pg_stat_activity a
+                   WHERE a.pid = ${c}.owner_pid
+                     AND (a.backend_start = ${c}.owner_started OR a.backend_start IS NULL))`;
+}

@@ -5,8 +5,8 @@ import {
   Logger,
   OnApplicationBootstrap,
 } from '@nestjs/common';
-import { PgBoss, type Db, type JobWithMetadata } from 'pg-boss';
-import type { DataSource, EntityManager } from 'typeorm';
+import { PgBoss, type JobWithMetadata } from 'pg-boss';
+import type { DataSource } from 'typeorm';
 import { CHECKPOINT_DATA_SOURCE, CHECKPOINT_OPTIONS } from '../checkpoint.constants.js';
 import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
 import {
@@ -20,9 +20,12 @@ import { messages } from '../checkpoint.messages.js';
 import type { ResolvedCheckpointOptions } from '../checkpoint.options.js';
 import { CheckpointRunner, type CheckpointedMethod } from '../checkpoint.runner.js';
 import { CheckpointService } from '../checkpoint.service.js';
+import { affected, bossDb, handBackJob } from './checkpoint-hand-back.js';
+import { CheckpointReaper } from './checkpoint-reaper.js';
 
-/** How often each worker process looks for jobs whose worker died. */
-const REAP_INTERVAL_MS = 1000;
+/** @internal the runs room joins pg-boss statements to its transactions with it. */
+export { bossDb };
+
 /**
  * The reaper hands back a dead worker's job within a second, but only once its checkpoint row
  * is running. A worker killed between pg-boss's fetch and the claim leaves no such row; the
@@ -62,7 +65,7 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
   private readonly logger = new Logger('Checkpoint');
   private readonly registrations = new Map<string, QueueRegistration>();
   private readonly inFlight = new Set<Promise<unknown>>();
-  private reaper?: NodeJS.Timeout;
+  private reaper?: CheckpointReaper;
   private stopControl?: () => void;
 
   constructor(
@@ -90,7 +93,10 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
 
   async onApplicationBootstrap(): Promise<void> {
     const boss = this.boss;
-    if (boss === null || this.registrations.size === 0) return;
+    if (boss === null) return;
+    // Every process with pg-boss reaps, for any queue: hand-written handlers record theirs too.
+    this.reaper = new CheckpointReaper(boss, this.service);
+    this.reaper.start();
     for (const { queue, method, instance } of this.registrations.values()) {
       const { options } = method;
       await boss.createQueue(
@@ -122,7 +128,7 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
       );
       this.logger.log(`${method.where} works queue "${queue}"`);
     }
-    this.reaper = setInterval(() => void this.reap(), REAP_INTERVAL_MS).unref();
+    if (this.registrations.size === 0) return;
     this.stopControl = await this.service.onControl((action, key) => {
       void this.followControl(action, key);
     });
@@ -165,7 +171,7 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
    * session to the pool, and stop pg-boss, all before TypeORM closes the DataSource.
    */
   async beforeApplicationShutdown(): Promise<void> {
-    clearInterval(this.reaper);
+    this.reaper?.stop();
     this.stopControl?.();
     const boss = this.boss;
     if (boss !== null) {
@@ -229,44 +235,12 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
         return undefined;
       }
       if (this.service.shutdownSignal.aborted && error instanceof CheckpointAbortedError) {
-        await this.handBack(queue, job);
+        await handBackJob(boss, this.dataSource, queue, job, 'shutdown');
         return undefined;
       }
       throw error;
     } finally {
       this.inFlight.delete(run);
-    }
-  }
-
-  /**
-   * Returns a job stopped by a deploy to the queue without spending a retry: fail it and raise
-   * its retry limit by one, in one transaction, so the next worker claims it at once and the
-   * retries left stay as they were. pg-boss offers no hand-back of an active job that spends
-   * nothing, and its job table is not ours to write.
-   */
-  private async handBack(queue: string, job: JobWithMetadata<object>): Promise<void> {
-    const boss = this.boss as PgBoss;
-    const attempt = { id: job.id, retryCount: job.retryCount };
-    try {
-      await this.dataSource.transaction(async (manager) => {
-        const db = bossDb(manager);
-        const failed = await boss.fail(queue, attempt, { handedBack: 'shutdown' }, { db });
-        if (affected(failed) === 0) return;
-        const updated = await boss.update(queue, undefined, {
-          id: job.id,
-          retryLimit: job.retryLimit + 1,
-          startAfter: 0,
-          db,
-        });
-        // The hand-back landed on the last allowed attempt: fail went terminal, so revive it.
-        if (updated.updated === 0) await boss.retry(queue, job.id, { db });
-      });
-      this.logger.log(`handed job ${job.id} of "${queue}" back to the queue`);
-    } catch (error) {
-      this.logger.warn(
-        `could not hand job ${job.id} back without a retry (${(error as Error).message}); failing it`,
-      );
-      await boss.fail(queue, attempt, { handedBack: 'shutdown' });
     }
   }
 
@@ -337,41 +311,6 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
       }
     });
   }
-
-  /** Hands back the jobs of worker processes that died, instead of waiting for their expiry. */
-  private async reap(): Promise<void> {
-    const boss = this.boss;
-    if (boss === null || this.service.shutdownSignal.aborted) return;
-    try {
-      for (const orphan of await this.service.abandonOrphans([...this.registrations.keys()])) {
-        await boss.fail(
-          orphan.queue,
-          { id: orphan.jobId, retryCount: orphan.dispatch },
-          { message: 'worker process died' },
-        );
-        this.logger.warn(
-          `job ${orphan.jobId} of "${orphan.queue}" lost its worker; handed back to the queue`,
-        );
-      }
-    } catch (error) {
-      this.logger.warn(`could not look for jobs of dead workers: ${(error as Error).message}`);
-    }
-  }
-}
-
-/**
- * pg-boss's database adapter over a TypeORM transaction: its statements join the transaction.
- * @internal also used by the runs room
- */
-export function bossDb(manager: EntityManager): Db {
-  return {
-    executeSql: async (text: string, values?: unknown[]) => {
-      const runner = manager.queryRunner;
-      if (runner === undefined) throw new Error('bossDb needs a transactional EntityManager');
-      const result = await runner.query(text, values, true);
-      return { rows: (result.records ?? []) as never[] };
-    },
-  };
 }
 
 /** pg-boss validates every key it is given, so options the user left out are not passed at all. */
@@ -379,10 +318,6 @@ function defined<T extends object>(options: T): Partial<T> {
   return Object.fromEntries(
     Object.entries(options).filter(([, value]) => value !== undefined),
   ) as Partial<T>;
-}
-
-function affected(response: object): number {
-  return (response as { affected?: number }).affected ?? 0;
 }
 
 /** pg-boss stores objects as a job's output; other values are wrapped. */

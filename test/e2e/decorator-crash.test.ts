@@ -50,6 +50,14 @@ async function crashAndResume(mode: 'transactional' | 'plain', phases: Phase[], 
     const start = await child.waitFor((line) => line.startsWith('start '));
     resumePoints.push(Number(start.split(' ')[1]));
     if (phase === 'random') {
+      // A kill before the claim would be no attempt at all: wait until this round has claimed.
+      for (;;) {
+        const claimed = await sql<{ attempt: number }>(
+          `SELECT attempt FROM "${schema}".checkpoint WHERE key = 'job'`,
+        ).catch(() => []);
+        if ((claimed[0]?.attempt ?? 0) > round) break;
+        await sleep(5);
+      }
       await sleep(20 + Math.random() * 100);
       child.process.kill('SIGKILL');
     }

@@ -293,11 +293,11 @@ describe('@Checkpointed()', () => {
     const { hold, reached, release } = holdAt(2);
     const running = staleJobs.strict({ key: 'stale', items: range(0, 60), hold });
     await reached;
-    // The stale attempt's process loses its session (a network cut) and a new attempt takes over.
+    // The stale attempt's lease lapses (its process could not renew it: a network cut) and a
+    // new attempt takes over.
     await sql(
-      `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'
-         AND objid = (hashtextextended($1, 0) & 4294967295)::oid`,
-      [`nestjs-checkpoint:${schema}:stale`],
+      `UPDATE "${schema}".checkpoint SET lease_expires_at = clock_timestamp() - interval '1 second'
+        WHERE key = 'stale'`,
     );
     let takeover;
     for (;;) {

@@ -131,9 +131,9 @@ describe('CheckpointModule', () => {
     // The lease session is one of the host pool's connections, not a connection of its own.
     await created.get(CheckpointService).claim('leased');
     const holders = await sql<{ application_name: string }>(
-      `SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-        WHERE l.locktype = 'advisory' AND l.objid = (hashtextextended($1, 0) & 4294967295)::oid`,
-      [`nestjs-checkpoint:${named}:leased`],
+      `SELECT a.application_name FROM "${named}".checkpoint c
+         JOIN pg_stat_activity a ON a.pid = c.owner_pid AND a.backend_start = c.owner_started
+        WHERE c.key = 'leased'`,
     );
     assert.deepEqual(
       holders.map((row) => row.application_name),
@@ -393,21 +393,14 @@ describe('ownership', () => {
   it('fences a stale epoch: its advance changes no row and throws', async () => {
     const owner = await boot({ schema, poolSize: 3 });
     const ownerService = owner.get(CheckpointService);
-    const stale = await ownerService.claim('fenced');
+    const stale = await ownerService.claim('fenced', { dispatch: 0 });
     await ownerService.advance('fenced', stale.epoch, {
       currentIndex: 100,
       processedBatches: 2,
       totalBatches: 10,
     });
-    // Cut the owner's dedicated session, as a network partition would: its lease is gone.
-    await sql(
-      `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid()
-         AND objid = (hashtextextended($1, 0) & 4294967295)::oid`,
-      [`nestjs-checkpoint:${schema}:fenced`],
-    );
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    assert.equal(stale.signal.aborted, true, 'the lost lease fired the attempt signal');
-    const fresh = await service.claim('fenced');
+    // A newer dispatch of the same job takes over while the old attempt still runs.
+    const fresh = await service.claim('fenced', { dispatch: 1 });
     assert.equal(fresh.epoch, stale.epoch + 1);
     assert.equal(fresh.resumeFrom, 100);
     const before = await service.find('fenced');
@@ -419,6 +412,7 @@ describe('ownership', () => {
       }),
       CheckpointFencedError,
     );
+    assert.equal(stale.signal.aborted, true, 'the fenced write fired the attempt signal');
     await assert.rejects(
       ownerService.complete('fenced', stale.epoch, 'stale result'),
       CheckpointFencedError,
@@ -426,6 +420,31 @@ describe('ownership', () => {
     const afterwards = await service.find('fenced');
     assert.deepEqual(afterwards, before);
     await service.complete('fenced', fresh.epoch);
+  });
+
+  it('a cut lease session is replaced and its leases re-asserted; the attempt goes on', async () => {
+    const owner = await boot({ schema, poolSize: 3 });
+    const ownerService = owner.get(CheckpointService);
+    const claim = await ownerService.claim('cut');
+    const [before] = await sql<{ owner_pid: number }>(
+      `SELECT owner_pid FROM "${schema}".checkpoint WHERE key = 'cut'`,
+    );
+    await sql(`SELECT pg_terminate_backend($1)`, [before?.owner_pid]);
+    let moved: { owner_pid: number; alive: boolean } | undefined;
+    for (let i = 0; i < 100 && (moved?.owner_pid ?? before?.owner_pid) === before?.owner_pid; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      [moved] = await sql<{ owner_pid: number; alive: boolean }>(
+        `SELECT c.owner_pid, EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = c.owner_pid
+                  AND a.backend_start = c.owner_started) AS alive
+           FROM "${schema}".checkpoint c WHERE key = 'cut'`,
+      );
+    }
+    assert.notEqual(moved?.owner_pid, before?.owner_pid, 'the lease names the new session');
+    assert.equal(moved?.alive, true);
+    assert.equal(claim.signal.aborted, false);
+    await assert.rejects(service.claim('cut'), CheckpointLeaseConflictError);
+    await ownerService.advance('cut', claim.epoch, { currentIndex: 10 });
+    await ownerService.complete('cut', claim.epoch);
   });
 
   it('an advance finds its row by the primary key, however many keys run', async () => {

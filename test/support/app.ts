@@ -1,4 +1,10 @@
-import type { DynamicModule, INestApplicationContext, Provider, Type } from '@nestjs/common';
+import {
+  ConsoleLogger,
+  type DynamicModule,
+  type INestApplicationContext,
+  type Provider,
+  type Type,
+} from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import type { Logger as TypeOrmLogger } from 'typeorm';
@@ -15,6 +21,8 @@ export interface TestAppOptions {
   logger?: TypeOrmLogger;
   /** TypeORM pool size (default 10). */
   poolSize?: number;
+  /** Another database URL than DATABASE_URL (a proxy in front of it, a server the test started). */
+  url?: string;
 }
 
 /**
@@ -26,7 +34,7 @@ export async function createTestApp(options: TestAppOptions): Promise<INestAppli
     imports: [
       TypeOrmModule.forRoot({
         type: 'postgres',
-        url: DATABASE_URL,
+        url: options.url ?? DATABASE_URL,
         schema: options.schema,
         entities: options.entities ?? [],
         synchronize: (options.entities?.length ?? 0) > 0,
@@ -42,9 +50,8 @@ export async function createTestApp(options: TestAppOptions): Promise<INestAppli
   // A library has no HTTP layer: the testing module itself is the application context and
   // runs every lifecycle hook (init, bootstrap, shutdown), as NestFactory's would. Fixtures that
   // must react to SIGTERM call enableShutdownHooks() themselves.
-  moduleRef.useLogger(
-    process.env.LOG_LEVELS === 'all' ? ['log', 'error', 'warn'] : ['error', 'warn'],
-  );
+  // The testing module's own logger drops everything but errors: LOG_LEVELS=all prints it all.
+  moduleRef.useLogger(process.env.LOG_LEVELS === 'all' ? new ConsoleLogger() : ['error', 'warn']);
   try {
     await moduleRef.init();
   } catch (error) {

@@ -3,7 +3,14 @@ import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BatchSizer, batchSizeProblems } from '../../src/batch-sizer.js';
-import { CheckpointConfigError, CheckpointValidationError } from '../../src/checkpoint.errors.js';
+import {
+  CheckpointConfigError,
+  CheckpointFencedError,
+  CheckpointLeaseLapsedError,
+  CheckpointStoreError,
+  CheckpointValidationError,
+  isConnectionFailure,
+} from '../../src/checkpoint.errors.js';
 import { resolveOptions } from '../../src/checkpoint.options.js';
 import type { CheckpointRow } from '../../src/checkpoint.repository.js';
 import { toProgress } from '../../src/checkpoint.service.js';
@@ -17,8 +24,22 @@ describe('resolveOptions', () => {
       maxPayloadBytes: 1024 * 1024,
       directThreshold: 50,
       shutdownTimeoutMs: 30_000,
+      leaseTtlMs: 30_000,
+      statementTimeoutMs: 60_000,
+      stallWarnMs: 5_000,
+      databaseOutageMs: 60_000,
       boss: undefined,
     });
+  });
+
+  it('refuses a lease TTL or statement timeout too short to work', () => {
+    assert.throws(
+      () => resolveOptions({ leaseTtlMs: 500, statementTimeoutMs: 5 }),
+      (error: Error) =>
+        error instanceof CheckpointConfigError &&
+        error.message.includes('leaseTtlMs must be a whole number >= 1000 (got 500)') &&
+        error.message.includes('statementTimeoutMs must be a whole number >= 100 (got 5)'),
+    );
   });
 
   it('names every bad option at once', () => {
@@ -145,5 +166,28 @@ describe('toProgress', () => {
     assert.equal(fresh.itemsPerSecond, null);
     assert.equal(fresh.etaSeconds, null);
     assert.equal(fresh.percentage, 0);
+  });
+});
+
+describe('isConnectionFailure', () => {
+  it('tells a lost or refused connection from an error of the work or the data', () => {
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), {
+      code: 'ECONNREFUSED',
+    });
+    const starting = Object.assign(new Error('the database system is starting up'), {
+      code: '57P03',
+    });
+    const terminated = Object.assign(new Error('terminating connection'), { code: '57P01' });
+    assert.ok(isConnectionFailure(refused));
+    assert.ok(isConnectionFailure(starting));
+    assert.ok(isConnectionFailure(terminated));
+    assert.ok(isConnectionFailure(new Error('Connection terminated unexpectedly')));
+    assert.ok(isConnectionFailure(new CheckpointStoreError('advance', 'k', refused)));
+    assert.ok(isConnectionFailure({ message: 'query failed', driverError: { code: '08006' } }));
+    assert.ok(isConnectionFailure(new CheckpointLeaseLapsedError('k', 'lapsed')));
+    assert.ok(!isConnectionFailure(new Error('boom')));
+    assert.ok(!isConnectionFailure(Object.assign(new Error('deadlock'), { code: '40P01' })));
+    assert.ok(!isConnectionFailure(new CheckpointStoreError('advance', 'k', new Error('x'))));
+    assert.ok(!isConnectionFailure(new CheckpointFencedError('k', 1)));
   });
 });

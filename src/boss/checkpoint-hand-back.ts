@@ -1,0 +1,67 @@
+import { Logger } from '@nestjs/common';
+import type { Db, PgBoss } from 'pg-boss';
+import type { DataSource, EntityManager } from 'typeorm';
+
+/** The pg-boss fields of an active job that a hand-back needs. */
+export interface ActiveJob {
+  id: string;
+  retryCount: number;
+  retryLimit: number;
+}
+
+const logger = new Logger('Checkpoint');
+
+/**
+ * Returns an active job to its queue without spending a retry: fail it and raise its retry
+ * limit by one, in one transaction, so the next worker claims it at once and the retries left
+ * stay as they were. pg-boss offers no hand-back of an active job that spends nothing, and its
+ * job table is not ours to write. When that cannot be done the job is failed (one retry spent),
+ * so that it is never left active until its expiry.
+ */
+export async function handBackJob(
+  boss: PgBoss,
+  dataSource: DataSource,
+  queue: string,
+  job: ActiveJob,
+  reason: string,
+): Promise<void> {
+  const attempt = { id: job.id, retryCount: job.retryCount };
+  try {
+    await dataSource.transaction(async (manager) => {
+      const db = bossDb(manager);
+      const failed = await boss.fail(queue, attempt, { handedBack: reason }, { db });
+      if (affected(failed) === 0) return;
+      const updated = await boss.update(queue, undefined, {
+        id: job.id,
+        retryLimit: job.retryLimit + 1,
+        startAfter: 0,
+        db,
+      });
+      // The hand-back landed on the last allowed attempt: fail went terminal, so revive it.
+      if (updated.updated === 0) await boss.retry(queue, job.id, { db });
+    });
+    logger.log(`handed job ${job.id} of "${queue}" back to the queue (${reason})`);
+  } catch (error) {
+    logger.warn(
+      `could not hand job ${job.id} back without a retry (${(error as Error).message}); failing it`,
+    );
+    await boss.fail(queue, attempt, { handedBack: reason });
+  }
+}
+
+/** pg-boss's database adapter over a TypeORM transaction: its statements join the transaction. */
+export function bossDb(manager: EntityManager): Db {
+  return {
+    executeSql: async (text: string, values?: unknown[]) => {
+      const runner = manager.queryRunner;
+      if (runner === undefined) throw new Error('bossDb needs a transactional EntityManager');
+      const result = await runner.query(text, values, true);
+      return { rows: (result.records ?? []) as never[] };
+    },
+  };
+}
+
+/** The rows a pg-boss command changed (its responses carry `affected`). */
+export function affected(response: object): number {
+  return (response as { affected?: number }).affected ?? 0;
+}

@@ -1,0 +1,89 @@
+import { Logger } from '@nestjs/common';
+import type { PgBoss } from 'pg-boss';
+import type { CheckpointService, OrphanedJob } from '../checkpoint.service.js';
+
+/** How often each worker process looks for jobs whose owner died. */
+const REAP_INTERVAL_MS = 500;
+/**
+ * How long an owner's vanished lease session must stay vanished before the reaper believes it
+ * dead. A live process whose session was cut (pg_terminate_backend, a pooler or database
+ * restart) reconnects and re-asserts its leases well within this; a crashed one never does.
+ */
+const VANISHED_GRACE_MS = 1000;
+/** A sighting older than this is not "the previous look" any more (the reaper was stalled). */
+const SIGHTING_STALE_MS = VANISHED_GRACE_MS + 4 * REAP_INTERVAL_MS;
+
+/**
+ * Hands the jobs of dead owners back to pg-boss at once, instead of after pg-boss's heartbeat
+ * or expiry. Covers every running key that records a queue and job id, whichever process or
+ * handler (decorated or hand-written) owned it.
+ *
+ * An owner is dead when its lease expired (frozen, partitioned: abandoned at once) or when its
+ * lease session is gone from pg_stat_activity on two looks at least VANISHED_GRACE_MS apart
+ * (crashed). The abandon statement checks the same again, so a racing claim or a re-asserted
+ * lease always wins. An abandoned job is failed in pg-boss, which retries it at once: a crash
+ * spends one retry, as pg-boss counts it.
+ */
+export class CheckpointReaper {
+  private readonly logger = new Logger('Checkpoint');
+  private timer?: NodeJS.Timeout;
+  private running = false;
+  /** Vanished owners seen at the previous looks: `key/epoch/pid/start` -> first seen. */
+  private readonly sightings = new Map<string, number>();
+
+  constructor(
+    private readonly boss: PgBoss,
+    private readonly service: CheckpointService,
+  ) {}
+
+  start(): void {
+    this.timer ??= setInterval(() => void this.reap(), REAP_INTERVAL_MS).unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** One look: abandons and hands back what is dead. */
+  async reap(): Promise<void> {
+    if (this.running || this.service.shutdownSignal.aborted) return;
+    this.running = true;
+    try {
+      const now = Date.now();
+      const orphans = await this.service.findOrphans();
+      const seen = new Set<string>();
+      for (const orphan of orphans) {
+        if (!orphan.expired) {
+          const id = `${orphan.key}/${orphan.epoch}/${orphan.ownerPid}/${orphan.ownerStarted}`;
+          seen.add(id);
+          const first = this.sightings.get(id);
+          if (first === undefined || now - first > SIGHTING_STALE_MS) {
+            this.sightings.set(id, now);
+            continue;
+          }
+          if (now - first < VANISHED_GRACE_MS) continue;
+        }
+        await this.handBack(orphan);
+      }
+      for (const id of this.sightings.keys()) if (!seen.has(id)) this.sightings.delete(id);
+    } catch (error) {
+      this.logger.warn(`could not look for jobs of dead workers: ${(error as Error).message}`);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async handBack(orphan: OrphanedJob): Promise<void> {
+    if (!(await this.service.abandon(orphan))) return;
+    await this.boss.fail(
+      orphan.queue,
+      { id: orphan.jobId, retryCount: orphan.dispatch },
+      { message: orphan.expired ? 'worker lease expired' : 'worker process died' },
+    );
+    this.logger.warn(
+      `job ${orphan.jobId} of "${orphan.queue}" lost its worker ` +
+        `(${orphan.expired ? 'lease expired' : 'process gone'}); handed back to the queue`,
+    );
+  }
+}

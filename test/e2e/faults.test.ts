@@ -1,0 +1,304 @@
+// Ownership under real faults, in this process: a silent network partition of an owner (a TCP
+// proxy that stops forwarding without closing sockets), a concurrent ACCESS EXCLUSIVE lock on
+// the table, two same-tick calls on one key, watch() of many short keys, and the lease renewal's
+// statement count.
+import 'reflect-metadata';
+import assert from 'node:assert/strict';
+import { after, before, describe, it, type TestContext } from 'node:test';
+import {
+  Injectable,
+  Logger,
+  type INestApplicationContext,
+  type LoggerService,
+} from '@nestjs/common';
+import { firstValueFrom, toArray } from 'rxjs';
+import pg from 'pg';
+import {
+  CheckpointCtx,
+  CheckpointFencedError,
+  CheckpointLeaseConflictError,
+  CheckpointService,
+  CheckpointStoreError,
+  Checkpointed,
+  type CheckpointContext,
+  type CheckpointProgress,
+} from '../../src/index.js';
+import { CountingLogger, createTestApp } from '../support/app.js';
+import { DATABASE_URL, dropSchema, sql, uniqueSchema } from '../support/database.js';
+import { TcpProxy } from '../support/proxy.js';
+
+const schema = uniqueSchema('faults');
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+const LEASE_TTL_MS = 3000;
+
+interface Input {
+  key: string;
+  items: number[];
+  msPerBatch?: number;
+  /** Called inside this batch, after its effects were written and before its advance. */
+  during?: { batch: number; action: () => void };
+}
+
+/** A transactional job writing one effect row per item: duplicates show as rows per item > 1. */
+@Injectable()
+class Work {
+  @Checkpointed({ key: (input: Input) => input.key, batchSize: 10, transactional: true })
+  async run(input: Input, @CheckpointCtx() ctx?: CheckpointContext): Promise<number> {
+    const context = ctx as CheckpointContext;
+    for await (const batch of context.batches(input.items)) {
+      await batch.manager.query(
+        `INSERT INTO "${schema}".effect (key, item, attempt) SELECT $1, unnest($2::int[]), $3`,
+        [input.key, batch.items, context.attempt],
+      );
+      if (input.during?.batch === batch.index) input.during.action();
+      if (input.msPerBatch !== undefined) await sleep(input.msPerBatch);
+    }
+    return context.progress().processedItems;
+  }
+}
+
+/** Collects what the library logs, to show that a stall is visible. */
+class CollectingLogger implements LoggerService {
+  readonly lines: string[] = [];
+  log(message: unknown): void {
+    this.lines.push(`log ${String(message)}`);
+  }
+  warn(message: unknown): void {
+    this.lines.push(`warn ${String(message)}`);
+  }
+  error(message: unknown): void {
+    this.lines.push(`error ${String(message)}`);
+  }
+}
+
+const apps: INestApplicationContext[] = [];
+const logs = new CollectingLogger();
+const counting = new CountingLogger();
+let app: INestApplicationContext;
+let service: CheckpointService;
+let work: Work;
+
+async function boot(options: Parameters<typeof createTestApp>[0]) {
+  const created = await createTestApp(options);
+  apps.push(created);
+  return created;
+}
+
+async function effects(key: string) {
+  const [row] = await sql<{ rows: number; distinct: number }>(
+    `SELECT count(*)::int AS rows, count(DISTINCT item)::int AS distinct
+       FROM "${schema}".effect WHERE key = $1`,
+    [key],
+  );
+  return row ?? { rows: 0, distinct: 0 };
+}
+
+before(async () => {
+  await sql(`CREATE SCHEMA "${schema}"`);
+  await sql(
+    `CREATE TABLE "${schema}".effect (key text NOT NULL, item int NOT NULL, attempt int NOT NULL)`,
+  );
+  app = await boot({
+    schema,
+    providers: [Work],
+    logger: counting,
+    checkpoint: { leaseTtlMs: LEASE_TTL_MS, stallWarnMs: 300, statementTimeoutMs: 1500 },
+  });
+  service = app.get(CheckpointService);
+  work = app.get(Work);
+  Logger.overrideLogger(logs);
+});
+
+after(async () => {
+  Logger.overrideLogger(['error', 'warn']);
+  for (const each of apps.reverse()) await each.close().catch(() => undefined);
+  await dropSchema(schema);
+});
+
+describe('faults in one process', () => {
+  it('two same-tick calls on one key: the second gets the lease conflict at once (50 rounds)', async (t: TestContext) => {
+    let losersFirst = 0;
+    for (let round = 0; round < 50; round++) {
+      const key = `tick-${round}`;
+      const order: string[] = [];
+      const first = service.claim(key).then((claim) => {
+        order.push('winner');
+        return claim;
+      });
+      const second = service.claim(key).then(
+        () => order.push('second won'),
+        (error: unknown) => {
+          order.push(error instanceof CheckpointLeaseConflictError ? 'loser' : String(error));
+        },
+      );
+      await Promise.all([first, second]);
+      assert.deepEqual(order, ['loser', 'winner'], `round ${round}`);
+      losersFirst += 1;
+      await service.release(key, (await first).epoch);
+      // The decorated method: the same, and the winner's work is not disturbed.
+      const items = range(30);
+      const a = work.run({ key: `tick-run-${round}`, items });
+      const b = work.run({ key: `tick-run-${round}`, items });
+      await assert.rejects(b, CheckpointLeaseConflictError);
+      assert.equal(await a, 30);
+    }
+    t.diagnostic(
+      `same-tick calls: the loser got CheckpointLeaseConflictError first in ${losersFirst}/50 rounds`,
+    );
+  });
+
+  it('watch() of 200 short keys: every watcher ends with the final state', async (t: TestContext) => {
+    let completedLast = 0;
+    for (let group = 0; group < 10; group++) {
+      await Promise.all(
+        range(20).map(async (i) => {
+          const key = `watched-${group}-${i}`;
+          // The key exists (and is watched) before the work starts.
+          await service.saveCheckpoint(key, {
+            currentBatchIndex: 0,
+            currentIndex: 0,
+            processedBatches: 0,
+            totalBatches: 3,
+          });
+          const seen = firstValueFrom(service.watch(key).pipe(toArray()));
+          await sleep(20);
+          await work.run({ key, items: range(30) });
+          const values: CheckpointProgress[] = await seen;
+          const last = values.at(-1);
+          assert.equal(
+            last?.state,
+            'completed',
+            `${key}: ${JSON.stringify(values.map((v) => v.state))}`,
+          );
+          assert.equal(last?.processedItems, 30);
+          completedLast += 1;
+        }),
+      );
+    }
+    t.diagnostic(`watch(): ${completedLast}/200 watchers ended with the completed state`);
+    assert.equal(completedLast, 200);
+  });
+
+  it('renews all of a process’s leases in one statement per interval', async (t: TestContext) => {
+    const claims = await Promise.all(range(20).map((i) => service.claim(`renewed-${i}`)));
+    const started = Date.now();
+    const statements = await counting.during(() => sleep(LEASE_TTL_MS + 500));
+    const elapsed = Date.now() - started;
+    const renewals = statements.filter(
+      (text) => text.includes('lease_expires_at = clock_timestamp()') && text.startsWith('UPDATE'),
+    );
+    t.diagnostic(
+      `${claims.length} leases held for ${elapsed} ms (TTL ${LEASE_TTL_MS} ms): ${renewals.length} renewal statements, ${statements.length} statements in all`,
+    );
+    const intervals = elapsed / (LEASE_TTL_MS / 3);
+    assert.ok(renewals.length >= 2, `${renewals.length} renewals`);
+    assert.ok(
+      renewals.length <= Math.ceil(intervals) + 1,
+      `${renewals.length} renewals in ${intervals.toFixed(1)} intervals`,
+    );
+    for (const claim of claims) {
+      assert.equal(claim.signal.aborted, false);
+      await service.release(claim.key, claim.epoch);
+    }
+  });
+
+  it('a table lock stalls a statement visibly, and it ends with a typed error after the timeout', async (t: TestContext) => {
+    const claim = await service.claim('locked');
+    const locker = new pg.Client({ connectionString: DATABASE_URL });
+    await locker.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query(`LOCK TABLE "${schema}".checkpoint IN ACCESS EXCLUSIVE MODE`);
+      const lockerPid = (await locker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid'))
+        .rows[0]?.pid;
+      const from = logs.lines.length;
+      const started = Date.now();
+      const error = await service.advance('locked', claim.epoch, { currentIndex: 10 }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      const waited = Date.now() - started;
+      const lines = logs.lines.slice(from);
+      t.diagnostic(
+        `advance under an ACCESS EXCLUSIVE lock ended after ${waited} ms: ${(error as Error).message}`,
+      );
+      t.diagnostic(`logged: ${lines.filter((l) => l.includes('locked')).join(' | ')}`);
+      assert.ok(error instanceof CheckpointStoreError, String(error));
+      assert.match(error.message, /statementTimeoutMs/);
+      assert.ok(
+        lines.some(
+          (line) =>
+            line.startsWith('warn') &&
+            line.includes('advance of key "locked" has waited') &&
+            line.includes(`blocked by backend ${lockerPid}`),
+        ),
+        lines.join('\n'),
+      );
+      assert.ok(waited >= 1500 && waited < 10_000, `${waited} ms`);
+    } finally {
+      await locker.query('ROLLBACK');
+      await locker.end();
+    }
+    await service.advance('locked', claim.epoch, { currentIndex: 10 });
+    await service.complete('locked', claim.epoch);
+  });
+
+  it('a silently partitioned owner loses the key within the lease TTL and is fenced after the heal', async (t: TestContext) => {
+    const target = new URL(DATABASE_URL);
+    const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
+    await proxy.start();
+    const cutOff = await boot({
+      schema,
+      providers: [Work],
+      url: proxy.urlFor(DATABASE_URL),
+      poolSize: 4,
+      checkpoint: { leaseTtlMs: LEASE_TTL_MS, statementTimeoutMs: 60_000 },
+    });
+    const key = 'partitioned';
+    const items = range(200);
+    let partitionedAt = 0;
+    // Cut the network in the middle of batch 3 (effects written, advance not yet sent).
+    const stale = cutOff.get(Work).run({
+      key,
+      items,
+      msPerBatch: 20,
+      during: {
+        batch: 3,
+        action: () => {
+          partitionedAt = Date.now();
+          proxy.partition();
+        },
+      },
+    });
+    const staleOutcome = stale.then(
+      () => 'completed',
+      (error: unknown) => error,
+    );
+    while (partitionedAt === 0) await sleep(10);
+    let conflicts = 0;
+    for (;;) {
+      try {
+        const claim = await service.claim(key);
+        await service.release(key, claim.epoch);
+        break;
+      } catch (error) {
+        assert.ok(error instanceof CheckpointLeaseConflictError, String(error));
+        conflicts += 1;
+        await sleep(100);
+      }
+    }
+    const takeoverMs = Date.now() - partitionedAt;
+    // The other caller finishes the work, resuming where the partitioned owner last committed.
+    assert.equal(await work.run({ key, items }), 200);
+    proxy.heal();
+    const outcome = await staleOutcome;
+    t.diagnostic(
+      `partitioned owner: another caller took over ${takeoverMs} ms after the cut (lease TTL ${LEASE_TTL_MS} ms, ${conflicts} conflicts before); after the heal the old owner got ${(outcome as Error).name ?? outcome}`,
+    );
+    assert.ok(takeoverMs <= LEASE_TTL_MS + 5000, `takeover after ${takeoverMs} ms`);
+    assert.ok(outcome instanceof CheckpointFencedError, String(outcome));
+    assert.deepEqual(await effects(key), { rows: 200, distinct: 200 }, '0 duplicates');
+    await proxy.close();
+  });
+});
