@@ -7,9 +7,11 @@
  * - batch:      consecutive items whose effects commit together with one checkpoint advance.
  * - attempt:    one run of the work on a key, from claim to complete, fail or release (or crash).
  * - owner:      a label naming the attempt's process, stored on the row for humans.
- * - lease:      an attempt's ownership of a key. It lives exactly as long as the database session
- *               of the owner's process (a session-level advisory lock), so it needs no timeout:
- *               when a process dies, PostgreSQL ends its session and the key is free at once.
+ * - lease:      an attempt's ownership of a key. The row names the owner's lease session (the
+ *               backend pid and start time of its process's dedicated connection) and a lease
+ *               expiry the process renews every leaseTtlMs / 3. The owner is dead when that
+ *               session is gone from pg_stat_activity (a crash: the key is free at once) or the
+ *               lease expired (a frozen or cut-off process: free after at most leaseTtlMs).
  * - epoch:      a counter bumped by every claim. Every write names the epoch it was claimed with
  *               and changes nothing when the row has moved on: a stale attempt is fenced.
  * - fingerprint: a short digest of the input, stored at the first claim; a later attempt with a
