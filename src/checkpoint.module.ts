@@ -17,6 +17,7 @@ import { runCheckpointMigrations } from './migrations/checkpoint.migrations.js';
 import { FailedItemsService } from './items/failed-items.service.js';
 import { CheckpointRuns } from './runs/runs.service.js';
 import { CheckpointTelemetry } from './telemetry/checkpoint.telemetry.js';
+import { CheckpointRetention } from './retention/checkpoint-retention.js';
 
 /**
  * Resumable batch work on PostgreSQL. `CheckpointModule.forRoot(options)` or
@@ -66,7 +67,15 @@ import { CheckpointTelemetry } from './telemetry/checkpoint.telemetry.js';
     FailedItemsService,
     CheckpointRuns,
     CheckpointTelemetry,
+    CheckpointRetention,
   ],
-  exports: [CheckpointService, CheckpointQueues, CheckpointRuns, PgBoss, FailedItemsService],
+  exports: [
+    CheckpointService,
+    CheckpointQueues,
+    CheckpointRuns,
+    PgBoss,
+    FailedItemsService,
+    CheckpointRetention,
+  ],
 })
 export class CheckpointModule extends ConfigurableModuleClass {}

@@ -110,7 +110,26 @@ export class CheckpointModuleOptions {
   @IsOptional()
   @IsObject({ message: '$property must be pg-boss constructor options or a PgBoss instance' })
   boss?: ConstructorOptions | PgBoss;
+
+  /**
+   * Purges completed and cancelled keys (with their failed items) and runs not updated for
+   * `days`, on a pg-boss schedule (`cron`, default `'17 3 * * *'`): whichever worker fetches the
+   * scheduled job does it. Needs `boss`.
+   */
+  @IsOptional()
+  @IsObject({ message: '$property must be an object { days, cron? }' })
+  retention?: RetentionOptions;
 }
+
+/** The `retention` option. */
+export interface RetentionOptions {
+  /** Purge completed and cancelled work not updated for this many days (a whole number >= 1). */
+  days: number;
+  /** When to purge, as a cron expression (default `'17 3 * * *'`: daily at 03:17). */
+  cron?: string;
+}
+
+const DEFAULT_RETENTION_CRON = '17 3 * * *';
 
 /** The options with every default applied. */
 export interface ResolvedCheckpointOptions {
@@ -124,6 +143,7 @@ export interface ResolvedCheckpointOptions {
   stallWarnMs: number;
   databaseOutageMs: number;
   boss?: ConstructorOptions | PgBoss;
+  retention?: Required<RetentionOptions>;
 }
 
 /** Validates raw options and applies defaults; throws CheckpointConfigError naming each problem. */
@@ -141,6 +161,22 @@ export function resolveOptions(raw: unknown): ResolvedCheckpointOptions {
     );
     throw new CheckpointConfigError(messages.invalidOptions(problems));
   }
+  const retention = options.retention;
+  if (retention !== undefined) {
+    const problems = [];
+    if (!Number.isInteger(retention.days) || retention.days < 1)
+      problems.push(
+        `retention.days must be a whole number of days >= 1 (got ${String(retention.days)})`,
+      );
+    if (
+      retention.cron !== undefined &&
+      (typeof retention.cron !== 'string' || retention.cron.trim() === '')
+    )
+      problems.push('retention.cron must be a cron expression such as "17 3 * * *"');
+    if (options.boss === undefined)
+      problems.push('retention needs the boss option: the purge runs on a pg-boss schedule');
+    if (problems.length > 0) throw new CheckpointConfigError(messages.invalidOptions(problems));
+  }
   return {
     schema: options.schema ?? DEFAULT_SCHEMA,
     migrationsRun: options.migrationsRun ?? true,
@@ -152,5 +188,9 @@ export function resolveOptions(raw: unknown): ResolvedCheckpointOptions {
     stallWarnMs: options.stallWarnMs ?? DEFAULT_STALL_WARN_MS,
     databaseOutageMs: options.databaseOutageMs ?? DEFAULT_DATABASE_OUTAGE_MS,
     boss: options.boss,
+    retention:
+      retention === undefined
+        ? undefined
+        : { days: retention.days, cron: retention.cron ?? DEFAULT_RETENTION_CRON },
   };
 }

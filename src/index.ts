@@ -1,6 +1,6 @@
 // The public API of nestjs-checkpoint.
 export { CheckpointModule } from './checkpoint.module.js';
-export { CheckpointModuleOptions } from './checkpoint.options.js';
+export { CheckpointModuleOptions, type RetentionOptions } from './checkpoint.options.js';
 export type { CheckpointModuleExtras } from './checkpoint.module-definition.js';
 export { CheckpointService, type ClaimedCheckpoint } from './checkpoint.service.js';
 export { CheckpointQueues } from './boss/checkpoint-queues.js';
@@ -92,3 +92,4 @@ export {
   CheckpointTelemetry,
   CHECKPOINT_INSTRUMENTATION,
 } from './telemetry/checkpoint.telemetry.js';
+export { CheckpointRetention, type PurgeResult } from './retention/checkpoint-retention.js';

@@ -239,7 +239,7 @@ export class CheckpointHttpController {
 
   private async controlRun(id: string, action: ControlAction): Promise<RunView> {
     const before = await this.http.run(id);
-    if ((await this.http.checkpoints.controlRun(id, action)) === 0) {
+    if ((await this.http.controlRun(id, action)) === 0) {
       throw new ConflictException(refusal(action, before.state, null));
     }
     return this.http.run(id);

@@ -7,6 +7,8 @@ import { CheckpointRepository, type CheckpointRow } from '../checkpoint.reposito
 import { CheckpointService } from '../checkpoint.service.js';
 import type { FailedItem } from '../items/failed-item.interface.js';
 import { FailedItemsService } from '../items/failed-items.service.js';
+import { CheckpointRuns } from '../runs/runs.service.js';
+import type { ControlAction } from '../checkpoint.interfaces.js';
 import {
   checkpointHttpSql,
   type CheckpointHttpSql,
@@ -37,6 +39,7 @@ export class CheckpointHttpService implements OnModuleInit {
   private repository!: CheckpointRepository;
   private sql!: CheckpointHttpSql;
   private ledger!: FailedItemsService;
+  private runsService!: CheckpointRuns;
 
   constructor(@Inject(ModuleRef) private readonly moduleRef: ModuleRef) {}
 
@@ -44,6 +47,7 @@ export class CheckpointHttpService implements OnModuleInit {
     this.service = this.moduleRef.get(CheckpointService, { strict: false });
     this.repository = this.moduleRef.get(CheckpointRepository, { strict: false });
     this.ledger = this.moduleRef.get(FailedItemsService, { strict: false });
+    this.runsService = this.moduleRef.get(CheckpointRuns, { strict: false });
     const options = this.moduleRef.get<ResolvedCheckpointOptions>(CHECKPOINT_OPTIONS, {
       strict: false,
     });
@@ -82,6 +86,19 @@ export class CheckpointHttpService implements OnModuleInit {
     const [view] = await this.runs([id]);
     if (view === undefined) throw new NotFoundException(`no run "${id}"`);
     return view;
+  }
+
+  /**
+   * Pauses, resumes or cancels every chunk of a run; returns how many chunks took it. A run
+   * started with CheckpointRuns is cancelled through it, so that its jobs are cancelled too.
+   */
+  async controlRun(id: string, action: ControlAction): Promise<number> {
+    if (action === 'cancel' && (await this.runsService.get(id)) !== null) {
+      const before = await this.run(id);
+      await this.runsService.cancel(id);
+      return before.chunks - before.counts.completed - before.counts.cancelled;
+    }
+    return this.service.controlRun(id, action);
   }
 
   /** The failed-item ledger of a key or of a run's chunks, in item order. */
