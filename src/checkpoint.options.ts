@@ -188,9 +188,8 @@ export function resolveOptions(raw: unknown): ResolvedCheckpointOptions {
     stallWarnMs: options.stallWarnMs ?? DEFAULT_STALL_WARN_MS,
     databaseOutageMs: options.databaseOutageMs ?? DEFAULT_DATABASE_OUTAGE_MS,
     boss: options.boss,
-    retention:
-      retention === undefined
-        ? undefined
-        : { days: retention.days, cron: retention.cron ?? DEFAULT_RETENTION_CRON },
+    ...(retention === undefined
+      ? {}
+      : { retention: { days: retention.days, cron: retention.cron ?? DEFAULT_RETENTION_CRON } }),
   };
 }
