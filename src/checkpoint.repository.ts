@@ -190,7 +190,7 @@ export function toRecord(row: CheckpointRow): CheckpointRecord {
     result: row.result,
     error: row.error,
     skippedItems: Number(row.skipped_items),
-    redriveRequestedAt: row.redrive_requested_at,
+    redriveRequestedAt: row.redrive_requested_at ?? null,
     lastUpdate: row.updated_at,
     createdAt: row.created_at,
     control: row.control,

@@ -61,6 +61,8 @@ export interface Run {
   mode: 'queued' | 'direct';
   totalItems: number;
   processedItems: number;
+  /** Items of its chunks in the failed-item ledger (counted in processedItems). */
+  skippedItems: number;
   /** Whole-number percentage of items processed. */
   percentage: number;
   chunkSize: number;

@@ -76,6 +76,7 @@ interface RunRow {
   completed_at: Date | null;
   completed_hook_at: Date | null;
   items_done: string;
+  items_skipped: string;
   chunks_done: number;
   chunks_running: number;
   chunks_failed: number;
@@ -677,6 +678,7 @@ function toRun(row: RunRow): Run {
     mode: row.mode,
     totalItems: total,
     processedItems: done,
+    skippedItems: Number(row.items_skipped),
     percentage: total > 0 ? Math.floor((done / total) * 100) : 0,
     chunkSize: row.chunk_size,
     chunkCount: row.chunk_count,

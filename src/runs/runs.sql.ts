@@ -17,6 +17,7 @@ export function runsSql(schema: string) {
   const q = (text: string, values: unknown[] = []): Query => ({ text, values });
   const summary = `SELECT r.*,
            coalesce(sum(c.current_index), 0)::bigint AS items_done,
+           coalesce(sum(c.skipped_items), 0)::bigint AS items_skipped,
            count(c.key) FILTER (WHERE c.state = '${completed}')::int AS chunks_done,
            count(c.key) FILTER (WHERE c.state = '${running}')::int AS chunks_running,
            count(c.key) FILTER (WHERE c.state = '${failed}')::int AS chunks_failed,

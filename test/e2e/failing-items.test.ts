@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import {
   CheckpointAbortedError,
   CheckpointConfigError,
+  CheckpointRuns,
   CheckpointCtx,
   CheckpointService,
   CheckpointSkipLimitError,
@@ -285,6 +286,12 @@ describe('items that fail: in-process', () => {
     await job.run({ key: 'run-1:b', items: chunk });
     // Runs are another room's (issue 11); a chunk is a key whose run_id names the run.
     await sql(`UPDATE "${schema}".checkpoint SET run_id = 'run-1' WHERE key LIKE 'run-1:%'`);
+    await sql(
+      `INSERT INTO "${schema}".run (id, queue, state, mode, total_items, chunk_count, chunk_size)
+       VALUES ('run-1', 'items', 'running', 'queued', 200, 2, 100)`,
+    );
+    const runs = app.get(CheckpointRuns);
+    assert.equal((await runs.get('run-1'))?.skippedItems, 4, "the run sums its chunks' ledgers");
     const failedItems = app.get(FailedItemsService);
     const listed = await failedItems.list({ runId: 'run-1' });
     assert.deepEqual(
@@ -299,6 +306,7 @@ describe('items that fail: in-process', () => {
     await job.run({ key: 'run-1:a', items: chunk });
     await job.run({ key: 'run-1:b', items: chunk });
     assert.deepEqual(await failedItems.list({ runId: 'run-1' }), []);
+    assert.equal((await runs.get('run-1'))?.skippedItems, 0);
     assert.deepEqual(await wrongEffects(schema, 100, () => 2), []);
     job.behaviour.bad = new Set();
     job.behaviour.fixed = new Set();
