@@ -27,8 +27,8 @@ import { CheckpointReaper } from './checkpoint-reaper.js';
 export { bossDb };
 
 /**
- * The reaper hands back a dead worker's job within a second, but only once its checkpoint row
- * is running. A worker killed between pg-boss's fetch and the claim leaves no such row; the
+ * The reaper hands back a dead worker's job within about two seconds, but only once its
+ * checkpoint row is running. A worker killed between pg-boss's fetch and the claim leaves no such row; the
  * heartbeat makes pg-boss retry that job after this long instead of after its expiry.
  */
 const DEFAULT_HEARTBEAT_SECONDS = 30;
