@@ -9,6 +9,7 @@ import {
   CheckpointValidationError,
 } from './checkpoint.errors.js';
 import type { CheckpointRunChunk } from './checkpoint.interfaces.js';
+import { messages } from './checkpoint.messages.js';
 import type { CheckpointService, ClaimedCheckpoint } from './checkpoint.service.js';
 import type {
   CheckpointAttemptProgress,
@@ -100,6 +101,12 @@ export class AttemptContext implements CheckpointContext {
   }
 
   batches<T>(items: readonly T[]): AsyncIterable<CheckpointBatch<T>> {
+    if (this.nextIndex > items.length) {
+      // Going on would advance past the end of the input: it changed since the last attempt.
+      throw new CheckpointValidationError(
+        messages.resumeBeyondInput(this.key, this.nextIndex, items.length),
+      );
+    }
     this.totalItems = items.length;
     return this.loop(
       (limit) => Promise.resolve(items.slice(this.nextIndex, this.nextIndex + limit)),

@@ -106,10 +106,15 @@ function deriveKey(where: string, options: CheckpointedOptions): (args: unknown[
   ) {
     problems.push('queue must be a non-empty string');
   }
-  for (const field of ['key', 'fingerprint'] as const) {
-    if (options[field] !== undefined && typeof options[field] !== 'function') {
-      problems.push(`${field} must be a function of the method's arguments`);
-    }
+  if (options.key !== undefined && typeof options.key !== 'function') {
+    problems.push("key must be a function of the method's arguments");
+  }
+  if (
+    options.fingerprint !== undefined &&
+    options.fingerprint !== false &&
+    typeof options.fingerprint !== 'function'
+  ) {
+    problems.push("fingerprint must be a function of the method's arguments, or false");
   }
   if (problems.length > 0)
     throw new CheckpointConfigError(messages.badDecoratorOptions(where, problems));

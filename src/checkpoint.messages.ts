@@ -3,10 +3,24 @@
 export const messages = {
   invalidOptions: (problems: string[]) =>
     `CheckpointModule options are invalid:\n  - ${problems.join('\n  - ')}`,
-  invalidKey: (key: unknown, max: number) =>
-    `checkpoint key must be a non-empty string of at most ${max} characters (got ${describe(key)})`,
+  invalidText: (field: string, value: unknown, max: number) =>
+    `${field === 'key' ? 'checkpoint key' : field} must be a non-empty string of at most ${max} characters (got ${describe(value)})`,
+  unstorableText: (field: string, problem: string) =>
+    `${field === 'key' ? 'checkpoint key' : field} holds ${problem}, which PostgreSQL cannot store as is (a NUL is refused, a lone surrogate becomes U+FFFD): remove it, or encode the value (hex or base64, say)`,
+  invalidEpoch: (value: unknown) =>
+    `epoch must be the positive whole number that claim() returned (got ${describe(value)})`,
   invalidCount: (field: string, value: unknown) =>
-    `${field} must be a whole number >= 0 (got ${describe(value)})`,
+    `${field} must be a whole number from 0 to Number.MAX_SAFE_INTEGER (got ${describe(value)})`,
+  invalidState: (field: string, value: unknown, states: string[]) =>
+    `${field} must be one of ${states.join(', ')} (got ${describe(value)})`,
+  notAnObject: (field: string, value: unknown) =>
+    `${field} must be an object (got ${describe(value)})`,
+  invalidAge: (problem: string) => `purge: ${problem}; give a Date, or an age such as { days: 30 }`,
+  indexOverTotal: (index: number, total: number) =>
+    `currentIndex (${index}) cannot exceed totalItems (${total})`,
+  resumeBeyondInput: (key: string, resumeFrom: number, items: number) =>
+    `checkpoint key "${key}" resumes at item ${resumeFrom} but the input has only ${items} items: the input changed since the last attempt. ` +
+    'Delete the checkpoint to start over, or leave the `fingerprint` option on so that a changed input is caught by onInputChange',
   processedOverTotal: (processed: number, total: number) =>
     `processedBatches (${processed}) cannot exceed totalBatches (${total})`,
   notSerializable: (field: string, reason: string) =>

@@ -97,10 +97,7 @@ export class CheckpointRunner {
     hooks: AttemptHooks,
   ): Promise<unknown> {
     const key = method.key(args);
-    const fingerprint =
-      method.options.fingerprint === undefined
-        ? undefined
-        : digest(method.options.fingerprint(...(args as never[])));
+    const fingerprint = fingerprintOf(method, args, hooks);
     const claimOptions: ClaimOptions = {
       fingerprint,
       dispatch: hooks.dispatch,
@@ -130,12 +127,12 @@ export class CheckpointRunner {
       if (!outcome.lost) return outcome.result;
       // The database went away under the attempt: wait for it, then go on where it stopped.
       if (++losses > MAX_LOSSES_WITHOUT_PROGRESS) {
-        throw await this.settle(claim, outcome.signal, outcome.error);
+        throw await this.end(method, claim, outcome.signal, outcome.error);
       }
       try {
         await this.waitForDatabase(method, key, outcome.error, hooks.signal);
       } catch (error) {
-        throw await this.settle(claim, outcome.signal, error);
+        throw await this.end(method, claim, outcome.signal, error);
       }
       previousEpoch = claim.epoch;
     }
@@ -253,20 +250,43 @@ export class CheckpointRunner {
       ) {
         return { lost: true, error, signal };
       }
-      throw await this.settle(claim, signal, error);
+      throw await this.end(method, claim, signal, error);
     }
+  }
+
+  /**
+   * Settles an attempt that threw (see `settle`) and, when it failed rather than stopped, logs it:
+   * once per failed attempt (a batch retried inside it is not an attempt), so that a job failing
+   * three times leaves three lines, not silence and not one line per retry. Returns the error to
+   * rethrow.
+   */
+  private async end(
+    method: CheckpointedMethod,
+    claim: ClaimedCheckpoint,
+    signal: AbortSignal,
+    error: unknown,
+  ): Promise<unknown> {
+    const settled = await this.settle(claim, signal, error);
+    if (settled.failed) {
+      this.logger.error(
+        `${method.where}: attempt ${claim.attempt} on "${claim.key}" failed: ${describe(error)}`,
+        error instanceof Error ? error.stack : undefined,
+      );
+    }
+    return settled.error;
   }
 
   /**
    * Ends an attempt that threw. An attempt that was stopped (fenced, shut down, given up by
    * pg-boss) hands the key back untouched; any other error marks the key failed, keeping the
-   * progress for the next attempt. Returns the error to rethrow.
+   * progress for the next attempt. Returns the error to rethrow, and whether the attempt failed
+   * (as opposed to being stopped).
    */
   private async settle(
     claim: ClaimedCheckpoint,
     signal: AbortSignal,
     error: unknown,
-  ): Promise<unknown> {
+  ): Promise<{ error: unknown; failed: boolean }> {
     const stopped =
       signal.aborted ||
       error instanceof CheckpointFencedError ||
@@ -281,14 +301,18 @@ export class CheckpointRunner {
         );
       }
     }
-    if (!signal.aborted || error instanceof CheckpointError) return error;
+    const failed = !stopped;
+    if (!signal.aborted || error instanceof CheckpointError) return { error, failed };
     // The body saw the abort its own way (an AbortError from fetch, say): say why it stopped.
     const reason: unknown = signal.reason;
-    if (reason instanceof CheckpointError) return reason;
-    return new CheckpointAbortedError(
-      claim.key,
-      reason instanceof Error ? reason.message : String(reason),
-    );
+    if (reason instanceof CheckpointError) return { error: reason, failed };
+    return {
+      error: new CheckpointAbortedError(
+        claim.key,
+        reason instanceof Error ? reason.message : String(reason),
+      ),
+      failed,
+    };
   }
 
   private async startOver(
@@ -330,10 +354,112 @@ export class CheckpointRunner {
   }
 }
 
+/**
+ * The fingerprint of one call: the `fingerprint` option's value, digested; by default a digest of
+ * the method's arguments (the context parameter left out; for a queue job, its data); none with
+ * `fingerprint: false`.
+ */
+function fingerprintOf(
+  method: CheckpointedMethod,
+  args: unknown[],
+  hooks: AttemptHooks,
+): string | undefined {
+  const option = method.options.fingerprint;
+  if (option === false) return undefined;
+  if (option !== undefined) return digest(option(...(args as never[])));
+  const job = args[0];
+  if (
+    (hooks.queue !== undefined || method.options.queue !== undefined) &&
+    typeof job === 'object' &&
+    job !== null &&
+    'data' in job
+  ) {
+    return inputDigest(job.data);
+  }
+  return inputDigest(args.filter((_, index) => index !== method.contextIndex));
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
 /** A short, stable digest of any JSON value (sha256, 16 hex characters). */
 export function digest(value: unknown): string {
   return createHash('sha256')
     .update(JSON.stringify(value) ?? 'undefined')
     .digest('hex')
     .slice(0, 16);
+}
+
+/**
+ * The default fingerprint: a digest (sha256, 16 hex characters) of the input in a canonical form:
+ * object keys sorted, so that the same data built in another order digests the same; what JSON
+ * leaves out (functions, symbols, undefined properties) left out; what it cannot hold (BigInt,
+ * cycles) spelled out instead of throwing, since a fingerprint must never stop a call.
+ */
+export function inputDigest(value: unknown): string {
+  const hash = createHash('sha256');
+  const parts: string[] = [];
+  let size = 0;
+  const emit = (text: string) => {
+    parts.push(text);
+    size += text.length;
+    // Hash in slices so that a large input never becomes one huge string.
+    if (size > 65_536) {
+      hash.update(parts.join(''));
+      parts.length = 0;
+      size = 0;
+    }
+  };
+  const seen = new Set<object>();
+  const walk = (item: unknown): void => {
+    switch (typeof item) {
+      case 'string':
+        return emit(JSON.stringify(item));
+      case 'number':
+        return emit(Number.isFinite(item) ? String(item) : `"${String(item)}"`);
+      case 'boolean':
+        return emit(item ? 'true' : 'false');
+      case 'bigint':
+        return emit(`{"$bigint":"${item}"}`);
+      case 'undefined':
+      case 'function':
+      case 'symbol':
+        return emit('null');
+    }
+    if (item === null) return emit('null');
+    const object = item as object;
+    if (seen.has(object)) return emit('"$cycle"');
+    if (item instanceof Date) return emit(JSON.stringify(item.toISOString()));
+    seen.add(object);
+    if (Array.isArray(object)) {
+      emit('[');
+      for (let i = 0; i < object.length; i++) {
+        if (i > 0) emit(',');
+        walk((object as unknown[])[i]);
+      }
+      emit(']');
+    } else {
+      emit('{');
+      let first = true;
+      for (const name of Object.keys(object).sort()) {
+        const property: unknown = (object as Record<string, unknown>)[name];
+        if (
+          property === undefined ||
+          typeof property === 'function' ||
+          typeof property === 'symbol'
+        )
+          continue;
+        if (!first) emit(',');
+        first = false;
+        emit(`${JSON.stringify(name)}:`);
+        walk(property);
+      }
+      emit('}');
+    }
+    seen.delete(object);
+  };
+  walk(value);
+  hash.update(parts.join(''));
+  return hash.digest('hex').slice(0, 16);
 }

@@ -6,6 +6,7 @@ import {
   CHECKPOINT_CONTROLS,
   CHECKPOINT_OPTIONS,
   CHECKPOINT_STATES,
+  MAX_KEY_LENGTH,
   type CheckpointControl,
 } from './checkpoint.constants.js';
 import {
@@ -38,7 +39,18 @@ import type { ResolvedCheckpointOptions } from './checkpoint.options.js';
 import { CheckpointRepository, toRecord, type CheckpointRow } from './checkpoint.repository.js';
 import { CheckpointObservers } from './checkpoint.observers.js';
 import { CheckpointSession } from './checkpoint.session.js';
-import { assertCount, assertKey, assertOptionalCount, toJson } from './checkpoint.validation.js';
+import {
+  assertAge,
+  assertCount,
+  assertKey,
+  assertOptionalCount,
+  assertOptionalState,
+  assertOptionalText,
+  assertOwnership,
+  assertText,
+  storableText,
+  toJson,
+} from './checkpoint.validation.js';
 
 /** An attempt's ownership of a key, as this process knows it. */
 interface Lease {
@@ -129,6 +141,9 @@ export class CheckpointService {
   /** Stores the checkpoint of `key`, replacing the previous one. One statement. */
   async saveCheckpoint(key: string, checkpoint: CheckpointData): Promise<void> {
     assertKey(key);
+    if (typeof checkpoint !== 'object' || checkpoint === null) {
+      throw new CheckpointValidationError(messages.notAnObject('checkpoint', checkpoint));
+    }
     for (const field of [
       'currentBatchIndex',
       'currentIndex',
@@ -225,6 +240,9 @@ export class CheckpointService {
     assertKey(key);
     assertOptionalCount('totalItems', options.totalItems);
     assertOptionalCount('dispatch', options.dispatch);
+    for (const field of ['owner', 'fingerprint', 'queue', 'jobId'] as const) {
+      assertOptionalText(field, options[field], MAX_KEY_LENGTH);
+    }
     // Reserved before the first await: a second call in the same tick loses here, at once.
     const local = this.leases.get(key);
     const rival = this.reservations.get(key);
@@ -322,6 +340,10 @@ export class CheckpointService {
     progress: AdvanceProgress,
     options: WriteOptions = {},
   ): Promise<void> {
+    assertOwnership(key, epoch);
+    if (typeof progress !== 'object' || progress === null) {
+      throw new CheckpointValidationError(messages.notAnObject('progress', progress));
+    }
     assertCount('currentIndex', progress.currentIndex);
     assertOptionalCount('currentBatchIndex', progress.currentBatchIndex);
     assertOptionalCount('processedBatches', progress.processedBatches);
@@ -335,6 +357,11 @@ export class CheckpointService {
     ) {
       throw new CheckpointValidationError(
         messages.processedOverTotal(progress.processedBatches, progress.totalBatches),
+      );
+    }
+    if (progress.totalItems !== undefined && progress.currentIndex > progress.totalItems) {
+      throw new CheckpointValidationError(
+        messages.indexOverTotal(progress.currentIndex, progress.totalItems),
       );
     }
     const query = this.repository.sql.advance(
@@ -374,6 +401,7 @@ export class CheckpointService {
     result?: unknown,
     options: WriteOptions = {},
   ): Promise<void> {
+    assertOwnership(key, epoch);
     const query = this.repository.sql.complete(key, epoch, this.json('result', result));
     try {
       const { rows } = await this.write<{ run_id: string | null }>(
@@ -411,6 +439,7 @@ export class CheckpointService {
 
   /** Marks `key` failed with the error; progress is kept for the next attempt. Ends ownership. */
   async fail(key: string, epoch: number, error: unknown): Promise<void> {
+    assertOwnership(key, epoch);
     const query = this.repository.sql.fail(
       key,
       epoch,
@@ -429,6 +458,7 @@ export class CheckpointService {
    * resumes at once. Quietly does nothing to the row when the attempt was already superseded.
    */
   async release(key: string, epoch: number): Promise<void> {
+    assertOwnership(key, epoch);
     try {
       const { rows } = await this.repository.run<{ state: 'released' | 'paused' | 'cancelled' }>(
         'release',
@@ -446,6 +476,8 @@ export class CheckpointService {
 
   /** Starts `key` over from item 0 under a new fingerprint; the attempt keeps its ownership. */
   async restart(key: string, epoch: number, fingerprint?: string): Promise<void> {
+    assertOwnership(key, epoch);
+    assertOptionalText('fingerprint', fingerprint, MAX_KEY_LENGTH);
     await this.write(
       'restart',
       key,
@@ -457,6 +489,8 @@ export class CheckpointService {
 
   /** Keeps the progress of `key` but records a new input fingerprint. */
   async setFingerprint(key: string, epoch: number, fingerprint: string): Promise<void> {
+    assertOwnership(key, epoch);
+    assertText('fingerprint', fingerprint, MAX_KEY_LENGTH);
     await this.write(
       'restart',
       key,
@@ -584,6 +618,7 @@ export class CheckpointService {
   async list(options: ListOptions = {}): Promise<CheckpointRecord[]> {
     const limit = options.limit ?? 100;
     assertCount('limit', limit);
+    assertOptionalState('state', options.state);
     const { rows } = await this.repository.run(
       'list',
       undefined,
@@ -594,6 +629,8 @@ export class CheckpointService {
 
   /** Deletes checkpoints in a state (default: completed) not updated since `olderThan`. */
   async purge(options: PurgeOptions): Promise<number> {
+    assertOptionalState('state', options?.state);
+    assertAge(options?.olderThan);
     const olderThan =
       options.olderThan instanceof Date
         ? options.olderThan
@@ -1053,9 +1090,15 @@ function supersedes(mine: number | undefined, theirs: number | undefined): boole
 }
 
 function describeError(error: unknown): { name: string; message: string; stack?: string } {
-  return error instanceof Error
-    ? { name: error.name, message: error.message, stack: error.stack }
-    : { name: 'Error', message: String(error) };
+  // Recorded whatever it says: a NUL or lone surrogate in a message must not lose the failure.
+  const text = (value: unknown) => storableText(String(value));
+  if (!(error instanceof Error)) return { name: 'Error', message: text(error) };
+  const described: { name: string; message: string; stack?: string } = {
+    name: text(error.name),
+    message: text(error.message),
+  };
+  if (error.stack !== undefined) described.stack = text(error.stack);
+  return described;
 }
 
 export function toProgress(row: CheckpointRow): CheckpointProgress {

@@ -51,8 +51,13 @@ export interface CheckpointedOptions extends CheckpointQueueOptions, CheckpointW
    * checkpoint advance commit together, so each item's effect is applied exactly once.
    */
   transactional?: boolean;
-  /** A value derived from the input (hashed and stored); a resume compares it. */
-  fingerprint?: (...args: never[]) => unknown;
+  /**
+   * What identifies the input, so that a resume on a changed input is caught (`onInputChange`).
+   * By default a digest of the method's arguments (the context parameter left out; for a queue
+   * job, its `data`); a function returns a value derived from the arguments instead (hashed and
+   * stored: cheaper for a huge input, e.g. a run id); `false` turns the check off.
+   */
+  fingerprint?: ((...args: never[]) => unknown) | false;
   /** When the fingerprint changed: fail (default), start over, or keep the progress. */
   onInputChange?: OnInputChange;
   /** A call on a completed key: return the stored result (default) or run again. */

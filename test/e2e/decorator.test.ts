@@ -88,7 +88,14 @@ class Jobs {
     return this.process(input, ctx);
   }
 
-  @Checkpointed({ key: byKey, batchSize: 25, transactional: true })
+  // Resumes what strict() began: the same fingerprint, as the default (all arguments) would
+  // also digest the test's failAt.
+  @Checkpointed({
+    key: byKey,
+    batchSize: 25,
+    transactional: true,
+    fingerprint: (input: Input) => input.items,
+  })
   larger(input: Input, @CheckpointCtx() ctx?: CheckpointContext) {
     return this.process(input, ctx);
   }
@@ -104,7 +111,13 @@ class Jobs {
     return Promise.resolve(`${label} by ${this.constructor.name}`);
   }
 
-  @Checkpointed({ key: (key: string) => key, batchSize: 100, transactional: true })
+  // The input is the table; failAtPage only steers the test, so it is left out of the fingerprint.
+  @Checkpointed({
+    key: (key: string) => key,
+    batchSize: 100,
+    transactional: true,
+    fingerprint: (key: string) => key,
+  })
   async fromTable(
     key: string,
     failAtPage: number | undefined,

@@ -61,7 +61,7 @@ describe('payload and key checks', () => {
     assert.equal(toJson('x', { a: 1 }, 100), '{"a":1}');
     assert.throws(
       () => toJson('x', () => 1, 100),
-      /x must be JSON-serialisable: a function has no JSON form/,
+      /x must be JSON-serialisable: x is a function, which JSON drops/,
     );
     assert.throws(() => toJson('x', { n: 1n }, 100), CheckpointValidationError);
     assert.throws(
