@@ -1,5 +1,6 @@
 // The DataSource for the TypeORM CLI in development, on DATABASE_URL:
-//   npm run build && npx tsc -p tsconfig.json && npx typeorm migration:run -d build/ormconfig.js
+//   npm run migration:run   (compiles to build/ when a source changed, then
+//   typeorm migration:run -d build/ormconfig.js)
 // It carries the library's own migrations, the way an application that runs them with its own
 // migrations would (with `migrationsRun: false` on CheckpointModule).
 import 'reflect-metadata';

@@ -23,6 +23,7 @@ import {
 } from './database.js';
 import { measureDecoratorOverhead } from './decorator-overhead.js';
 import { measureDiagnostics } from './diagnostics.js';
+import { measureFingerprint } from './fingerprint.js';
 import { measureFailingItems } from './failing-items.js';
 import type { BenchEnv } from './env.js';
 import { jsonText, renderSection, type Json, type Section } from './report.js';
@@ -83,6 +84,7 @@ async function main(): Promise<void> {
     publish(await measureConcurrency(env));
     publish(await measureStatements(env));
     publish(await measureRuns(env));
+    publish(await measureFingerprint(env));
     publish(await measureFailingItems(env));
     const diagnostics = await measureDiagnostics(env);
     diagnostics.sections.forEach(publish);

@@ -1,0 +1,56 @@
+// README's TypeScript snippets are the files under examples/readme/, which `npm run typecheck`
+// compiles: a snippet that does not compile is a failing build, and one that drifts from its
+// file is a failing test. Each snippet follows a marker line naming its file:
+//   <!-- examples/readme/one-screen.ts -->
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const readme = readFileSync(`${root}README.md`, 'utf8');
+const MARKER = /^<!-- (examples\/readme\/[\w-]+\.ts) -->$/;
+
+interface Snippet {
+  line: number;
+  file: string | undefined;
+  code: string;
+}
+
+function snippets(): Snippet[] {
+  const lines = readme.split('\n');
+  const found: Snippet[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    if (lines[i] !== '```ts') continue;
+    const end = lines.indexOf('```', i + 1);
+    // The marker sits on the line before the fence, or before the blank line that precedes it.
+    const marker = MARKER.exec(lines[i - 1] ?? '') ?? MARKER.exec(lines[i - 2] ?? '');
+    found.push({ line: i + 1, file: marker?.[1], code: lines.slice(i + 1, end).join('\n') });
+    i = end;
+  }
+  return found;
+}
+
+describe('README snippets', () => {
+  it('are each the whole of a file under examples/readme/, which the build type-checks', () => {
+    const all = snippets();
+    assert.ok(all.length >= 6, `found ${all.length} snippets`);
+    const unmarked = all.filter((snippet) => snippet.file === undefined);
+    assert.deepEqual(
+      unmarked.map((snippet) => `README.md:${snippet.line}`),
+      [],
+      'a ```ts snippet without a <!-- examples/readme/<file>.ts --> marker',
+    );
+    for (const snippet of all) {
+      const file = readFileSync(`${root}${snippet.file}`, 'utf8').trimEnd();
+      assert.equal(snippet.code, file, `README.md:${snippet.line} differs from ${snippet.file}`);
+    }
+  });
+
+  it('show every file of examples/readme/', () => {
+    const shown = new Set(snippets().map((snippet) => snippet.file));
+    for (const file of readdirSync(`${root}examples/readme`)) {
+      assert.ok(shown.has(`examples/readme/${file}`), `README does not show examples/readme/${file}`);
+    }
+  });
+});
