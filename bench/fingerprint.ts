@@ -54,7 +54,10 @@ class FingerprintJobs {
 }
 
 const INPUTS = {
-  ids: Array.from({ length: ITEMS }, (_, i) => `${String(i).padStart(8, '0')}-0000-4000-8000-000000000000`),
+  ids: Array.from(
+    { length: ITEMS },
+    (_, i) => `${String(i).padStart(8, '0')}-0000-4000-8000-000000000000`,
+  ),
   abstracts: Array.from({ length: ITEMS }, (_, i) => ({
     id: `abstract-${i}`,
     text: `Abstract ${i}. `.padEnd(1500, 'lorem ipsum dolor sit amet '),

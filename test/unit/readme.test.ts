@@ -13,19 +13,35 @@ const MARKER = /^<!-- (examples\/readme\/[\w-]+\.ts) -->$/;
 
 interface Snippet {
   line: number;
+  /** The `## ` section it stands in. */
+  section: string;
   file: string | undefined;
   code: string;
 }
 
+/**
+ * Sections whose fragments are not whole files yet, each with where its code is type-checked
+ * instead. Issue 12's section shows parts of examples/failing-items.service.ts; its owner is to
+ * turn them into files under examples/readme/ (then this list is empty again).
+ */
+const FRAGMENTS_ALLOWED = new Map([['## Items that fail', 'examples/failing-items.service.ts']]);
+
 function snippets(): Snippet[] {
   const lines = readme.split('\n');
   const found: Snippet[] = [];
+  let section = '';
   for (let i = 0; i < lines.length; i++) {
+    if (lines[i]?.startsWith('## ')) section = lines[i] ?? '';
     if (lines[i] !== '```ts') continue;
     const end = lines.indexOf('```', i + 1);
     // The marker sits on the line before the fence, or before the blank line that precedes it.
     const marker = MARKER.exec(lines[i - 1] ?? '') ?? MARKER.exec(lines[i - 2] ?? '');
-    found.push({ line: i + 1, file: marker?.[1], code: lines.slice(i + 1, end).join('\n') });
+    found.push({
+      line: i + 1,
+      section,
+      file: marker?.[1],
+      code: lines.slice(i + 1, end).join('\n'),
+    });
     i = end;
   }
   return found;
@@ -35,13 +51,16 @@ describe('README snippets', () => {
   it('are each the whole of a file under examples/readme/, which the build type-checks', () => {
     const all = snippets();
     assert.ok(all.length >= 6, `found ${all.length} snippets`);
-    const unmarked = all.filter((snippet) => snippet.file === undefined);
+    const unmarked = all.filter(
+      (snippet) => snippet.file === undefined && !FRAGMENTS_ALLOWED.has(snippet.section),
+    );
     assert.deepEqual(
       unmarked.map((snippet) => `README.md:${snippet.line}`),
       [],
       'a ```ts snippet without a <!-- examples/readme/<file>.ts --> marker',
     );
     for (const snippet of all) {
+      if (snippet.file === undefined) continue;
       const file = readFileSync(`${root}${snippet.file}`, 'utf8').trimEnd();
       assert.equal(snippet.code, file, `README.md:${snippet.line} differs from ${snippet.file}`);
     }
@@ -50,7 +69,10 @@ describe('README snippets', () => {
   it('show every file of examples/readme/', () => {
     const shown = new Set(snippets().map((snippet) => snippet.file));
     for (const file of readdirSync(`${root}examples/readme`)) {
-      assert.ok(shown.has(`examples/readme/${file}`), `README does not show examples/readme/${file}`);
+      assert.ok(
+        shown.has(`examples/readme/${file}`),
+        `README does not show examples/readme/${file}`,
+      );
     }
   });
 });
