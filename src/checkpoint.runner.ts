@@ -402,6 +402,14 @@ export function inputDigest(value: unknown): string {
   const parts: string[] = [];
   let size = 0;
   const emit = (text: string) => {
+    if (text.length > 4096) {
+      // A long text goes to the hash as it is, without being copied into a joined string.
+      if (parts.length > 0) hash.update(parts.join(''));
+      parts.length = 0;
+      size = 0;
+      hash.update(text);
+      return;
+    }
     parts.push(text);
     size += text.length;
     // Hash in slices so that a large input never becomes one huge string.
@@ -415,7 +423,9 @@ export function inputDigest(value: unknown): string {
   const walk = (item: unknown): void => {
     switch (typeof item) {
       case 'string':
-        return emit(JSON.stringify(item));
+        // Length-prefixed rather than JSON-escaped: unambiguous, and no copy of a long text.
+        emit(`s${item.length}:`);
+        return emit(item);
       case 'number':
         return emit(Number.isFinite(item) ? String(item) : `"${String(item)}"`);
       case 'boolean':
@@ -452,7 +462,8 @@ export function inputDigest(value: unknown): string {
           continue;
         if (!first) emit(',');
         first = false;
-        emit(`${JSON.stringify(name)}:`);
+        emit(`s${name.length}:`);
+        emit(name);
         walk(property);
       }
       emit('}');
