@@ -45,8 +45,8 @@ async function setUp(prefix: string, workerEnv: Record<string, string>) {
 describe('runs under crashes', () => {
   it('100,000 items over 4 workers with random SIGKILLs: completes, each item once, watched without going back', async (t: TestContext) => {
     const { schema, start, runs } = await setUp('rchaos', {
-      BATCH_SIZE: '250',
-      BATCH_DELAY_MS: '15',
+      BATCH_SIZE: '100',
+      BATCH_DELAY_MS: '40',
       CONCURRENCY: '2',
     });
     const workers = range(4).map(() => start('run-worker'));
@@ -59,15 +59,16 @@ describe('runs under crashes', () => {
     assert.equal(plan.itemMs, null);
     assert.ok(plan.chunkCount >= 4, plan.reason);
 
+    const watcher = start('run-watcher', { RUN_ID: 'big' });
+    await watcher.waitFor((line) => line === 'ready');
     const run = await runs.start(RUN_QUEUE, { id: 'big', items: range(100_000), chunkSize: 2500 });
     assert.equal(run.chunkCount, 40);
-    const watcher = start('run-watcher', { RUN_ID: 'big' });
     const started = Date.now();
     let kills = 0;
     while ((await runs.get('big'))?.state !== 'completed') {
       if (Date.now() - started > 150_000)
         assert.fail(`the run did not complete: ${JSON.stringify(await runs.get('big'))}`);
-      await sleep(2000 + Math.random() * 1500);
+      await sleep(800 + Math.random() * 700);
       if ((await runs.get('big'))?.state === 'completed') break;
       const victim = Math.floor(Math.random() * workers.length);
       await workers[victim]?.kill('SIGKILL');
@@ -85,7 +86,7 @@ describe('runs under crashes', () => {
     t.diagnostic(
       `100,000 items, 40 chunks, 4 workers, ${kills} SIGKILLs: completed in ${ms} ms; the watcher saw ${progress.length} values`,
     );
-    assert.ok(kills >= 5, `${kills} kills`);
+    assert.ok(kills >= 3, `${kills} kills`);
     assert.ok(progress.length >= 5, `${progress.length} progress values`);
     for (let i = 1; i < progress.length; i++) {
       assert.ok(
