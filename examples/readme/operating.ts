@@ -1,4 +1,3 @@
-// The README's "Operating it" example, type-checked with the rest of examples/.
 import {
   Controller,
   Get,
@@ -9,9 +8,9 @@ import {
 } from '@nestjs/common';
 import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { CheckpointModule, CheckpointService } from '../src/index.js';
-import { CheckpointHealthIndicator, CheckpointHealthModule } from '../src/health/index.js';
-import { CheckpointHttpModule } from '../src/http/index.js';
+import { CheckpointModule, CheckpointService } from 'nestjs-checkpoint';
+import { CheckpointHealthIndicator, CheckpointHealthModule } from 'nestjs-checkpoint/health';
+import { CheckpointHttpModule } from 'nestjs-checkpoint/http';
 
 const url = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
