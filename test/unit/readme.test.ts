@@ -27,7 +27,6 @@ interface Snippet {
 const FRAGMENTS_ALLOWED = new Map([
   ['## Runs', 'examples/screening-runs.service.ts'],
   ['## Items that fail', 'examples/failing-items.service.ts'],
-  ['## Operating it', 'examples/operating.module.ts'],
 ]);
 
 function snippets(): Snippet[] {
