@@ -4,10 +4,11 @@
 import 'reflect-metadata';
 import { Test } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { PgBoss } from 'pg-boss';
+import type { PgBoss } from 'pg-boss';
 import { firstValueFrom, filter, type Subscription } from 'rxjs';
 import type { Logger as TypeOrmLogger } from 'typeorm';
 import {
+  CHECKPOINT_BOSS,
   CheckpointModule,
   CheckpointRuns,
   CheckpointService,
@@ -72,7 +73,7 @@ export async function measureRuns(env: BenchEnv): Promise<Section> {
   await moduleRef.init();
   const runs = moduleRef.get(CheckpointRuns);
   const service = moduleRef.get(CheckpointService);
-  const boss = moduleRef.get(PgBoss);
+  const boss = moduleRef.get<PgBoss>(CHECKPOINT_BOSS);
   const items = Array.from({ length: ITEMS }, (_, i) => i);
   const chunks = ITEMS / CHUNK_SIZE;
   const raw: Record<string, Json> = {};

@@ -7,6 +7,13 @@ export const CHECKPOINT_CTX_METADATA = 'checkpoint:ctx-parameter';
 export const CHECKPOINT_OPTIONS = Symbol('checkpoint:options');
 /** Injection token of the TypeORM DataSource the library uses (the host's, never its own). */
 export const CHECKPOINT_DATA_SOURCE = Symbol('checkpoint:data-source');
+/**
+ * Injection token of the PgBoss instance the library works with (its own, started from the
+ * `boss` option, or the application's, given as an instance or through `bossToken`). A token of
+ * the library's own, so that it never clashes with an application or a wrapper that provides the
+ * `PgBoss` class itself. Exported only when the module has an instance (see `@InjectCheckpointBoss()`).
+ */
+export const CHECKPOINT_BOSS = Symbol('checkpoint:boss');
 
 export const DEFAULT_SCHEMA = 'checkpoint';
 export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;

@@ -8,6 +8,7 @@ import { messages } from './checkpoint.messages.js';
 import { CheckpointRunner, type CheckpointedMethod } from './checkpoint.runner.js';
 import { assertKey } from './checkpoint.validation.js';
 import type { CheckpointedOptions } from './checkpointed.interface.js';
+import { bossJobOf } from './boss/boss-job.js';
 import { CheckpointQueues } from './boss/checkpoint-queues.js';
 import { itemPolicyProblems } from './items/item-policy.js';
 
@@ -57,17 +58,31 @@ export class CheckpointExplorer implements OnModuleInit {
           contextIndex: this.accessor.getContextIndex(prototype, name),
           key: deriveKey(where, options),
         };
-        this.wrap(instance as Record<string, unknown>, name, method);
+        this.wrap(instance as Record<string, unknown>, name, method, options.queue === undefined);
         if (options.queue !== undefined) this.queues.register(options.queue, method, instance);
       }
     }
   }
 
-  /** Replaces the method on the instance, keeping its name and every metadata key. */
-  private wrap(instance: Record<string, unknown>, name: string, method: CheckpointedMethod): void {
+  /**
+   * Replaces the method on the instance, keeping its name and every metadata key. A method
+   * without `queue` whose first argument is a pg-boss job (a handler under a wrapper's own
+   * decorator) runs as that job's attempt: the row records the queue and job id, so that the
+   * reaper and the hand-back at shutdown cover it.
+   */
+  private wrap(
+    instance: Record<string, unknown>,
+    name: string,
+    method: CheckpointedMethod,
+    detectJobs: boolean,
+  ): void {
     const runner = this.runner;
+    const queues = this.queues;
     const wrapped = function (this: object, ...args: unknown[]) {
-      return runner.run(method, this, args);
+      const job = detectJobs ? bossJobOf(args[0]) : undefined;
+      return job === undefined
+        ? runner.run(method, this, args)
+        : queues.runJob(method, this, args, job, false);
     };
     Object.defineProperty(wrapped, 'name', { value: name });
     for (const metadataKey of Reflect.getMetadataKeys(method.original) as unknown[]) {

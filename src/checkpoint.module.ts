@@ -1,17 +1,32 @@
-import { Module } from '@nestjs/common';
+import { Module, type DynamicModule } from '@nestjs/common';
 import { DiscoveryModule } from '@nestjs/core';
-import { PgBoss } from 'pg-boss';
 import type { DataSource } from 'typeorm';
-import { CHECKPOINT_DATA_SOURCE, CHECKPOINT_OPTIONS } from './checkpoint.constants.js';
+import {
+  CHECKPOINT_BOSS,
+  CHECKPOINT_DATA_SOURCE,
+  CHECKPOINT_OPTIONS,
+} from './checkpoint.constants.js';
 import { CheckpointExplorer } from './checkpoint.explorer.js';
 import { CheckpointMetadataAccessor } from './checkpoint-metadata.accessor.js';
-import { ConfigurableModuleClass, MODULE_OPTIONS_TOKEN } from './checkpoint.module-definition.js';
+import {
+  ASYNC_OPTIONS_TYPE,
+  ConfigurableModuleClass,
+  MODULE_OPTIONS_TOKEN,
+  OPTIONS_TYPE,
+} from './checkpoint.module-definition.js';
 import { resolveOptions, type ResolvedCheckpointOptions } from './checkpoint.options.js';
 import { CheckpointRepository } from './checkpoint.repository.js';
 import { CheckpointService } from './checkpoint.service.js';
 import { CheckpointSession } from './checkpoint.session.js';
 import { checkpointSql } from './checkpoint.sql.js';
-import { CheckpointQueues, createBoss } from './boss/checkpoint-queues.js';
+import {
+  CHECKPOINT_BOSS_HANDLE,
+  CHECKPOINT_BOSS_SOURCE,
+  createBoss,
+  type BossHandle,
+} from './boss/checkpoint-boss.js';
+import { CheckpointJobs } from './boss/checkpoint-jobs.js';
+import { CheckpointQueues } from './boss/checkpoint-queues.js';
 import { CheckpointRunner } from './checkpoint.runner.js';
 import { runCheckpointMigrations } from './migrations/checkpoint.migrations.js';
 import { FailedItemsService } from './items/failed-items.service.js';
@@ -58,10 +73,25 @@ import { CheckpointRetention } from './retention/checkpoint-retention.js';
       inject: [CHECKPOINT_DATA_SOURCE, CheckpointRepository, CHECKPOINT_OPTIONS],
     },
     // Started after the DataSource (the repository waits for it and the migrations).
-    { provide: PgBoss, useFactory: createBoss, inject: [CHECKPOINT_OPTIONS, CheckpointRepository] },
+    {
+      provide: CHECKPOINT_BOSS_HANDLE,
+      useFactory: (options: ResolvedCheckpointOptions, _: unknown, source: unknown) =>
+        createBoss(options, source ?? undefined),
+      inject: [
+        CHECKPOINT_OPTIONS,
+        CheckpointRepository,
+        { token: CHECKPOINT_BOSS_SOURCE, optional: true },
+      ],
+    },
+    {
+      provide: CHECKPOINT_BOSS,
+      useFactory: (handle: BossHandle) => handle.boss,
+      inject: [CHECKPOINT_BOSS_HANDLE],
+    },
     CheckpointService,
     CheckpointRunner,
     CheckpointQueues,
+    CheckpointJobs,
     CheckpointMetadataAccessor,
     CheckpointExplorer,
     FailedItemsService,
@@ -73,9 +103,35 @@ import { CheckpointRetention } from './retention/checkpoint-retention.js';
     CheckpointService,
     CheckpointQueues,
     CheckpointRuns,
-    PgBoss,
+    CheckpointJobs,
     FailedItemsService,
     CheckpointRetention,
   ],
 })
-export class CheckpointModule extends ConfigurableModuleClass {}
+export class CheckpointModule extends ConfigurableModuleClass {
+  /**
+   * `forRoot()` takes its options, or none (every default; no pg-boss). The module's PgBoss is
+   * exported under `CHECKPOINT_BOSS` only when there is one: never under the `PgBoss` class,
+   * which belongs to the application or its wrapper.
+   */
+  static override forRoot(options: typeof OPTIONS_TYPE = {}): DynamicModule {
+    const module = super.forRoot(options);
+    return options.boss === undefined && options.bossToken === undefined
+      ? module
+      : exportBoss(module);
+  }
+
+  /**
+   * `forRootAsync({ imports, inject, useFactory | useClass | useExisting })`. The options are
+   * known only once the factory ran, so `CHECKPOINT_BOSS` is exported here in any case; it holds
+   * null when the factory gave no `boss`. Borrow the application's instance in one line with
+   * `inject: [PgBoss], useFactory: (boss: PgBoss) => ({ boss })`, or with the `bossToken` extra.
+   */
+  static override forRootAsync(options: typeof ASYNC_OPTIONS_TYPE): DynamicModule {
+    return exportBoss(super.forRootAsync(options));
+  }
+}
+
+function exportBoss(module: DynamicModule): DynamicModule {
+  return { ...module, exports: [...(module.exports ?? []), CHECKPOINT_BOSS] };
+}

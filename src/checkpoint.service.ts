@@ -138,8 +138,15 @@ export class CheckpointService {
 
   // --- the original service's five methods ---------------------------------------------------
 
-  /** Stores the checkpoint of `key`, replacing the previous one. One statement. */
-  async saveCheckpoint(key: string, checkpoint: CheckpointData): Promise<void> {
+  /**
+   * Stores the checkpoint of `key`, replacing the previous one. One statement. With a `manager`
+   * it runs inside the caller's transaction: the work's writes and the checkpoint commit together.
+   */
+  async saveCheckpoint(
+    key: string,
+    checkpoint: CheckpointData,
+    options: WriteOptions = {},
+  ): Promise<void> {
     assertKey(key);
     if (typeof checkpoint !== 'object' || checkpoint === null) {
       throw new CheckpointValidationError(messages.notAnObject('checkpoint', checkpoint));
@@ -166,7 +173,7 @@ export class CheckpointService {
       this.json('intermediateResult', checkpoint.intermediateResult),
       this.json('metadata', checkpoint.metadata),
     );
-    await this.repository.run('save', key, query);
+    await this.repository.run('save', key, query, options.manager);
     this.session.announce(key);
   }
 
@@ -333,6 +340,9 @@ export class CheckpointService {
    * Records progress after a batch: one UPDATE, applied only while `epoch` is current. With a
    * `manager` it runs inside the caller's transaction, so the batch's writes and the advance
    * commit together. Throws `CheckpointFencedError` when a newer attempt owns the key.
+   * Batch counts left out are derived in the statement from the stored row: an advance past the
+   * stored position counts one more batch, and the total follows from `totalItems` (given or
+   * stored) at this batch's size, so `getProgress().percentage` moves with `currentIndex` alone.
    */
   async advance(
     key: string,

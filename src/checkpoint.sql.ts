@@ -213,11 +213,21 @@ export function checkpointSql(schema: string) {
     ) =>
       prepared(
         'advance',
+        // Counts left out (null) follow from the old row (the right-hand sides read it): one more
+        // batch when the position moved on, and, with a known item total, the batches done
+        // plus the remaining items at this batch's size.
         `UPDATE ${table} SET
            current_index = $3,
-           current_batch_index = COALESCE($4, current_batch_index),
-           processed_batches = COALESCE($5, processed_batches),
-           total_batches = COALESCE($6, total_batches),
+           current_batch_index = COALESCE($4,
+             current_batch_index + CASE WHEN $3 > current_index THEN 1 ELSE 0 END),
+           processed_batches = COALESCE($5,
+             processed_batches + CASE WHEN $3 > current_index THEN 1 ELSE 0 END),
+           total_batches = COALESCE($6,
+             CASE WHEN COALESCE($7, total_items) IS NOT NULL AND $3 > current_index THEN
+               COALESCE($5, processed_batches + 1)
+                 + ceil(GREATEST(COALESCE($7, total_items) - $3, 0)::numeric
+                        / ($3 - current_index))::bigint
+             ELSE total_batches END),
            total_items = COALESCE($7, total_items),
            cursor = COALESCE($8::jsonb, cursor),
            intermediate_result = COALESCE($9::jsonb, intermediate_result),

@@ -19,9 +19,12 @@ export type {
   StartRunOptions,
 } from './runs/runs.interfaces.js';
 export type { ChunkPlan } from './runs/runs.plan.js';
+export { CheckpointJobs, type JobWork, type RunJobOptions } from './boss/checkpoint-jobs.js';
+export { InjectCheckpointBoss } from './boss/checkpoint-boss.js';
 export { Checkpointed } from './decorators/checkpointed.decorator.js';
-export { CheckpointCtx } from './decorators/checkpoint-ctx.decorator.js';
+export { CheckpointCtx, CHECKPOINT_CONTEXT } from './decorators/checkpoint-ctx.decorator.js';
 export {
+  CHECKPOINT_BOSS,
   CHECKPOINT_CONTROLS,
   CHECKPOINT_STATES,
   type CheckpointControl,

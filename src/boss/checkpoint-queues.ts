@@ -4,8 +4,10 @@ import {
   Injectable,
   Logger,
   OnApplicationBootstrap,
+  OnModuleDestroy,
+  OnModuleInit,
 } from '@nestjs/common';
-import { PgBoss, type JobWithMetadata } from 'pg-boss';
+import type { Job, JobWithMetadata, PgBoss, QueueOptions } from 'pg-boss';
 import type { DataSource } from 'typeorm';
 import { CHECKPOINT_DATA_SOURCE, CHECKPOINT_OPTIONS } from '../checkpoint.constants.js';
 import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
@@ -18,8 +20,14 @@ import {
 import type { ControlAction } from '../checkpoint.interfaces.js';
 import { messages } from '../checkpoint.messages.js';
 import type { ResolvedCheckpointOptions } from '../checkpoint.options.js';
-import { CheckpointRunner, type CheckpointedMethod } from '../checkpoint.runner.js';
+import {
+  CheckpointRunner,
+  type AttemptHooks,
+  type CheckpointedMethod,
+} from '../checkpoint.runner.js';
 import { CheckpointService } from '../checkpoint.service.js';
+import { bossMessages } from './boss.messages.js';
+import { CHECKPOINT_BOSS_HANDLE, guardStop, type BossHandle } from './checkpoint-boss.js';
 import { affected, bossDb, handBackJob } from './checkpoint-hand-back.js';
 import { CheckpointReaper } from './checkpoint-reaper.js';
 
@@ -40,41 +48,36 @@ interface QueueRegistration {
 }
 
 /**
- * The module's PgBoss instance: created from the `boss` option and started before anything can
- * inject it, or the application's own instance as given. Null without the option.
- */
-export async function createBoss(options: ResolvedCheckpointOptions): Promise<PgBoss | null> {
-  if (options.boss === undefined) return null;
-  if (options.boss instanceof PgBoss) return options.boss;
-  const boss = new PgBoss(options.boss);
-  // pg-boss emits 'error' for background failures; without a listener Node would crash.
-  const logger = new Logger('Checkpoint');
-  boss.on('error', (error: Error) => logger.error(`pg-boss: ${error.message}`));
-  await boss.start();
-  return boss;
-}
-
-/**
  * pg-boss integration and the shutdown sequence. Registers every `@Checkpointed({ queue })`
- * method as the worker of its queue at bootstrap; hands the jobs of dead workers back at once;
- * and on shutdown stops fetching, lets in-flight attempts stop at a batch boundary, hands their
- * jobs back without spending a retry, and stops pg-boss before TypeORM closes the DataSource.
+ * method as the worker of its queue at bootstrap; runs hand-written handlers' jobs under a
+ * checkpoint (`CheckpointJobs`); hands the jobs of dead workers back at once; and on shutdown
+ * stops fetching, lets in-flight attempts stop at a batch boundary and hands their jobs back
+ * without spending a retry, before anyone's `stop()` reaches pg-boss.
  */
 @Injectable()
-export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicationShutdown {
+export class CheckpointQueues
+  implements OnModuleInit, OnApplicationBootstrap, OnModuleDestroy, BeforeApplicationShutdown
+{
   private readonly logger = new Logger('Checkpoint');
   private readonly registrations = new Map<string, QueueRegistration>();
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** Queues whose jobs hand-written handlers ran: their fetching stops at shutdown too. */
+  private readonly borrowedQueues = new Set<string>();
+  private readonly boss: PgBoss | null;
   private reaper?: CheckpointReaper;
   private stopControl?: () => void;
+  private draining?: Promise<void>;
+  private unguard?: () => void;
 
   constructor(
-    @Inject(PgBoss) private readonly boss: PgBoss | null,
+    @Inject(CHECKPOINT_BOSS_HANDLE) private readonly handle: BossHandle,
     @Inject(CHECKPOINT_OPTIONS) private readonly options: ResolvedCheckpointOptions,
     @Inject(CHECKPOINT_DATA_SOURCE) private readonly dataSource: DataSource,
     private readonly service: CheckpointService,
     private readonly runner: CheckpointRunner,
-  ) {}
+  ) {
+    this.boss = handle.boss;
+  }
 
   /** Called by the explorer for each `@Checkpointed({ queue })` method. */
   register(queue: string, method: CheckpointedMethod, instance: object): void {
@@ -91,6 +94,11 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
     this.registrations.set(queue, { queue, method, instance });
   }
 
+  /** Guards the instance: whoever stops pg-boss first runs the shutdown sequence. */
+  onModuleInit(): void {
+    if (this.boss !== null) this.unguard = guardStop(this.boss, () => this.drain());
+  }
+
   async onApplicationBootstrap(): Promise<void> {
     const boss = this.boss;
     if (boss === null) return;
@@ -99,7 +107,8 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
     this.reaper.start();
     for (const { queue, method, instance } of this.registrations.values()) {
       const { options } = method;
-      await boss.createQueue(
+      await this.ensureQueue(
+        boss,
         queue,
         defined({
           retryLimit: options.retryLimit,
@@ -109,7 +118,7 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
           expireInSeconds: options.expireInSeconds,
           retentionSeconds: options.retentionSeconds,
           deleteAfterSeconds: options.deleteAfterSeconds,
-          heartbeatSeconds: options.heartbeatSeconds ?? DEFAULT_HEARTBEAT_SECONDS,
+          heartbeatSeconds: options.heartbeatSeconds,
         }),
       );
       await boss.work(
@@ -124,7 +133,7 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
           includeMetadata: true,
         },
         async ([job]: JobWithMetadata<object>[]) =>
-          job === undefined ? undefined : this.handle(queue, method, instance, job),
+          job === undefined ? undefined : this.runJob(method, instance, [job], job, true),
       );
       this.logger.log(`${method.where} works queue "${queue}"`);
     }
@@ -137,6 +146,47 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
   /** The queues this process works (its `@Checkpointed({ queue })` methods). */
   get queues(): string[] {
     return [...this.registrations.keys()];
+  }
+
+  /**
+   * Creates the queue with the decorator's options, or, when it already exists (created by a
+   * wrapper, or by a `send` first), applies the options that differ with `updateQueue()` and
+   * says so: pg-boss's `createQueue` leaves an existing queue as it is, and a queue without the
+   * heartbeat would leave a dead worker's job waiting for its expiry. The default heartbeat is
+   * applied only where the queue has none.
+   */
+  private async ensureQueue(boss: PgBoss, queue: string, wanted: QueueOptions): Promise<void> {
+    const existing = await boss.getQueue(queue);
+    if (existing === null) {
+      await boss.createQueue(queue, {
+        ...wanted,
+        heartbeatSeconds: wanted.heartbeatSeconds ?? DEFAULT_HEARTBEAT_SECONDS,
+      });
+      return;
+    }
+    const target: QueueOptions = { ...wanted };
+    if (target.heartbeatSeconds === undefined && existing.heartbeatSeconds == null) {
+      target.heartbeatSeconds = DEFAULT_HEARTBEAT_SECONDS;
+    }
+    const changes: Partial<QueueOptions> = {};
+    for (const [name, value] of Object.entries(target) as Array<[keyof QueueOptions, unknown]>) {
+      if (value !== undefined && existing[name] !== value) {
+        Object.assign(changes, { [name]: value });
+      }
+    }
+    const described = Object.entries(changes).map(
+      ([name, value]) =>
+        `${name} ${JSON.stringify(existing[name as keyof QueueOptions] ?? null)} -> ${JSON.stringify(value)}`,
+    );
+    if (described.length === 0) return;
+    try {
+      await boss.updateQueue(queue, changes);
+      this.logger.warn(bossMessages.queueOptionsApplied(queue, described));
+    } catch (error) {
+      this.logger.warn(
+        bossMessages.queueOptionsNotApplied(queue, described, (error as Error).message),
+      );
+    }
   }
 
   /**
@@ -166,17 +216,53 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
   }
 
   /**
-   * The shutdown sequence: stop fetching, stop every attempt at its next batch boundary and wait
-   * for them (at most `shutdownTimeoutMs`), let handlers hand their jobs back, return the lease
-   * session to the pool, and stop pg-boss, all before TypeORM closes the DataSource.
+   * The shutdown sequence, run once, before any module's destroy hook can stop pg-boss: in this
+   * module's `onModuleDestroy`, or earlier, when the application or its wrapper calls
+   * `boss.stop()` (the instance is guarded, see `guardStop`). Stops fetching, stops every attempt
+   * at its next batch boundary and waits for them (at most `shutdownTimeoutMs`), and lets the
+   * handlers hand their jobs back without spending a retry, while pg-boss and the DataSource
+   * still work.
+   */
+  drain(): Promise<void> {
+    this.draining ??= this.stopWork();
+    return this.draining;
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await this.drain();
+  }
+
+  /**
+   * Returns the lease session to the pool and stops pg-boss when the module owns it, before
+   * TypeORM closes the DataSource. An instance the application owns is the application's to stop.
    */
   async beforeApplicationShutdown(): Promise<void> {
+    await this.drain();
+    await this.service.close();
+    this.unguard?.();
+    if (this.boss !== null && this.handle.owned) {
+      await this.boss.stop({
+        graceful: true,
+        timeout: Math.max(1000, this.options.shutdownTimeoutMs),
+        close: true,
+      });
+    }
+  }
+
+  private async stopWork(): Promise<void> {
     this.reaper?.stop();
     this.stopControl?.();
     const boss = this.boss;
     if (boss !== null) {
+      const queues = new Set([...this.registrations.keys(), ...this.borrowedQueues]);
       await Promise.all(
-        [...this.registrations.keys()].map((queue) => boss.offWork(queue, { wait: false })),
+        [...queues].map((queue) =>
+          boss
+            .offWork(queue, { wait: false })
+            .catch((error: Error) =>
+              this.logger.warn(`could not stop fetching "${queue}": ${error.message}`),
+            ),
+        ),
       );
     }
     this.service.stopAttempts();
@@ -185,14 +271,6 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
       [...this.runner.running, ...this.inFlight],
       this.options.shutdownTimeoutMs,
     );
-    await this.service.close();
-    if (boss !== null && !(this.options.boss instanceof PgBoss)) {
-      await boss.stop({
-        graceful: true,
-        timeout: Math.max(1000, this.options.shutdownTimeoutMs),
-        close: true,
-      });
-    }
   }
 
   private async settleWithin(work: Promise<unknown>[], timeoutMs: number): Promise<void> {
@@ -208,34 +286,61 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
     clearTimeout(timer);
   }
 
-  private async handle(
-    queue: string,
+  /**
+   * Runs one attempt of `method` for a pg-boss job, whoever fetched it (the module's worker, a
+   * wrapper's, a hand-written one): the checkpoint row records the queue and job id (so the
+   * reaper and the hand-back cover it), the job's retry count is the dispatch, and in
+   * transactional mode the job completes in the transaction that completes the key (when
+   * `completeJob`). Stopped by shutdown, the job is handed back without spending a retry and
+   * the call resolves with undefined: the caller's worker must not fail it again.
+   * @internal used by the workers, CheckpointJobs and the explorer
+   */
+  async runJob(
     method: CheckpointedMethod,
     instance: object,
-    job: JobWithMetadata<object>,
-  ) {
-    const boss = this.boss as PgBoss;
+    args: unknown[],
+    job: Job<unknown> & { retryLimit?: number },
+    completeJob: boolean,
+  ): Promise<unknown> {
+    const queue = job.name;
+    const boss = this.boss;
+    if (boss !== null && !this.registrations.has(queue)) this.borrowedQueues.add(queue);
+    if (boss !== null && this.service.shutdownSignal.aborted) {
+      // Fetched while shutting down (by a worker that is not ours): give it straight back.
+      await this.handBack(queue, job);
+      return undefined;
+    }
     const attempt = { id: job.id, retryCount: job.retryCount };
-    const run = this.runner.run(method, instance, [job], {
+    const hooks: AttemptHooks = {
       dispatch: job.retryCount,
       signal: job.signal,
       queue,
       jobId: job.id,
+    };
+    if (boss !== null && completeJob) {
       // The job completes in the same transaction as the checkpoint.
-      completeJob: async (manager, result) => {
+      hooks.completeJob = async (manager, result) => {
         await boss.complete(queue, attempt, toOutput(result), { db: bossDb(manager) });
-      },
-    });
+      };
+    }
+    const run = this.runner.run(method, instance, args, hooks);
     this.inFlight.add(run);
     try {
       return await run;
     } catch (error) {
-      if (error instanceof CheckpointPausedError || error instanceof CheckpointCancelledError) {
+      if (
+        boss !== null &&
+        (error instanceof CheckpointPausedError || error instanceof CheckpointCancelledError)
+      ) {
         await this.park(queue, job, error);
         return undefined;
       }
-      if (this.service.shutdownSignal.aborted && error instanceof CheckpointAbortedError) {
-        await handBackJob(boss, this.dataSource, queue, job, 'shutdown');
+      if (
+        boss !== null &&
+        this.service.shutdownSignal.aborted &&
+        error instanceof CheckpointAbortedError
+      ) {
+        await this.handBack(queue, job);
         return undefined;
       }
       throw error;
@@ -245,13 +350,34 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
   }
 
   /**
+   * Hands a job stopped by shutdown back without spending a retry (see `handBackJob`). A job
+   * fetched by another worker than the module's (a wrapper's, a hand-written one) may come
+   * without its metadata: its retry limit is read first.
+   */
+  private async handBack(
+    queue: string,
+    job: Job<unknown> & { retryLimit?: number },
+  ): Promise<void> {
+    const boss = this.boss as PgBoss;
+    const retryLimit =
+      job.retryLimit ?? (await boss.findJobs(queue, { id: job.id }))[0]?.retryLimit ?? 0;
+    await handBackJob(
+      boss,
+      this.dataSource,
+      queue,
+      { id: job.id, retryCount: job.retryCount, retryLimit },
+      'shutdown',
+    );
+  }
+
+  /**
    * Takes the job of a paused or cancelled key out of the queue without spending a retry
    * (pg-boss's cancel); `resume` puts a paused one back. A resume that came in while the attempt
    * was stopping would find the job still active: it is put back here.
    */
   private async park(
     queue: string,
-    job: JobWithMetadata<object>,
+    job: Job<unknown>,
     error: CheckpointPausedError | CheckpointCancelledError,
   ): Promise<void> {
     const boss = this.boss as PgBoss;
@@ -277,7 +403,7 @@ export class CheckpointQueues implements OnApplicationBootstrap, BeforeApplicati
     try {
       const record = await this.service.find(key);
       if (record?.queue == null || record.jobId === null) return;
-      if (!this.registrations.has(record.queue)) return;
+      if (!this.registrations.has(record.queue) && !this.borrowedQueues.has(record.queue)) return;
       if (action === 'resume') {
         if (record.control === null) await this.requeue(record.queue, record.jobId);
       } else if (

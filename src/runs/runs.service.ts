@@ -13,7 +13,11 @@ import { PgBoss } from 'pg-boss';
 import { finalize, Observable, shareReplay } from 'rxjs';
 import type { DataSource, EntityManager } from 'typeorm';
 import { bossDb, CheckpointQueues } from '../boss/checkpoint-queues.js';
-import { CHECKPOINT_DATA_SOURCE, CHECKPOINT_OPTIONS } from '../checkpoint.constants.js';
+import {
+  CHECKPOINT_BOSS,
+  CHECKPOINT_DATA_SOURCE,
+  CHECKPOINT_OPTIONS,
+} from '../checkpoint.constants.js';
 import {
   CheckpointConfigError,
   CheckpointStoreError,
@@ -115,7 +119,7 @@ export class CheckpointRuns
   constructor(
     @Inject(CHECKPOINT_OPTIONS) private readonly options: ResolvedCheckpointOptions,
     @Inject(CHECKPOINT_DATA_SOURCE) private readonly dataSource: DataSource,
-    @Inject(PgBoss) private readonly boss: PgBoss | null,
+    @Inject(CHECKPOINT_BOSS) private readonly boss: PgBoss | null,
     private readonly repository: CheckpointRepository,
     private readonly session: CheckpointSession,
     private readonly service: CheckpointService,

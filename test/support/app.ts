@@ -2,6 +2,7 @@ import {
   ConsoleLogger,
   type DynamicModule,
   type INestApplicationContext,
+  type LoggerService,
   type Provider,
   type Type,
 } from '@nestjs/common';
@@ -23,6 +24,10 @@ export interface TestAppOptions {
   poolSize?: number;
   /** Another database URL than DATABASE_URL (a proxy in front of it, a server the test started). */
   url?: string;
+  /** The checkpoint module as imported (default `CheckpointModule.forRoot()` with `checkpoint`). */
+  checkpointModule?: DynamicModule;
+  /** A Nest logger to receive the application's log lines (default: errors and warnings). */
+  loggerService?: LoggerService;
 }
 
 /**
@@ -42,7 +47,8 @@ export async function createTestApp(options: TestAppOptions): Promise<INestAppli
         logging: options.logger === undefined ? false : ['query', 'error'],
         extra: { max: options.poolSize ?? 10 },
       }),
-      CheckpointModule.forRoot({ schema: options.schema, ...options.checkpoint }),
+      options.checkpointModule ??
+        CheckpointModule.forRoot({ schema: options.schema, ...options.checkpoint }),
       ...(options.imports ?? []),
     ],
     providers: options.providers ?? [],
@@ -51,7 +57,10 @@ export async function createTestApp(options: TestAppOptions): Promise<INestAppli
   // runs every lifecycle hook (init, bootstrap, shutdown), as NestFactory's would. Fixtures that
   // must react to SIGTERM call enableShutdownHooks() themselves.
   // The testing module's own logger drops everything but errors: LOG_LEVELS=all prints it all.
-  moduleRef.useLogger(process.env.LOG_LEVELS === 'all' ? new ConsoleLogger() : ['error', 'warn']);
+  moduleRef.useLogger(
+    options.loggerService ??
+      (process.env.LOG_LEVELS === 'all' ? new ConsoleLogger() : ['error', 'warn']),
+  );
   try {
     await moduleRef.init();
   } catch (error) {

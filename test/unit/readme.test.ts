@@ -27,6 +27,9 @@ interface Snippet {
 const FRAGMENTS_ALLOWED = new Map([
   ['## Runs', 'examples/screening-runs.service.ts'],
   ['## Items that fail', 'examples/failing-items.service.ts'],
+  // Regions of whole example applications that test/e2e/examples-boss.test.ts boots; the
+  // regions are checked against README by test/unit/readme-examples.test.ts (issue 14).
+  ['## Apps that already run pg-boss', 'examples/pg-boss/*.ts'],
 ]);
 
 function snippets(): Snippet[] {
