@@ -5,8 +5,8 @@ import {
   type BeforeApplicationShutdown,
   type OnApplicationBootstrap,
 } from '@nestjs/common';
-import { PgBoss } from 'pg-boss';
-import { CHECKPOINT_OPTIONS } from '../checkpoint.constants.js';
+import type { PgBoss } from 'pg-boss';
+import { CHECKPOINT_BOSS, CHECKPOINT_OPTIONS } from '../checkpoint.constants.js';
 import type { ResolvedCheckpointOptions } from '../checkpoint.options.js';
 import { CheckpointRepository } from '../checkpoint.repository.js';
 import { retentionSql } from './retention.sql.js';
@@ -30,7 +30,7 @@ export class CheckpointRetention implements OnApplicationBootstrap, BeforeApplic
 
   constructor(
     @Inject(CHECKPOINT_OPTIONS) private readonly options: ResolvedCheckpointOptions,
-    @Inject(PgBoss) private readonly boss: PgBoss | null,
+    @Inject(CHECKPOINT_BOSS) private readonly boss: PgBoss | null,
     private readonly repository: CheckpointRepository,
   ) {
     this.sql = retentionSql(options.schema);
