@@ -10,7 +10,7 @@ import type { CheckpointedOptions } from '../checkpointed.interface.js';
 type FirstParameterIsOneJob<M extends (...args: never[]) => unknown> =
   Parameters<M>[0] extends readonly unknown[]
     ? { 'with `queue`, the first parameter must be one pg-boss Job, not an array': never }
-    : Parameters<M>[0] extends { id: string; name: string; data: unknown }
+    : Parameters<M>[0] extends { id: string; data: unknown }
       ? unknown
       : { 'with `queue`, the first parameter must be the pg-boss Job': never };
 
