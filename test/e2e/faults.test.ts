@@ -43,7 +43,13 @@ interface Input {
 /** A transactional job writing one effect row per item: duplicates show as rows per item > 1. */
 @Injectable()
 class Work {
-  @Checkpointed({ key: (input: Input) => input.key, batchSize: 10, transactional: true })
+  // The input is the items; `during` is the test's hook, not part of it.
+  @Checkpointed({
+    key: (input: Input) => input.key,
+    fingerprint: (input: Input) => input.items,
+    batchSize: 10,
+    transactional: true,
+  })
   async run(input: Input, @CheckpointCtx() ctx?: CheckpointContext): Promise<number> {
     const context = ctx as CheckpointContext;
     for await (const batch of context.batches(input.items)) {
@@ -248,6 +254,8 @@ describe('faults in one process', () => {
     const target = new URL(DATABASE_URL);
     const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
     await proxy.start();
+    // A failed assertion must not leave the partitioned sockets holding the test process open.
+    t.after(() => proxy.close());
     const cutOff = await boot({
       schema,
       providers: [Work],
