@@ -356,7 +356,8 @@ export class CheckpointRunner {
 
 /**
  * The fingerprint of one call: the `fingerprint` option's value, digested; by default a digest of
- * the method's arguments (the context parameter left out; for a queue job, its data); none with
+ * the method's arguments (the context parameter left out; for a queue job, its data, also when
+ * the job comes as the only element of a work() handler's array); none with
  * `fingerprint: false`.
  */
 function fingerprintOf(
@@ -367,7 +368,14 @@ function fingerprintOf(
   const option = method.options.fingerprint;
   if (option === false) return undefined;
   if (option !== undefined) return digest(option(...(args as never[])));
-  const job = args[0];
+  // A pg-boss 12 work() handler gets an array; `@Checkpointed({ key })` under a wrapper's worker
+  // is called with it. Its job's other fields (retryCount, startedOn) change on every retry, so
+  // digesting them made each resumed attempt look like changed input and fail.
+  const first = args[0];
+  const job: unknown =
+    hooks.queue !== undefined && Array.isArray(first) && first.length === 1
+      ? (first as unknown[])[0]
+      : first;
   if (
     (hooks.queue !== undefined || method.options.queue !== undefined) &&
     typeof job === 'object' &&
