@@ -2,45 +2,12 @@
 // SIGKILLed near each run's end or inside the hook itself. Real PostgreSQL, pg-boss, processes.
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
-import { after, describe, it, type TestContext } from 'node:test';
-import { CheckpointRuns } from '../../src/index.js';
-import { createRunTables, RUN_QUEUE } from '../fixtures/run-job.js';
-import { createTestApp } from '../support/app.js';
-import { DATABASE_URL, dropSchema, sql, uniqueSchema } from '../support/database.js';
-import { Child } from '../support/process.js';
+import { describe, it, type TestContext } from 'node:test';
+import { RUN_QUEUE } from '../fixtures/run-job.js';
+import { sql } from '../support/database.js';
+import { range, runsTestBed, sleep } from '../support/runs.js';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const range = (n: number) => Array.from({ length: n }, (_, i) => i);
-const cleanups: Array<() => Promise<void>> = [];
-
-after(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup();
-});
-
-async function setUp(prefix: string, workerEnv: Record<string, string>) {
-  const schema = uniqueSchema(prefix);
-  await sql(`CREATE SCHEMA "${schema}"`);
-  for (const statement of createRunTables(schema)) await sql(statement);
-  const children = new Set<Child>();
-  const start = (fixture: string, env: Record<string, string> = {}) => {
-    const child = Child.start(fixture, { SCHEMA: schema, JOB_EVENTS: '1', ...workerEnv, ...env });
-    children.add(child);
-    return child;
-  };
-  const application = await createTestApp({
-    schema,
-    checkpoint: {
-      boss: { connectionString: DATABASE_URL, schema: `${schema}_boss`, max: 2, supervise: false },
-    },
-  });
-  cleanups.push(async () => {
-    await application.close();
-    await Promise.all([...children].map((child) => child.kill('SIGKILL')));
-    await dropSchema(schema);
-    await dropSchema(`${schema}_boss`);
-  });
-  return { schema, start, runs: application.get(CheckpointRuns) };
-}
+const { setUp } = runsTestBed();
 
 async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: string) {
   const deadline = Date.now() + timeoutMs;
