@@ -4,7 +4,7 @@
 // examples/database.ts), in a schema of its own that is dropped at the end. Prints one markdown
 // table per benchmark as it finishes, then writes bench/results.md, bench/results.json (with
 // the raw figures) and bench/save-cost.svg. BENCH_QUICK=1 takes a tenth of the samples: for
-// trying the bench out, never for results.
+// trying the bench out, never for results. BENCH_ONLY picks sections (see below).
 import 'reflect-metadata';
 import { writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
@@ -36,6 +36,12 @@ import { measureTransactional } from './transactional.js';
 /** bench/ in the source tree (this file runs from build/bench/). */
 const OUTPUT_DIR = fileURLToPath(new URL('../../bench/', import.meta.url));
 const quick = process.env.BENCH_QUICK === '1';
+/**
+ * BENCH_ONLY=3,5,7 runs only those sections (7 is both diagnostics), for working on one
+ * figure; such a run prints its tables and writes no results file.
+ */
+const only = process.env.BENCH_ONLY?.split(',').map((id) => id.trim());
+const wanted = (id: string) => only === undefined || only.includes(id);
 
 async function main(): Promise<void> {
   const started = performance.now();
@@ -76,17 +82,19 @@ async function main(): Promise<void> {
       sections.push(section);
       console.log(`${renderSection(section)}\n`);
     };
-    const saveCost = await measureSaveCost(env);
-    publish(saveCost.section);
-    publish(await measureDecoratorOverhead(env));
-    publish(await measureTransactional(env));
-    publish(await measureResume(env));
-    publish(await measureConcurrency(env));
-    publish(await measureStatements(env));
-    publish(await measureRuns(env));
-    publish(await measureFingerprint(env));
-    publish(await measureFailingItems(env));
-    const diagnostics = await measureDiagnostics(env);
+    const saveCost = wanted('1') ? await measureSaveCost(env) : undefined;
+    if (saveCost !== undefined) publish(saveCost.section);
+    if (wanted('2')) publish(await measureDecoratorOverhead(env));
+    if (wanted('3')) publish(await measureTransactional(env));
+    if (wanted('4')) publish(await measureResume(env));
+    if (wanted('5')) publish(await measureConcurrency(env));
+    if (wanted('6')) publish(await measureStatements(env));
+    if (wanted('8')) publish(await measureRuns(env));
+    if (wanted('10')) publish(await measureFingerprint(env));
+    if (wanted('9')) publish(await measureFailingItems(env));
+    const diagnostics = wanted('7')
+      ? await measureDiagnostics(env)
+      : { sections: [], findings: [] };
     diagnostics.sections.forEach(publish);
     const findings = ['## Findings', ...diagnostics.findings.map((each) => `- ${each}`)].join(
       '\n\n',
@@ -150,10 +158,14 @@ async function main(): Promise<void> {
       })),
       findings: diagnostics.findings,
     };
+    console.log(summary);
+    if (only !== undefined || saveCost === undefined) {
+      progress(`done in ${seconds.toFixed(0)} s; BENCH_ONLY=${only?.join(',')}: nothing written`);
+      return;
+    }
     await writeFile(`${OUTPUT_DIR}results.md`, `${markdown}\n`);
     await writeFile(`${OUTPUT_DIR}results.json`, jsonText(json));
     await writeFile(`${OUTPUT_DIR}save-cost.svg`, renderChart(saveCost.chart));
-    console.log(summary);
     progress(
       `done in ${seconds.toFixed(0)} s; wrote bench/results.md, results.json, save-cost.svg`,
     );

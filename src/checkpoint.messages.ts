@@ -33,6 +33,12 @@ export const messages = {
     `checkpoint key "${key}" is owned by another live attempt; it can be claimed once that attempt ends, its process dies or its lease expires (option leaseTtlMs)`,
   leaseLapsed: (key: string, ttlMs: number) =>
     `the lease of checkpoint key "${key}" could not be renewed within ${ttlMs} ms (option leaseTtlMs): another attempt may take the key over`,
+  notAManager: (operation: string, value: unknown) =>
+    `${operation}: manager must be a TypeORM EntityManager (got ${describe(value)})`,
+  managerReleased: (operation: string) =>
+    `${operation}: manager belongs to a transaction that has ended (its query runner was released); call it inside the transaction`,
+  dataSourceNotConnected: () =>
+    'the DataSource has no connection pool: it is not initialized, or was destroyed',
   statementTimedOut: (ms: number) =>
     `the statement was cancelled after waiting ${ms} ms (option statementTimeoutMs); look for a lock held on the checkpoint table`,
   databaseUnavailable: (ms: number, reason: string) =>

@@ -48,6 +48,7 @@ import {
   assertOptionalText,
   assertOwnership,
   assertText,
+  assertWriteOptions,
   storableText,
   toJson,
 } from './checkpoint.validation.js';
@@ -148,6 +149,7 @@ export class CheckpointService {
     options: WriteOptions = {},
   ): Promise<void> {
     assertKey(key);
+    assertWriteOptions('saveCheckpoint', options);
     if (typeof checkpoint !== 'object' || checkpoint === null) {
       throw new CheckpointValidationError(messages.notAnObject('checkpoint', checkpoint));
     }
@@ -351,6 +353,7 @@ export class CheckpointService {
     options: WriteOptions = {},
   ): Promise<void> {
     assertOwnership(key, epoch);
+    assertWriteOptions('advance', options);
     if (typeof progress !== 'object' || progress === null) {
       throw new CheckpointValidationError(messages.notAnObject('progress', progress));
     }
@@ -412,6 +415,7 @@ export class CheckpointService {
     options: WriteOptions = {},
   ): Promise<void> {
     assertOwnership(key, epoch);
+    assertWriteOptions('complete', options);
     const query = this.repository.sql.complete(key, epoch, this.json('result', result));
     try {
       const { rows } = await this.write<{ run_id: string | null }>(
@@ -550,6 +554,7 @@ export class CheckpointService {
     options: WriteOptions = {},
   ): Promise<number> {
     assertKey(runId);
+    assertWriteOptions('controlRun', options);
     const sql = this.repository.sql;
     const query =
       action === 'pause'

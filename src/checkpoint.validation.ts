@@ -81,6 +81,30 @@ export function assertOwnership(key: unknown, epoch: unknown): asserts key is st
 }
 
 /**
+ * The options of a write (`{ manager }`): a manager, when given, is a TypeORM EntityManager, and
+ * its transaction is still open. A released runner's connection is back in the pool, maybe
+ * another caller's: a write sent on it would commit outside the caller's transaction.
+ */
+export function assertWriteOptions(operation: string, options: unknown): void {
+  if (typeof options !== 'object' || options === null) {
+    throw new CheckpointValidationError(messages.notAnObject(`${operation}: options`, options));
+  }
+  const manager: unknown = (options as { manager?: unknown }).manager;
+  if (manager === undefined) return;
+  if (
+    typeof manager !== 'object' ||
+    manager === null ||
+    typeof (manager as { query?: unknown }).query !== 'function'
+  ) {
+    throw new CheckpointValidationError(messages.notAManager(operation, manager));
+  }
+  const runner = (manager as { queryRunner?: { isReleased?: unknown } }).queryRunner;
+  if (runner?.isReleased === true) {
+    throw new CheckpointValidationError(messages.managerReleased(operation));
+  }
+}
+
+/**
  * A count: a whole number from 0 to Number.MAX_SAFE_INTEGER (2^53 - 1). The columns are bigint
  * and hold more, but a JavaScript number above that is no longer exact.
  */

@@ -5,6 +5,7 @@ import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { INestApplicationContext } from '@nestjs/common';
+import { DataSource, type EntityManager } from 'typeorm';
 import {
   CheckpointService,
   CheckpointValidationError,
@@ -19,6 +20,8 @@ let service: CheckpointService;
 /** A key this process owns, so that a write with a good epoch would change it. */
 const owned = 'attack:owned';
 let epoch: number;
+/** The manager of a transaction that has committed: its runner is released. */
+let endedManager: EntityManager;
 
 before(async () => {
   app = await createTestApp({ schema });
@@ -26,6 +29,10 @@ before(async () => {
   await service.saveCheckpoint('attack:saved', valid());
   epoch = (await service.claim(owned, { totalItems: 100, fingerprint: 'f1' })).epoch;
   await service.advance(owned, epoch, { currentIndex: 10, totalItems: 100 });
+  await app.get(DataSource).transaction((manager) => {
+    endedManager = manager;
+    return Promise.resolve();
+  });
 });
 
 after(async () => {
@@ -338,6 +345,30 @@ attacks.push(
     call: () => service.purge({ olderThan: { days: Number.NaN } }),
     message: /^purge: olderThan\.days must be a finite number >= 0 \(got NaN\)/,
   },
+  ...(
+    [
+      ['saveCheckpoint', (options: never) => service.saveCheckpoint('attack:tx', valid(), options)],
+      ['advance', (options: never) => service.advance(owned, epoch, { currentIndex: 50 }, options)],
+      ['complete', (options: never) => service.complete(owned, epoch, 'done', options)],
+    ] as const
+  ).flatMap(([method, call]) => [
+    {
+      name: `${method}: options not an object`,
+      call: () => call(7 as never),
+      message: new RegExp(`^${method}: options must be an object \\(got 7\\)`),
+    },
+    {
+      name: `${method}: manager not an EntityManager`,
+      call: () => call({ manager: { query: 'no' } } as never),
+      message: new RegExp(`^${method}: manager must be a TypeORM EntityManager`),
+    },
+    {
+      // Its connection is back in the pool: a write on it would commit outside any transaction.
+      name: `${method}: manager of a transaction that has ended`,
+      call: () => call({ manager: endedManager } as never),
+      message: new RegExp(`^${method}: manager belongs to a transaction that has ended`),
+    },
+  ]),
   {
     name: 'purge: no age',
     call: () => service.purge(undefined as never),

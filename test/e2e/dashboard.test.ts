@@ -124,9 +124,13 @@ describe('dashboard in Chromium', () => {
 
     // Hostile text is shown as text: no script ran, no image element was made.
     const errorCell = page.locator(`tr[data-key="${hostile}"] td.error`);
+    await errorCell.filter({ hasText: 'model refused' }).waitFor({ timeout: 5000 });
     assert.equal(await errorCell.textContent(), `Error: ${XSS}`);
     await page.locator(`tr[data-key="${hostile}"] td.key`).click();
-    assert.equal(await page.locator('#detail-error').textContent(), `Error: ${XSS}`);
+    // The detail panel fills in after its own request: wait for it, then compare exactly.
+    const detailError = page.locator('#detail-error');
+    await detailError.filter({ hasText: 'model refused' }).waitFor({ timeout: 5000 });
+    assert.equal(await detailError.textContent(), `Error: ${XSS}`);
     const ledgerRow = page.locator('#ledger tr[data-item="150"]');
     await ledgerRow.waitFor({ timeout: 5000 });
     assert.equal(await ledgerRow.locator('td.ledger-error').textContent(), `Error: ${XSS}`);
