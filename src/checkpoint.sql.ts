@@ -64,12 +64,19 @@ export function checkpointSql(schema: string) {
     );
   };
   const q = (text: string, values: unknown[] = []): Query => ({ text, values });
-  // Names are per connection and must not clash between two schemas on one DataSource.
-  const prepared = (name: string, text: string, values: unknown[]): Query => ({
-    name: `checkpoint_${name}_${schema}`,
-    text,
-    values,
-  });
+  /**
+   * A prepared statement: its text is built once, here, so that every call sends the very same
+   * string (pg checks it against the one it prepared on the connection). Names are per connection
+   * and must not clash between two schemas on one DataSource.
+   */
+  const prepared = <A extends unknown[]>(
+    name: string,
+    text: string,
+    values: (...args: A) => unknown[],
+  ): ((...args: A) => Query) => {
+    const statementName = `checkpoint_${name}_${schema}`;
+    return (...args) => ({ name: statementName, text, values: values(...args) });
+  };
 
   return {
     // --- migrations -------------------------------------------------------------------------
@@ -130,22 +137,9 @@ export function checkpointSql(schema: string) {
      * of it in this one statement serialises racing claimants on the row lock. A completed key
      * stays completed, so that the caller can return its stored result.
      */
-    claim: (
-      key: string,
-      owner: string,
-      fingerprint: string | null,
-      totalItems: number | null,
-      dispatch: number | null,
-      previousEpoch: number | null,
-      queue: string | null,
-      jobId: string | null,
-      ownerPid: number,
-      ownerStarted: string,
-      ttlMs: number,
-    ) =>
-      prepared(
-        'claim',
-        `INSERT INTO ${table} AS c (key, state, epoch, running_epoch, owner, fingerprint,
+    claim: prepared(
+      'claim',
+      `INSERT INTO ${table} AS c (key, state, epoch, running_epoch, owner, fingerprint,
                                     total_items, dispatch, queue, job_id, attempt,
                                     attempt_started_at, attempt_start_index,
                                     owner_pid, owner_started, lease_expires_at)
@@ -175,20 +169,32 @@ export function checkpointSql(schema: string) {
                 OR NOT ${ownerAlive('c')})
            AND c.control IS NULL
          RETURNING *, (SELECT p.state FROM ${table} p WHERE p.key = $1) AS prior_state`,
-        [
-          key,
-          owner,
-          fingerprint,
-          totalItems,
-          dispatch,
-          previousEpoch,
-          queue,
-          jobId,
-          ownerPid,
-          ownerStarted,
-          ttlMs,
-        ],
-      ),
+      (
+        key: string,
+        owner: string,
+        fingerprint: string | null,
+        totalItems: number | null,
+        dispatch: number | null,
+        previousEpoch: number | null,
+        queue: string | null,
+        jobId: string | null,
+        ownerPid: number,
+        ownerStarted: string,
+        ttlMs: number,
+      ) => [
+        key,
+        owner,
+        fingerprint,
+        totalItems,
+        dispatch,
+        previousEpoch,
+        queue,
+        jobId,
+        ownerPid,
+        ownerStarted,
+        ttlMs,
+      ],
+    ),
     /**
      * One statement per batch: absolute progress, applied only while `epoch` may write. It
      * matches on the primary key and the unindexed running_epoch (see migration 2).
@@ -198,25 +204,12 @@ export function checkpointSql(schema: string) {
      * every claimant until PostgreSQL noticed. The same statement bounds that (SET LOCAL
      * idle_in_transaction_session_timeout, through set_config), at no extra round trip.
      */
-    advance: (
-      key: string,
-      epoch: number,
-      currentIndex: number,
-      currentBatchIndex: number | null,
-      processedBatches: number | null,
-      totalBatches: number | null,
-      totalItems: number | null,
-      cursor: string | null,
-      intermediateResult: string | null,
-      metadata: string | null,
-      idleTimeoutMs: number | null = null,
-    ) =>
-      prepared(
-        'advance',
-        // Counts left out (null) follow from the old row (the right-hand sides read it): one more
-        // batch when the position moved on, and, with a known item total, the batches done
-        // plus the remaining items at this batch's size.
-        `UPDATE ${table} SET
+    advance: prepared(
+      'advance',
+      // Counts left out (null) follow from the old row (the right-hand sides read it): one more
+      // batch when the position moved on, and, with a known item total, the batches done plus
+      // the remaining items at this batch's size.
+      `UPDATE ${table} SET
            current_index = $3,
            current_batch_index = COALESCE($4,
              current_batch_index + CASE WHEN $3 > current_index THEN 1 ELSE 0 END),
@@ -237,30 +230,41 @@ export function checkpointSql(schema: string) {
            AND ($11::text IS NULL
                 OR set_config('idle_in_transaction_session_timeout', $11::text, true) IS NOT NULL)
          RETURNING control`,
-        [
-          key,
-          epoch,
-          currentIndex,
-          currentBatchIndex,
-          processedBatches,
-          totalBatches,
-          totalItems,
-          cursor,
-          intermediateResult,
-          metadata,
-          idleTimeoutMs === null ? null : String(idleTimeoutMs),
-        ],
-      ),
+      (
+        key: string,
+        epoch: number,
+        currentIndex: number,
+        currentBatchIndex: number | null,
+        processedBatches: number | null,
+        totalBatches: number | null,
+        totalItems: number | null,
+        cursor: string | null,
+        intermediateResult: string | null,
+        metadata: string | null,
+        idleTimeoutMs: number | null = null,
+      ) => [
+        key,
+        epoch,
+        currentIndex,
+        currentBatchIndex,
+        processedBatches,
+        totalBatches,
+        totalItems,
+        cursor,
+        intermediateResult,
+        metadata,
+        idleTimeoutMs === null ? null : String(idleTimeoutMs),
+      ],
+    ),
     // complete, fail, release and abandon end the attempt: running_epoch goes back to NULL.
-    complete: (key: string, epoch: number, result: string | null) =>
-      prepared(
-        'complete',
-        `UPDATE ${table} SET state = '${completed}', running_epoch = NULL, result = $3::jsonb,
+    complete: prepared(
+      'complete',
+      `UPDATE ${table} SET state = '${completed}', running_epoch = NULL, result = $3::jsonb,
            error = NULL, owner = NULL, updated_at = clock_timestamp()
          WHERE key = $1 AND running_epoch = $2
          RETURNING run_id`,
-        [key, epoch, result],
-      ),
+      (key: string, epoch: number, result: string | null) => [key, epoch, result],
+    ),
     fail: (key: string, epoch: number, error: string) =>
       q(
         `UPDATE ${table} SET state = '${failed}', running_epoch = NULL, error = $3::jsonb,
@@ -386,18 +390,9 @@ export function checkpointSql(schema: string) {
 
     // --- the original service's operations ----------------------------------------------------
     /** One upsert (prepared: legacy callers save once per batch); the checkpoint is replaced whole. */
-    save: (
-      key: string,
-      currentBatchIndex: number,
-      currentIndex: number,
-      processedBatches: number,
-      totalBatches: number,
-      intermediateResult: string | null,
-      metadata: string | null,
-    ) =>
-      prepared(
-        'save',
-        `INSERT INTO ${table} AS c (key, state, current_batch_index, current_index,
+    save: prepared(
+      'save',
+      `INSERT INTO ${table} AS c (key, state, current_batch_index, current_index,
                                     processed_batches, total_batches, intermediate_result, metadata)
          VALUES ($1, '${running}', $2, $3, $4, $5, $6::jsonb, $7::jsonb)
          ON CONFLICT (key) DO UPDATE SET
@@ -408,16 +403,24 @@ export function checkpointSql(schema: string) {
            intermediate_result = EXCLUDED.intermediate_result,
            metadata = EXCLUDED.metadata,
            updated_at = clock_timestamp()`,
-        [
-          key,
-          currentBatchIndex,
-          currentIndex,
-          processedBatches,
-          totalBatches,
-          intermediateResult,
-          metadata,
-        ],
-      ),
+      (
+        key: string,
+        currentBatchIndex: number,
+        currentIndex: number,
+        processedBatches: number,
+        totalBatches: number,
+        intermediateResult: string | null,
+        metadata: string | null,
+      ) => [
+        key,
+        currentBatchIndex,
+        currentIndex,
+        processedBatches,
+        totalBatches,
+        intermediateResult,
+        metadata,
+      ],
+    ),
     find: (key: string) => q(`SELECT * FROM ${table} WHERE key = $1`, [key]),
     remove: (key: string) => q(`DELETE FROM ${table} WHERE key = $1`, [key]),
     list: (state: string | null, limit: number) =>
