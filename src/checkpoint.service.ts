@@ -393,18 +393,7 @@ export class CheckpointService {
         ? this.options.leaseTtlMs
         : null,
     );
-    const { rows } = await this.write<{ control: CheckpointControl | null }>(
-      'advance',
-      key,
-      epoch,
-      query,
-      options,
-    );
-    const lease = this.leases.get(key);
-    const control = rows[0]?.control ?? null;
-    // An operator asked this key to stop: the batch just advanced commits, the next one not.
-    if (control !== null && lease?.epoch === epoch)
-      lease.controller.abort(controlError(key, control));
+    await this.write('advance', key, epoch, query, options);
   }
 
   /** Marks `key` completed with the work's return value and ends the attempt's ownership. */
@@ -967,7 +956,7 @@ export class CheckpointService {
         if (action === 'pause' || action === 'cancel') this.obeyLocally(action, key);
       })
       .catch((error: Error) => {
-        // The advance still reads the request at every batch boundary; try LISTEN again later.
+        // The lease renewal still reads the requests (every leaseTtlMs / 3); try LISTEN again later.
         this.controlListening = undefined;
         logger.warn(`could not listen for control requests: ${error.message}`);
       });
@@ -1041,6 +1030,9 @@ export class CheckpointService {
       for (const lease of leases) {
         if (renewed.has(lease.key)) {
           lease.confirmedAt = sent;
+          // An operator's request that this process did not hear (see CheckpointSession).
+          const control = renewed.get(lease.key) ?? null;
+          if (control !== null) lease.controller.abort(controlError(lease.key, control));
         } else if (this.leases.get(lease.key) === lease) {
           lease.controller.abort(new CheckpointFencedError(lease.key, lease.epoch));
           this.forget(lease);

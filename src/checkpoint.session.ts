@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import type { Notification, PoolClient } from 'pg';
 import type { DataSource, QueryRunner } from 'typeorm';
+import type { CheckpointControl } from './checkpoint.constants.js';
 import { CheckpointStoreError } from './checkpoint.errors.js';
 import type { CheckpointRepository, QueryOutcome } from './checkpoint.repository.js';
 import type { Query } from './checkpoint.sql.js';
@@ -76,11 +77,11 @@ export class CheckpointSession {
 
   /**
    * Renews the given leases (and re-asserts them under this session's identity) in one
-   * statement; returns the keys it renewed.
+   * statement; returns the keys it renewed, each with the operator's request on it (or null).
    */
-  async renew(keys: string[], epochs: number[]): Promise<Set<string>> {
+  async renew(keys: string[], epochs: number[]): Promise<Map<string, CheckpointControl | null>> {
     const identity = await this.identity();
-    const { rows } = await this.query<{ key: string }>(
+    const { rows } = await this.query<{ key: string; control: CheckpointControl | null }>(
       'renew',
       undefined,
       this.repository.sql.renew(
@@ -91,7 +92,7 @@ export class CheckpointSession {
         this.timing.leaseTtlMs,
       ),
     );
-    return new Set(rows.map((row) => row.key));
+    return new Map(rows.map((row) => [row.key, row.control]));
   }
 
   /** Called with a reason when the session is lost for good (reconnection gave up). */

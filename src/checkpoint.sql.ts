@@ -115,7 +115,9 @@ export function checkpointSql(schema: string) {
      * Renews every lease of this process in one statement, and re-asserts them after the lease
      * session was replaced (the new session's identity goes on the rows). Only a lease whose
      * attempt still runs (key and running epoch match) is renewed; a key missing from the result
-     * was taken over meanwhile.
+     * was taken over meanwhile. It reads back each key's operator request too: a process that
+     * missed the NOTIFY (its session was down) obeys at its next renewal, which follows a
+     * reconnection at once.
      */
     renew: (keys: string[], epochs: number[], pid: number, started: string, ttlMs: number) =>
       q(
@@ -123,7 +125,7 @@ export function checkpointSql(schema: string) {
            lease_expires_at = clock_timestamp() + $5 * interval '1 millisecond'
          FROM unnest($1::text[], $2::bigint[]) AS l(key, epoch)
          WHERE c.key = l.key AND c.running_epoch = l.epoch
-         RETURNING c.key`,
+         RETURNING c.key, c.control`,
         [keys, epochs, pid, started, ttlMs],
       ),
 
@@ -228,8 +230,7 @@ export function checkpointSql(schema: string) {
            updated_at = clock_timestamp()
          WHERE key = $1 AND running_epoch = $2
            AND ($11::text IS NULL
-                OR set_config('idle_in_transaction_session_timeout', $11::text, true) IS NOT NULL)
-         RETURNING control`,
+                OR set_config('idle_in_transaction_session_timeout', $11::text, true) IS NOT NULL)`,
       (
         key: string,
         epoch: number,

@@ -259,18 +259,29 @@ describe('control in process', () => {
     assert.equal((await row(key))?.state, 'cancelled');
   });
 
-  it('the advance hears a request: the batch commits, the signal fires with a typed reason', async () => {
-    const key = `advance:${Math.random()}`;
-    const claim = await operator.claim(key);
-    // Set by SQL, as a process that does not listen would leave it: only the advance sees it.
-    await sql(`UPDATE "${schema}".checkpoint SET control = 'pause' WHERE key = $1`, [key]);
-    await operator.advance(key, claim.epoch, { currentIndex: 3 });
-    assert.equal(claim.signal.aborted, true);
-    assert.ok(claim.signal.reason instanceof CheckpointPausedError);
-    await operator.release(key, claim.epoch);
-    const found = await row(key);
-    assert.equal(found?.state, 'paused');
-    assert.equal(found?.current_index, '3');
+  it('a request the process did not hear is obeyed at its next lease renewal; the batch in flight commits', async (t: TestContext) => {
+    const leaseTtlMs = 1500;
+    const workerApp = await createTestApp({ schema, checkpoint: { leaseTtlMs } });
+    try {
+      const service = workerApp.get(CheckpointService);
+      const key = `unheard:${Math.random()}`;
+      const claim = await service.claim(key);
+      // Set by SQL with no NOTIFY, as if this process's session was down when it was sent.
+      const asked = Date.now();
+      await sql(`UPDATE "${schema}".checkpoint SET control = 'pause' WHERE key = $1`, [key]);
+      await service.advance(key, claim.epoch, { currentIndex: 3 });
+      while (!claim.signal.aborted && Date.now() - asked < 3 * leaseTtlMs) await sleep(20);
+      const heard = Date.now() - asked;
+      t.diagnostic(`obeyed ${heard} ms after the request (renewal every ${leaseTtlMs / 3} ms)`);
+      assert.ok(claim.signal.reason instanceof CheckpointPausedError, String(claim.signal.reason));
+      assert.ok(heard <= leaseTtlMs, `${heard} ms`);
+      await service.release(key, claim.epoch);
+      const found = await row(key);
+      assert.equal(found?.state, 'paused');
+      assert.equal(found?.current_index, '3');
+    } finally {
+      await workerApp.close();
+    }
   });
 
   it('cancelling every chunk of a run (run_id) stops each running attempt within a second', async (t: TestContext) => {
