@@ -2,46 +2,18 @@
 // worker's lease session during one job, and a frozen worker (SIGSTOP, then SIGCONT).
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
-import { after, describe, it, type TestContext } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { PgBoss } from 'pg-boss';
-import { createJobEffectTable, QUEUE, type ScreeningData } from '../fixtures/queue-job.js';
-import { DATABASE_URL, dropSchema, sql, uniqueSchema } from '../support/database.js';
+import { QUEUE, type ScreeningData } from '../fixtures/queue-job.js';
+import { sql } from '../support/database.js';
 import { Child } from '../support/process.js';
+import { cleanUpAfterAll, workerBed } from '../support/workers.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const cleanups: Array<() => Promise<void>> = [];
+cleanUpAfterAll();
 
-after(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup();
-});
-
-async function setUp(prefix: string) {
-  const schema = uniqueSchema(prefix);
-  await sql(`CREATE SCHEMA "${schema}"`);
-  await sql(createJobEffectTable(schema));
-  const boss = new PgBoss({
-    connectionString: DATABASE_URL,
-    schema: `${schema}_boss`,
-    supervise: false,
-    max: 2,
-  });
-  boss.on('error', () => undefined);
-  await boss.start();
-  const workers = new Set<Child>();
-  const startWorker = (env: Record<string, string> = {}) => {
-    const child = Child.start('queue-worker', { SCHEMA: schema, JOB_EVENTS: '1', ...env });
-    workers.add(child);
-    return child;
-  };
-  cleanups.push(async () => {
-    for (const child of workers) child.process.kill('SIGCONT');
-    await Promise.all([...workers].map((child) => child.kill('SIGKILL')));
-    await boss.stop({ graceful: false });
-    await dropSchema(schema);
-    await dropSchema(`${schema}_boss`);
-  });
-  return { schema, boss, startWorker };
-}
+/** A schema with the effect table, a pg-boss schema beside it, and a sender. */
+const setUp = (prefix: string) => workerBed(prefix, 'queue-worker');
 
 async function send(boss: PgBoss, data: ScreeningData): Promise<string> {
   const id = await boss.send(QUEUE, data);

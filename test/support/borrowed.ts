@@ -1,57 +1,27 @@
 // Worker processes of an application that owns pg-boss and stops it in its own onModuleDestroy
 // (as the community wrappers do), lending it to CheckpointModule (test/fixtures/borrowed-worker).
 import assert from 'node:assert/strict';
-import { after } from 'node:test';
 import { PgBoss } from 'pg-boss';
-import { createJobEffectTable, QUEUE } from '../fixtures/queue-job.js';
-import { DATABASE_URL, dropSchema, sql, uniqueSchema } from './database.js';
-import { Child } from './process.js';
+import { QUEUE } from '../fixtures/queue-job.js';
+import { sql } from './database.js';
+import type { Child } from './process.js';
+import { workerBed } from './workers.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const cleanups: Array<() => Promise<void>> = [];
-
-/** Kills every worker and drops the schemas when the test file ends. */
-export function cleanUpAfterAll(): void {
-  after(async () => {
-    for (const cleanup of cleanups.reverse()) await cleanup();
-  });
-}
+export { cleanUpAfterAll } from './workers.js';
 
 /** The handler the workers run: see test/fixtures/borrowed-worker.ts. */
 export type Mode = 'decorator' | 'jobs' | 'key';
 export const MODES: readonly Mode[] = ['decorator', 'jobs', 'key'];
 
 export async function setUp(prefix: string, mode: Mode) {
-  const schema = uniqueSchema(prefix);
-  await sql(`CREATE SCHEMA "${schema}"`);
-  await sql(createJobEffectTable(schema));
-  const boss = new PgBoss({
-    connectionString: DATABASE_URL,
-    schema: `${schema}_boss`,
-    supervise: false,
-    max: 2,
-  });
-  boss.on('error', () => undefined);
-  await boss.start();
-  const workers = new Set<Child>();
+  const bed = await workerBed(prefix, 'borrowed-worker', { MODE: mode, LOG_LEVELS: 'all' });
   const startWorker = async () => {
-    const child = Child.start('borrowed-worker', {
-      SCHEMA: schema,
-      MODE: mode,
-      JOB_EVENTS: '1',
-      LOG_LEVELS: 'all',
-    });
-    workers.add(child);
+    const child = bed.startWorker();
     await child.waitFor((line) => line.startsWith('ready'));
     return child;
   };
-  cleanups.push(async () => {
-    await Promise.all([...workers].map((child) => child.kill('SIGKILL')));
-    await boss.stop({ graceful: false });
-    await dropSchema(schema);
-    await dropSchema(`${schema}_boss`);
-  });
-  return { schema, boss, startWorker };
+  return { schema: bed.schema, boss: bed.boss, startWorker };
 }
 
 export async function jobRow(schema: string, id: string) {
