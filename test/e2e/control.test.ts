@@ -15,7 +15,8 @@ import {
 } from '../../src/index.js';
 import { createJobEffectTable, QUEUE, type ScreeningData } from '../fixtures/queue-job.js';
 import { createTestApp } from '../support/app.js';
-import { DATABASE_URL, dropSchema, sql, uniqueSchema } from '../support/database.js';
+import { dropSchema, sql, uniqueSchema } from '../support/database.js';
+import { startSender } from '../support/workers.js';
 import { Child } from '../support/process.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -31,14 +32,7 @@ before(async () => {
   // The operator: an application of its own (its own session), as an admin process would be.
   operatorApp = await createTestApp({ schema });
   operator = operatorApp.get(CheckpointService);
-  boss = new PgBoss({
-    connectionString: DATABASE_URL,
-    schema: `${schema}_boss`,
-    supervise: false,
-    max: 2,
-  });
-  boss.on('error', () => undefined);
-  await boss.start();
+  boss = await startSender(schema);
 });
 
 after(async () => {

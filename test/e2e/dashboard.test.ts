@@ -10,7 +10,8 @@ import { PgBoss } from 'pg-boss';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { CheckpointService, FailedItemsService } from '../../src/index.js';
 import { createJobEffectTable, QUEUE } from '../fixtures/queue-job.js';
-import { DATABASE_URL, dropSchema, sql, uniqueSchema } from '../support/database.js';
+import { dropSchema, sql, uniqueSchema } from '../support/database.js';
+import { startSender } from '../support/workers.js';
 import { createHttpApp, OPERATOR_TOKEN, TokenGuard, type HttpTestApp } from '../support/http.js';
 import { Child } from '../support/process.js';
 
@@ -28,14 +29,7 @@ before(async () => {
   await sql(`CREATE SCHEMA "${schema}"`);
   await sql(createJobEffectTable(schema));
   http = await createHttpApp({ schema, guard: TokenGuard });
-  boss = new PgBoss({
-    connectionString: DATABASE_URL,
-    schema: `${schema}_boss`,
-    supervise: false,
-    max: 2,
-  });
-  boss.on('error', () => undefined);
-  await boss.start();
+  boss = await startSender(schema);
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
     args: ['--no-sandbox'],

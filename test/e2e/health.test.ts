@@ -9,7 +9,8 @@ import { PgBoss } from 'pg-boss';
 import { CheckpointHealthIndicator, CheckpointHealthModule } from '../../src/health/index.js';
 import { createJobEffectTable, QUEUE } from '../fixtures/queue-job.js';
 import { createTestApp } from '../support/app.js';
-import { DATABASE_URL, dropSchema, sql, uniqueSchema } from '../support/database.js';
+import { dropSchema, sql, uniqueSchema } from '../support/database.js';
+import { startSender } from '../support/workers.js';
 import { Child } from '../support/process.js';
 
 const STALL_MS = 2000;
@@ -28,14 +29,7 @@ before(async () => {
     imports: [CheckpointHealthModule.forRoot({ stallMs: STALL_MS })],
   });
   indicator = app.get(CheckpointHealthIndicator);
-  boss = new PgBoss({
-    connectionString: DATABASE_URL,
-    schema: `${schema}_boss`,
-    supervise: false,
-    max: 2,
-  });
-  boss.on('error', () => undefined);
-  await boss.start();
+  boss = await startSender(schema);
 });
 
 after(async () => {

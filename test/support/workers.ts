@@ -17,13 +17,10 @@ export function cleanUpAfterAll(): void {
 }
 
 /**
- * A fresh schema and pg-boss for one test; `startWorker` starts a child of `fixture` (a file of
- * test/fixtures) on them, with `env` added to the fixture's environment.
+ * A pg-boss on `<schema>_boss` for a test's own sends and reads: no supervision (the workers
+ * under test do their own), a small pool, and errors left to the assertions.
  */
-export async function workerBed(prefix: string, fixture: string, env: Record<string, string> = {}) {
-  const schema = uniqueSchema(prefix);
-  await sql(`CREATE SCHEMA "${schema}"`);
-  await sql(createJobEffectTable(schema));
+export async function startSender(schema: string): Promise<PgBoss> {
   const boss = new PgBoss({
     connectionString: DATABASE_URL,
     schema: `${schema}_boss`,
@@ -32,6 +29,18 @@ export async function workerBed(prefix: string, fixture: string, env: Record<str
   });
   boss.on('error', () => undefined);
   await boss.start();
+  return boss;
+}
+
+/**
+ * A fresh schema and pg-boss for one test; `startWorker` starts a child of `fixture` (a file of
+ * test/fixtures) on them, with `env` added to the fixture's environment.
+ */
+export async function workerBed(prefix: string, fixture: string, env: Record<string, string> = {}) {
+  const schema = uniqueSchema(prefix);
+  await sql(`CREATE SCHEMA "${schema}"`);
+  await sql(createJobEffectTable(schema));
+  const boss = await startSender(schema);
   const workers = new Set<Child>();
   const startWorker = (extra: Record<string, string> = {}) => {
     const child = Child.start(fixture, { SCHEMA: schema, JOB_EVENTS: '1', ...env, ...extra });
