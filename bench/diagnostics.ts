@@ -4,7 +4,8 @@
 // Both sections send the library's own advance statement from a raw pg pool, as the library
 // sends it and the other way (prepared or unnamed: an unnamed statement is parsed and planned
 // on every call), beside CheckpointService.advance and the bare UPDATE. The gaps between those
-// rows are the client's share (TypeORM's per-query machinery and the validation), the share of
+// rows are the client's share (the library's call path: validation, a pooled connection, the
+// statement watchdog), the share of
 // parsing and planning, and the statement's own cost over the floor. EXPLAIN shows how the
 // advance finds its row, on the bench's table and on one as the migrations leave it.
 import { cpus } from 'node:os';
@@ -97,8 +98,8 @@ function findings(one: OneJob, many: ManyJobs, prepares: boolean): string[] {
       `library’s advance statement sent raw, ${prepares ? 'prepared' : 'unnamed'} as the ` +
       `library sends it, ${ms(p50.asSent)} (${ratio(p50.asSent / p50.bare)}); ` +
       `CheckpointService.advance ${ms(p50.service)} (${ratio(serviceOverFloor)}, section 1’s ` +
-      `target ≤ ${ADVANCE_OVER_FLOOR_MAX}x), so TypeORM’s per-query machinery and the validation ` +
-      `add ${ms(p50.service - p50.asSent)}. ` +
+      `target ≤ ${ADVANCE_OVER_FLOOR_MAX}x), so the library’s call path (validation, a pooled ` +
+      `connection, the watchdog) adds ${ms(p50.service - p50.asSent)}. ` +
       (prepares
         ? `Unnamed, parsed and planned on every call, the statement takes ${ms(p50.other)}: ` +
           `preparing it saves ${ms(p50.other - p50.asSent)} per advance (EXPLAIN’s planning ` +
@@ -124,8 +125,8 @@ function findings(one: OneJob, many: ManyJobs, prepares: boolean): string[] {
       'database’s' +
       (statementShare > libraryShare && cpu.seeded > cpu.asSent
         ? `: sent raw, the statement keeps ${ratio(statementShare)} of the ceiling, and the ` +
-          `${count(cpu.seeded - cpu.asSent)} µs per save that TypeORM’s per-query machinery ` +
-          `and the validation add bring the library to ${ratio(libraryShare)}. With the ` +
+          `${count(cpu.seeded - cpu.asSent)} µs per save that the library’s call path adds ` +
+          `bring the library to ${ratio(libraryShare)}. With the ` +
           'database on cores of its own, that CPU costs throughput only once this process ' +
           'fills a core.'
         : '.'),
@@ -136,7 +137,7 @@ async function oneJob(env: BenchEnv, prepares: boolean): Promise<OneJob> {
   const app = await bootApp({ url: env.url, schema: env.schema, poolSize: 4 });
   const labels = {
     bare: 'bare UPDATE (floor)',
-    service: 'CheckpointService.advance (TypeORM, validation, the statement)',
+    service: 'CheckpointService.advance (validation, a pooled connection, the statement)',
     ...wayLabels(prepares),
   } as const;
   const explained = {

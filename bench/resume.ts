@@ -102,10 +102,9 @@ export async function measureResume(env: BenchEnv): Promise<Section> {
       ),
     ],
     notes: [
-      'A resume is two statements (section 6): the lease (`pg_try_advisory_lock` on the ' +
-        'library’s session) and the claim (one upsert, one durable commit), which returns the ' +
-        'resume point; `batches()` then slices the input at it. Neither depends on how far the ' +
-        'work had got.',
+      'A resume is one statement (section 6): the claim (one upsert, one durable commit), which ' +
+        'takes the lease and returns the resume point; `batches()` then slices the input at it. ' +
+        'Neither depends on how far the work had got.',
     ],
     raw,
   };

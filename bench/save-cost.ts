@@ -205,7 +205,7 @@ export async function measureSaveCost(env: BenchEnv): Promise<SaveCostResult> {
         'One save at each payload size (an item list of ids in the job’s jsonb `data`). The old ' +
         'way reads the job’s JSON and writes it back whole with the checkpoint merged in (two ' +
         'statements, as the original service did); `saveCheckpoint` and a fenced `advance` go ' +
-        'through CheckpointService (TypeORM); the floors run on a raw pg pool. The five ways are ' +
+        'through CheckpointService (on the TypeORM DataSource’s pool); the floors run on a raw pg pool. The five ways are ' +
         'interleaved round by round at each size. Floor: the bare single-row UPDATE at the same size.',
       columns: ['job size', 'way', 'n', 'p50', 'p99', '× floor p50', '× floor p99'],
       rows,
