@@ -35,8 +35,8 @@ export const messages = {
     `the lease of checkpoint key "${key}" could not be renewed within ${ttlMs} ms (option leaseTtlMs): another attempt may take the key over`,
   notAManager: (operation: string, value: unknown) =>
     `${operation}: manager must be a TypeORM EntityManager (got ${describe(value)})`,
-  managerReleased: (operation: string) =>
-    `${operation}: manager belongs to a transaction that has ended (its query runner was released); call it inside the transaction`,
+  managerReleased: () =>
+    `the transaction of the manager given has ended (its query runner was released: committed, rolled back, or its connection failed); call it inside the transaction`,
   dataSourceNotConnected: () =>
     'the DataSource has no connection pool: it is not initialized, or was destroyed',
   statementTimedOut: (ms: number) =>

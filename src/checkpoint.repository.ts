@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import type { CheckpointControl, CheckpointState } from './checkpoint.constants.js';
-import { CheckpointStoreError, CheckpointValidationError } from './checkpoint.errors.js';
+import { CheckpointStoreError } from './checkpoint.errors.js';
 import { messages } from './checkpoint.messages.js';
 import type { CheckpointRecord } from './checkpoint.interfaces.js';
 import type { CheckpointSql, Query } from './checkpoint.sql.js';
@@ -86,13 +86,9 @@ export class CheckpointRepository {
   ): Promise<QueryOutcome<R>> {
     const given = on === undefined ? undefined : 'connect' in on ? on : on.queryRunner;
     if (given?.isReleased === true) {
-      // Its connection is back in the pool, maybe another caller's now: never send on it.
-      if (on !== given) throw new CheckpointValidationError(messages.managerReleased(operation));
-      throw new CheckpointStoreError(
-        operation,
-        key,
-        new Error(messages.managerReleased(operation)),
-      );
+      // Its transaction ended, or its connection failed (TypeORM then releases it): either way
+      // the connection is back in the pool, maybe another caller's now. Never send on it.
+      throw new CheckpointStoreError(operation, key, new Error(messages.managerReleased()));
     }
     let borrowed: PoolClient | undefined;
     let watched: WatchedStatement | undefined;

@@ -81,9 +81,9 @@ export function assertOwnership(key: unknown, epoch: unknown): asserts key is st
 }
 
 /**
- * The options of a write (`{ manager }`): a manager, when given, is a TypeORM EntityManager, and
- * its transaction is still open. A released runner's connection is back in the pool, maybe
- * another caller's: a write sent on it would commit outside the caller's transaction.
+ * The options of a write (`{ manager }`): a manager, when given, is a TypeORM EntityManager. (A
+ * manager whose transaction has ended is refused by the repository with CheckpointStoreError: a
+ * lost connection releases the runner too, and that is the database's failure, not the input's.)
  */
 export function assertWriteOptions(operation: string, options: unknown): void {
   if (typeof options !== 'object' || options === null) {
@@ -97,10 +97,6 @@ export function assertWriteOptions(operation: string, options: unknown): void {
     typeof (manager as { query?: unknown }).query !== 'function'
   ) {
     throw new CheckpointValidationError(messages.notAManager(operation, manager));
-  }
-  const runner = (manager as { queryRunner?: { isReleased?: unknown } }).queryRunner;
-  if (runner?.isReleased === true) {
-    throw new CheckpointValidationError(messages.managerReleased(operation));
   }
 }
 

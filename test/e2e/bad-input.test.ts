@@ -8,6 +8,7 @@ import type { INestApplicationContext } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import {
   CheckpointService,
+  CheckpointStoreError,
   CheckpointValidationError,
   type CheckpointData,
 } from '../../src/index.js';
@@ -362,12 +363,6 @@ attacks.push(
       call: () => call({ manager: { query: 'no' } } as never),
       message: new RegExp(`^${method}: manager must be a TypeORM EntityManager`),
     },
-    {
-      // Its connection is back in the pool: a write on it would commit outside any transaction.
-      name: `${method}: manager of a transaction that has ended`,
-      call: () => call({ manager: endedManager } as never),
-      message: new RegExp(`^${method}: manager belongs to a transaction that has ended`),
-    },
   ]),
   {
     name: 'purge: no age',
@@ -427,6 +422,34 @@ describe('bad input on every public method', () => {
     const record = await service.find(key);
     assert.equal(record?.state, 'failed');
     assert.match((record?.error as { message: string }).message, /bad byte \uFFFD and \uFFFD here/);
+  });
+});
+
+describe('a manager whose transaction has ended', () => {
+  it('is refused with CheckpointStoreError naming it, and nothing is written through it', async () => {
+    const before = await snapshot();
+    for (const [method, call] of [
+      [
+        'saveCheckpoint',
+        () => service.saveCheckpoint('attack:tx', valid(), { manager: endedManager }),
+      ],
+      [
+        'advance',
+        () => service.advance(owned, epoch, { currentIndex: 50 }, { manager: endedManager }),
+      ],
+      ['complete', () => service.complete(owned, epoch, 'done', { manager: endedManager })],
+    ] as const) {
+      // Its connection is back in the pool: a write on it would commit outside any transaction.
+      await assert.rejects(call(), (error: unknown) => {
+        assert.ok(error instanceof CheckpointStoreError, `${method}: ${String(error)}`);
+        assert.match(
+          error.message,
+          /failed in the database: the transaction of the manager given has ended/,
+        );
+        return true;
+      });
+      assert.equal(await snapshot(), before, `${method} wrote to the table`);
+    }
   });
 });
 
