@@ -7,15 +7,9 @@
 // `fingerprint: false`, interleaved; the digest alone is timed beside them.
 import 'reflect-metadata';
 import { Injectable } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
-import { TypeOrmModule } from '@nestjs/typeorm';
-import {
-  CheckpointCtx,
-  Checkpointed,
-  CheckpointModule,
-  type CheckpointContext,
-} from '../src/index.js';
+import { CheckpointCtx, Checkpointed, type CheckpointContext } from '../src/index.js';
 import { inputDigest } from '../src/checkpoint.runner.js';
+import { bootApp } from './app.js';
 import type { BenchEnv } from './env.js';
 import { interleave, samplesOf, summarize, timed, type Variant } from './harness.js';
 import { BATCH_SIZE } from './jobs.js';
@@ -67,22 +61,13 @@ type InputName = keyof typeof INPUTS;
 const NAMES = Object.keys(INPUTS) as InputName[];
 
 export async function measureFingerprint(env: BenchEnv): Promise<Section> {
-  const moduleRef = await Test.createTestingModule({
-    imports: [
-      TypeOrmModule.forRoot({
-        type: 'postgres',
-        url: env.url,
-        schema: env.schema,
-        synchronize: false,
-        extra: { max: 3 },
-      }),
-      CheckpointModule.forRoot({ schema: env.schema }),
-    ],
+  const app = await bootApp({
+    url: env.url,
+    schema: env.schema,
+    poolSize: 3,
     providers: [FingerprintJobs],
-  }).compile();
-  moduleRef.useLogger(['error', 'warn']);
-  await moduleRef.init();
-  const jobs = moduleRef.get(FingerprintJobs);
+  });
+  const jobs = app.get(FingerprintJobs);
   let sequence = 0;
   const label = (name: InputName, way: 'default' | 'false' | 'digest') =>
     way === 'digest'
@@ -107,7 +92,7 @@ export async function measureFingerprint(env: BenchEnv): Promise<Section> {
     env.progress(`10. default fingerprint: ${env.scaled(ROUNDS, 3)} rounds`);
     samples = await interleave(variants, env.scaled(ROUNDS, 3), env.scaled(WARMUP_ROUNDS, 1));
   } finally {
-    await moduleRef.close();
+    await app.close();
   }
 
   const raw: Record<string, Json> = {};
