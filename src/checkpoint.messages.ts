@@ -36,7 +36,9 @@ export const messages = {
   notAManager: (operation: string, value: unknown) =>
     `${operation}: manager must be a TypeORM EntityManager (got ${describe(value)})`,
   managerReleased: () =>
-    `the transaction of the manager given has ended (its query runner was released: committed, rolled back, or its connection failed); call it inside the transaction`,
+    `the transaction of the manager given has ended (committed or rolled back, and its query runner released); call it inside the transaction`,
+  managerConnectionLost: () =>
+    `the connection of the manager given was lost: TypeORM released its query runner with the transaction still open`,
   dataSourceNotConnected: () =>
     'the DataSource has no connection pool: it is not initialized, or was destroyed',
   statementTimedOut: (ms: number) =>

@@ -86,9 +86,14 @@ export class CheckpointRepository {
   ): Promise<QueryOutcome<R>> {
     const given = on === undefined ? undefined : 'connect' in on ? on : on.queryRunner;
     if (given?.isReleased === true) {
-      // Its transaction ended, or its connection failed (TypeORM then releases it): either way
-      // the connection is back in the pool, maybe another caller's now. Never send on it.
-      throw new CheckpointStoreError(operation, key, new Error(messages.managerReleased()));
+      // The connection is back in the pool, maybe another caller's now: never send on it.
+      // TypeORM also releases a runner whose connection failed, and leaves its transaction
+      // marked open: that is the database going away (08003, which a decorated method rides
+      // out), not a transaction that ended.
+      const cause = given.isTransactionActive
+        ? Object.assign(new Error(messages.managerConnectionLost()), { code: '08003' })
+        : new Error(messages.managerReleased());
+      throw new CheckpointStoreError(operation, key, cause);
     }
     let borrowed: PoolClient | undefined;
     let watched: WatchedStatement | undefined;
@@ -96,6 +101,9 @@ export class CheckpointRepository {
       let client: PoolClient;
       if (given === undefined) {
         client = borrowed = await this.pool().connect();
+        // pg-pool drops its own error listener while a client is out: a connection that ends
+        // after its statement failed (a database restart) would otherwise crash the process.
+        borrowed.on('error', ignoreConnectionError);
       } else {
         client = (await given.connect()) as PoolClient;
       }
@@ -114,7 +122,11 @@ export class CheckpointRepository {
       throw new CheckpointStoreError(operation, key, error);
     } finally {
       if (watched !== undefined) this.watchdog.stop(watched);
-      borrowed?.release();
+      if (borrowed !== undefined) {
+        // Released first: the pool puts its idle listener back before ours goes.
+        borrowed.release();
+        borrowed.off('error', ignoreConnectionError);
+      }
     }
   }
 
@@ -130,6 +142,12 @@ export class CheckpointRepository {
     return this.dataSource.query<R[]>(query.text, query.values);
   }
 }
+
+/**
+ * Listens for the error a borrowed client emits when its connection ends: the statement on it
+ * already failed with that error (or will), and the pool discards the client on release.
+ */
+function ignoreConnectionError(): void {}
 
 /** The result of the last statement: a text of several (the session's LISTEN) gives one each. */
 function lastResult(outcome: QueryResult | QueryResult[]): QueryResult {

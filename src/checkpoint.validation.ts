@@ -82,7 +82,7 @@ export function assertOwnership(key: unknown, epoch: unknown): asserts key is st
 
 /**
  * The options of a write (`{ manager }`): a manager, when given, is a TypeORM EntityManager. (A
- * manager whose transaction has ended is refused by the repository with CheckpointStoreError: a
+ * manager whose runner was released is refused by the repository with CheckpointStoreError: a
  * lost connection releases the runner too, and that is the database's failure, not the input's.)
  */
 export function assertWriteOptions(operation: string, options: unknown): void {

@@ -23,6 +23,7 @@ import {
   type CheckpointContext,
   type CheckpointProgress,
 } from '../../src/index.js';
+import { isConnectionFailure } from '../../src/checkpoint.errors.js';
 import { CountingLogger, createTestApp } from '../support/app.js';
 import { DATABASE_URL, dropSchema, sql, uniqueSchema } from '../support/database.js';
 import { TcpProxy } from '../support/proxy.js';
@@ -59,6 +60,33 @@ class Work {
       );
       if (input.during?.batch === batch.index) input.during.action();
       if (input.msPerBatch !== undefined) await sleep(input.msPerBatch);
+    }
+    return context.progress().processedItems;
+  }
+}
+
+/**
+ * A transactional job whose first attempt loses its batch's connection after writing the
+ * batch's effects and before the library advances through that transaction: TypeORM releases
+ * the runner, and the advance must see the database going away, not a transaction that ended.
+ */
+@Injectable()
+class LosesItsConnection {
+  @Checkpointed({ key: (key: string) => key, batchSize: 10, transactional: true })
+  async run(key: string, @CheckpointCtx() ctx?: CheckpointContext): Promise<number> {
+    const context = ctx as CheckpointContext;
+    for await (const batch of context.batches(range(30))) {
+      await batch.manager.query(
+        `INSERT INTO "${schema}".effect (key, item, attempt) SELECT $1, unnest($2::int[]), $3`,
+        [key, batch.items, context.attempt],
+      );
+      if (batch.index === 1 && context.attempt === 1) {
+        const [own] = await batch.manager.query<Array<{ pid: number }>>(
+          'SELECT pg_backend_pid() AS pid',
+        );
+        await sql('SELECT pg_terminate_backend($1)', [own?.pid]);
+        while (batch.manager.queryRunner?.isReleased !== true) await sleep(5);
+      }
     }
     return context.progress().processedItems;
   }
@@ -107,7 +135,7 @@ before(async () => {
   );
   app = await boot({
     schema,
-    providers: [Work],
+    providers: [Work, LosesItsConnection],
     logger: counting,
     checkpoint: { leaseTtlMs: LEASE_TTL_MS, stallWarnMs: 300, statementTimeoutMs: 1500 },
   });
@@ -248,6 +276,70 @@ describe('faults in one process', () => {
     }
     await service.advance('locked', claim.epoch, { currentIndex: 10 });
     await service.complete('locked', claim.epoch);
+  });
+
+  it('a statement whose backend is terminated under it fails with CheckpointStoreError, and the process lives on (20 rounds)', async (t: TestContext) => {
+    const claim = await service.claim('terminated');
+    const locker = new pg.Client({ connectionString: DATABASE_URL });
+    await locker.connect();
+    const lockerPid = (await locker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid'))
+      .rows[0]?.pid;
+    const outcomes = new Map<string, number>();
+    try {
+      for (let round = 0; round < 20; round++) {
+        await locker.query('BEGIN');
+        await locker.query(`LOCK TABLE "${schema}".checkpoint IN ACCESS EXCLUSIVE MODE`);
+        const advanced = service.advance('terminated', claim.epoch, { currentIndex: round }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        // The advance's backend, waiting for the lock: the server ends it with a FATAL error and
+        // closes the socket at once, so the client sees both before the library releases it.
+        let waiting: number | undefined;
+        for (let i = 0; i < 200 && waiting === undefined; i++) {
+          const [row] = await sql<{ pid: number }>(
+            // The advance, not the lease renewal that the lock may hold up too.
+            `SELECT pid FROM pg_stat_activity
+              WHERE $1 = ANY (pg_blocking_pids(pid)) AND query LIKE '%intermediate_result%'
+              LIMIT 1`,
+            [lockerPid],
+          );
+          waiting = row?.pid;
+          if (waiting === undefined) await sleep(10);
+        }
+        assert.ok(waiting !== undefined, 'the advance never waited for the lock');
+        await sql('SELECT pg_terminate_backend($1)', [waiting]);
+        const error = await advanced;
+        await locker.query('ROLLBACK');
+        assert.ok(error instanceof CheckpointStoreError, String(error));
+        assert.ok(isConnectionFailure(error), (error as Error).message);
+        const cause = (error.cause as Error).message;
+        outcomes.set(cause, (outcomes.get(cause) ?? 0) + 1);
+      }
+    } finally {
+      await locker.query('ROLLBACK').catch(() => undefined);
+      await locker.end();
+    }
+    t.diagnostic(
+      `20 terminated statements: ${[...outcomes].map(([cause, n]) => `${n}× "${cause}"`).join(', ')}`,
+    );
+    // The pool gave the dead connections up: the next statements work.
+    await service.advance('terminated', claim.epoch, { currentIndex: 20 });
+    await service.complete('terminated', claim.epoch);
+  });
+
+  it('a batch whose transaction loses its connection before the advance resumes in place, each item once', async (t: TestContext) => {
+    const from = logs.lines.length;
+    assert.equal(await app.get(LosesItsConnection).run('lost-connection'), 30);
+    const waited = logs.lines
+      .slice(from)
+      .find((line) => line.includes('lost the database under "lost-connection"'));
+    t.diagnostic(`logged: ${waited}`);
+    assert.match(waited ?? '', /connection of the manager given was lost/);
+    assert.deepEqual(await effects('lost-connection'), { rows: 30, distinct: 30 });
+    const record = await service.find('lost-connection');
+    assert.equal(record?.state, 'completed');
+    assert.equal(record?.attempt, 2);
   });
 
   it('a silently partitioned owner loses the key within the lease TTL and is fenced after the heal', async (t: TestContext) => {
