@@ -121,8 +121,14 @@ const CONNECTION_CODES = new Set([
 ]);
 const CONNECTION_MESSAGES =
   /Connection terminated|connection ended|Client has encountered a connection error|not queryable|the database system is (starting up|shutting down|in recovery mode)|no connection within|terminating connection|timeout exceeded when trying to connect/i;
-/** TypeORM releases a query runner whose connection failed; later use throws this. */
-const CONNECTION_ERROR_NAMES = new Set(['QueryRunnerProviderAlreadyReleasedError']);
+/**
+ * TypeORM releases a query runner whose connection failed; later use throws one of these (a
+ * query through its manager, a query or commit on the runner itself).
+ */
+const CONNECTION_ERROR_NAMES = new Set([
+  'QueryRunnerProviderAlreadyReleasedError',
+  'QueryRunnerAlreadyReleasedError',
+]);
 
 /**
  * Whether an error (or anything in its cause chain) says that the connection to the database was

@@ -2,6 +2,7 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { QueryRunnerAlreadyReleasedError, QueryRunnerProviderAlreadyReleasedError } from 'typeorm';
 import { BatchSizer, batchSizeProblems } from '../../src/batch-sizer.js';
 import {
   CheckpointConfigError,
@@ -185,6 +186,14 @@ describe('isConnectionFailure', () => {
     assert.ok(isConnectionFailure(new CheckpointStoreError('advance', 'k', refused)));
     assert.ok(isConnectionFailure({ message: 'query failed', driverError: { code: '08006' } }));
     assert.ok(isConnectionFailure(new CheckpointLeaseLapsedError('k', 'lapsed')));
+    // A runner TypeORM released after its connection failed, used through its manager or itself.
+    const released = [
+      new QueryRunnerProviderAlreadyReleasedError(),
+      new QueryRunnerAlreadyReleasedError(),
+    ];
+    for (const error of released) {
+      assert.ok(isConnectionFailure(new CheckpointStoreError('commit batch', 'k', error)));
+    }
     assert.ok(!isConnectionFailure(new Error('boom')));
     assert.ok(!isConnectionFailure(Object.assign(new Error('deadlock'), { code: '40P01' })));
     assert.ok(!isConnectionFailure(new CheckpointStoreError('advance', 'k', new Error('x'))));
