@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import type { CheckpointControl, CheckpointState } from './checkpoint.constants.js';
-import { CheckpointStoreError } from './checkpoint.errors.js';
+import { CheckpointStoreError, isConnectionFailure } from './checkpoint.errors.js';
 import { messages } from './checkpoint.messages.js';
 import type { CheckpointRecord } from './checkpoint.interfaces.js';
 import type { CheckpointSql, Query } from './checkpoint.sql.js';
@@ -97,6 +97,7 @@ export class CheckpointRepository {
     }
     let borrowed: PoolClient | undefined;
     let watched: WatchedStatement | undefined;
+    let lostConnection = false;
     try {
       let client: PoolClient;
       if (given === undefined) {
@@ -112,6 +113,7 @@ export class CheckpointRepository {
       const result = lastResult(await client.query<QueryResultRow>(query));
       return { rows: result.rows as R[], rowCount: result.rowCount ?? result.rows.length };
     } catch (error) {
+      lostConnection = isConnectionFailure(error);
       if (watched?.cancelled === true) {
         throw new CheckpointStoreError(
           operation,
@@ -123,8 +125,10 @@ export class CheckpointRepository {
     } finally {
       if (watched !== undefined) this.watchdog.stop(watched);
       if (borrowed !== undefined) {
-        // Released first: the pool puts its idle listener back before ours goes.
-        borrowed.release();
+        // A connection whose backend said FATAL may not have closed yet: the pool would hand
+        // it to the next statement as healthy, so it is destroyed instead. Released first: the
+        // pool puts its idle listener back before ours goes.
+        borrowed.release(lostConnection);
         borrowed.off('error', ignoreConnectionError);
       }
     }

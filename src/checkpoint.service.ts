@@ -870,6 +870,14 @@ export class CheckpointService {
   }
 
   /**
+   * Why this process's checkpoint session was lost, while it is (no round trip).
+   * @internal used by the health indicator
+   */
+  get sessionLost(): string | undefined {
+    return this.session.lost;
+  }
+
+  /**
    * Whether this process's checkpoint session works: null when it does, else why it was lost.
    * A lost session is tried once more (one round trip), so that the answer recovers with it.
    */

@@ -19,6 +19,11 @@ export interface CheckpointHealthOptions {
    * Make it longer than the slowest batch.
    */
   stallMs?: number;
+  /**
+   * How long a check waits for the database before it reports down (default 5 000 ms): a
+   * health endpoint must answer even when the database does not.
+   */
+  timeoutMs?: number;
 }
 
 const CHECKPOINT_HEALTH_OPTIONS = Symbol('checkpoint:health-options');
@@ -63,30 +68,50 @@ export class CheckpointHealthIndicator implements OnModuleInit {
     key: Key = 'checkpoint' as Key,
   ): Promise<HealthIndicatorResult<Key>> {
     const indicator = this.health.check(key);
-    const lost = await this.service.sessionProblem();
-    if (lost !== null) return indicator.down({ session: 'lost', reason: lost });
-    let stalled: StalledKey[];
+    let found: { lost: string } | { stalled: StalledKey[] };
     try {
-      const { rows } = await this.repository.run<{
-        key: string;
-        owner: string | null;
-        attempt: number;
-        idle_ms: string;
-      }>('health', undefined, this.sql.stalled(this.options.stallMs, 20));
-      stalled = rows.map((row) => ({
+      found = await withTimeout(this.look(), this.options.timeoutMs);
+    } catch (error) {
+      // No answer in time: a lost session says why (its reconnection takes up to the lease TTL).
+      const lost = this.service.sessionLost;
+      if (lost !== undefined) return indicator.down({ session: 'lost', reason: lost });
+      return indicator.down({ database: (error as Error).message });
+    }
+    if ('lost' in found) return indicator.down({ session: 'lost', reason: found.lost });
+    if (found.stalled.length > 0) {
+      return indicator.down({ stallMs: this.options.stallMs, stalled: found.stalled });
+    }
+    return indicator.up({ stallMs: this.options.stallMs });
+  }
+
+  /** The lost session's reason (after one round trip to recover), else the stalled keys. */
+  private async look(): Promise<{ lost: string } | { stalled: StalledKey[] }> {
+    const lost = await this.service.sessionProblem();
+    if (lost !== null) return { lost };
+    const { rows } = await this.repository.run<{
+      key: string;
+      owner: string | null;
+      attempt: number;
+      idle_ms: string;
+    }>('health', undefined, this.sql.stalled(this.options.stallMs, 20));
+    return {
+      stalled: rows.map((row) => ({
         key: row.key,
         owner: row.owner,
         attempt: row.attempt,
         idleMs: Number(row.idle_ms),
-      }));
-    } catch (error) {
-      return indicator.down({ database: (error as Error).message });
-    }
-    if (stalled.length > 0) {
-      return indicator.down({ stallMs: this.options.stallMs, stalled });
-    }
-    return indicator.up({ stallMs: this.options.stallMs });
+      })),
+    };
   }
+}
+
+/** Rejects after `ms` (the look itself goes on, bounded by the module's statementTimeoutMs). */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /**
@@ -97,16 +122,22 @@ export class CheckpointHealthIndicator implements OnModuleInit {
 export class CheckpointHealthModule {
   static forRoot(options: CheckpointHealthOptions = {}): DynamicModule {
     const stallMs = options.stallMs ?? 60_000;
-    if (!Number.isInteger(stallMs) || stallMs < 1) {
-      throw new CheckpointConfigError(
-        `CheckpointHealthModule: stallMs must be a whole number of milliseconds >= 1 (got ${String(options.stallMs)})`,
-      );
+    const timeoutMs = options.timeoutMs ?? 5_000;
+    for (const [name, value] of [
+      ['stallMs', stallMs],
+      ['timeoutMs', timeoutMs],
+    ] as const) {
+      if (!Number.isInteger(value) || value < 1) {
+        throw new CheckpointConfigError(
+          `CheckpointHealthModule: ${name} must be a whole number of milliseconds >= 1 (got ${String(options[name])})`,
+        );
+      }
     }
     return {
       module: CheckpointHealthModule,
       imports: [TerminusModule],
       providers: [
-        { provide: CHECKPOINT_HEALTH_OPTIONS, useValue: { stallMs } },
+        { provide: CHECKPOINT_HEALTH_OPTIONS, useValue: { stallMs, timeoutMs } },
         CheckpointHealthIndicator,
       ],
       exports: [CheckpointHealthIndicator],

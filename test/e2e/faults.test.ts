@@ -12,7 +12,8 @@ import {
   type LoggerService,
 } from '@nestjs/common';
 import { firstValueFrom, toArray } from 'rxjs';
-import pg from 'pg';
+import pg, { type Pool } from 'pg';
+import { DataSource } from 'typeorm';
 import {
   CheckpointCtx,
   CheckpointFencedError,
@@ -307,7 +308,20 @@ describe('faults in one process', () => {
           waiting = row?.pid;
           if (waiting === undefined) await sleep(10);
         }
-        assert.ok(waiting !== undefined, 'the advance never waited for the lock');
+        if (waiting === undefined) {
+          const sessions = await sql(
+            `SELECT pid, state, wait_event_type, pg_blocking_pids(pid) AS blocked_by,
+                    left(query, 80) AS query
+               FROM pg_stat_activity WHERE datname = current_database()`,
+          );
+          const pool = (app.get(DataSource).driver as unknown as { master: Pool }).master;
+          assert.fail(
+            `round ${round}: the advance never waited for the lock (locker ${lockerPid}; pool ` +
+              `${pool.totalCount} clients, ${pool.idleCount} idle, ${pool.waitingCount} waiting; ` +
+              `advance ${await Promise.race([advanced.then((e) => `settled: ${String(e)}`), sleep(0).then(() => 'pending')])}):\n` +
+              JSON.stringify(sessions, null, 1),
+          );
+        }
         await sql('SELECT pg_terminate_backend($1)', [waiting]);
         const error = await advanced;
         await locker.query('ROLLBACK');

@@ -1,15 +1,18 @@
 // The Terminus health indicator against real worker processes: SIGSTOP the owner in the middle
 // of a batch and it goes down within stall time + 2 s; SIGCONT, or a takeover by another worker
-// after the owner is killed, brings it up again.
+// after the owner is killed, brings it up again. And in a process whose database traffic is cut
+// (a TCP proxy that stops forwarding), it goes down with the lost session and up after the heal.
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import type { INestApplicationContext } from '@nestjs/common';
 import { PgBoss } from 'pg-boss';
+import { CheckpointService } from '../../src/index.js';
 import { CheckpointHealthIndicator, CheckpointHealthModule } from '../../src/health/index.js';
 import { createJobEffectTable, QUEUE } from '../fixtures/queue-job.js';
 import { createTestApp } from '../support/app.js';
-import { dropSchema, sql, uniqueSchema } from '../support/database.js';
+import { DATABASE_URL, dropSchema, sql, uniqueSchema } from '../support/database.js';
+import { TcpProxy } from '../support/proxy.js';
 import { startSender } from '../support/workers.js';
 import { Child } from '../support/process.js';
 
@@ -43,17 +46,28 @@ after(async () => {
   await dropSchema(`${schema}_boss`);
 });
 
-async function status(): Promise<{ status: string; stalled?: Array<{ key: string }> }> {
-  const result = await indicator.isHealthy('checkpoint');
-  return result.checkpoint as { status: string; stalled?: Array<{ key: string }> };
+interface Report {
+  status: string;
+  stalled?: Array<{ key: string }>;
+  session?: string;
+  reason?: string;
+  database?: string;
+}
+
+async function status(of = indicator): Promise<Report> {
+  const result = await of.isHealthy('checkpoint');
+  return result.checkpoint as Report;
 }
 
 /** Milliseconds until the indicator says `wanted` (polled every 100 ms). */
-async function until(wanted: 'up' | 'down', timeoutMs: number): Promise<number> {
+async function until(wanted: 'up' | 'down', timeoutMs: number, of = indicator): Promise<number> {
   const started = Date.now();
   for (;;) {
-    if ((await status()).status === wanted) return Date.now() - started;
-    if (Date.now() - started > timeoutMs) throw new Error(`not ${wanted} within ${timeoutMs} ms`);
+    const report = await status(of);
+    if (report.status === wanted) return Date.now() - started;
+    if (Date.now() - started > timeoutMs) {
+      throw new Error(`not ${wanted} within ${timeoutMs} ms: ${JSON.stringify(report)}`);
+    }
     await sleep(100);
   }
 }
@@ -113,5 +127,51 @@ describe('CheckpointHealthIndicator', () => {
     await sleep(500);
     assert.ok((await progress(key)) > before, 'the new attempt advances');
     assert.equal((await status()).status, 'up', 'and the indicator stays up while it does');
+  });
+
+  it('goes down while the process has lost its checkpoint session, and up when it is back', async (t: TestContext) => {
+    const ttl = 1500;
+    const target = new URL(DATABASE_URL);
+    const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
+    await proxy.start();
+    // A failed assertion must not leave the partitioned sockets holding the test process open.
+    t.after(() => proxy.close());
+    const timeoutMs = 1000;
+    const cutOff = await createTestApp({
+      schema,
+      url: proxy.urlFor(DATABASE_URL),
+      poolSize: 4,
+      // The lease held below must not count as stalled work.
+      imports: [CheckpointHealthModule.forRoot({ stallMs: 60_000, timeoutMs })],
+      checkpoint: { leaseTtlMs: ttl },
+    });
+    const cutIndicator = cutOff.get(CheckpointHealthIndicator);
+    // A lease to renew: its renewal is what finds the session cut.
+    const service = cutOff.get(CheckpointService);
+    const claim = await service.claim('health:session');
+    assert.equal((await status(cutIndicator)).status, 'up');
+    proxy.partition();
+    const cutAt = Date.now();
+    // Every check answers within its timeout, though no statement gets an answer.
+    const reports: Array<{ report: Report; ms: number }> = [];
+    while (reports.at(-1)?.report.session !== 'lost') {
+      assert.ok(Date.now() - cutAt < 10 * ttl, JSON.stringify(reports));
+      const started = Date.now();
+      const report = await status(cutIndicator);
+      reports.push({ report, ms: Date.now() - started });
+      assert.equal(report.status, 'down', JSON.stringify(report));
+    }
+    const lostAfter = Date.now() - cutAt;
+    const slowest = Math.max(...reports.map((each) => each.ms));
+    proxy.heal();
+    const up = await until('up', 5 * ttl, cutIndicator);
+    const first = reports[0]?.report;
+    t.diagnostic(
+      `traffic cut: down at once ("${first?.database ?? first?.reason}"), session lost after ${lostAfter} ms ` +
+        `(lease TTL ${ttl} ms; "${reports.at(-1)?.report.reason}"), slowest check ${slowest} ms; healed -> up after ${up} ms`,
+    );
+    assert.ok(slowest <= timeoutMs + 500, `a check took ${slowest} ms`);
+    await service.release('health:session', claim.epoch);
+    await cutOff.close();
   });
 });
