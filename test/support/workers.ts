@@ -20,9 +20,9 @@ export function cleanUpAfterAll(): void {
  * A pg-boss on `<schema>_boss` for a test's own sends and reads: no supervision (the workers
  * under test do their own), a small pool, and errors left to the assertions.
  */
-export async function startSender(schema: string): Promise<PgBoss> {
+export async function startSender(schema: string, url = DATABASE_URL): Promise<PgBoss> {
   const boss = new PgBoss({
-    connectionString: DATABASE_URL,
+    connectionString: url,
     schema: `${schema}_boss`,
     supervise: false,
     max: 2,

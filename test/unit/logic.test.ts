@@ -16,6 +16,7 @@ import { resolveOptions } from '../../src/checkpoint.options.js';
 import type { CheckpointRow } from '../../src/checkpoint.repository.js';
 import { toProgress } from '../../src/checkpoint.service.js';
 import { assertKey, toJson } from '../../src/checkpoint.validation.js';
+import { CheckpointHealthModule } from '../../src/health/index.js';
 
 describe('resolveOptions', () => {
   it('applies defaults', () => {
@@ -53,6 +54,22 @@ describe('resolveOptions', () => {
         error.message.includes('unknown option "extra"'),
     );
     assert.throws(() => resolveOptions(null), CheckpointConfigError);
+  });
+});
+
+describe('CheckpointHealthModule.forRoot', () => {
+  it('refuses a stall time or timeout that is not a whole number of milliseconds >= 1', () => {
+    for (const options of [{ stallMs: 0 }, { timeoutMs: 0 }, { timeoutMs: 1.5 }, { stallMs: -1 }]) {
+      const [name] = Object.keys(options);
+      assert.throws(
+        () => CheckpointHealthModule.forRoot(options),
+        (error: Error) =>
+          error instanceof CheckpointConfigError &&
+          error.message.includes(`${name} must be a whole number of milliseconds >= 1`),
+        JSON.stringify(options),
+      );
+    }
+    assert.doesNotThrow(() => CheckpointHealthModule.forRoot({ stallMs: 1, timeoutMs: 1 }));
   });
 });
 
