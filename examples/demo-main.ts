@@ -97,7 +97,7 @@ async function runDemo(database: DemoDatabase): Promise<void> {
   // The newest unfinished run of the queue, unless --fresh: the library keeps the runs.
   let run: Run | undefined = flags.fresh
     ? undefined
-    : (await runs.list({ queue: SCREENING_QUEUE, state: 'running', limit: 1 }))[0];
+    : (await runs.list({ queue: SCREENING_QUEUE, state: 'running', limit: 1 })).items[0];
   let attempt = 1;
   if (run !== undefined) {
     attempt = (await lastAttempt(run.id)) + 1;
@@ -257,7 +257,7 @@ async function cancelUnfinished(url: string): Promise<Array<{ id: string; jobs: 
   try {
     const runs = app.get(CheckpointRuns);
     const cancelled = [];
-    for (const run of await runs.list({ queue: SCREENING_QUEUE, state: 'running' })) {
+    for (const run of (await runs.list({ queue: SCREENING_QUEUE, state: 'running' })).items) {
       const jobs = run.chunkCount - run.chunks.completed - run.chunks.cancelled;
       await runs.cancel(run.id);
       cancelled.push({ id: run.id, jobs });

@@ -24,6 +24,8 @@ import { CheckpointSkipLimitError, describe } from './items/items.errors.js';
 import { itemMessages } from './items/items.messages.js';
 
 const logger = new Logger('Checkpoint');
+/** Ledger items a redrive reads per statement. */
+const REDRIVE_PAGE = 500;
 
 /** The context of one attempt: where it resumes, and the batch loops that advance it. */
 export class AttemptContext implements CheckpointContext {
@@ -289,16 +291,22 @@ export class AttemptContext implements CheckpointContext {
   private async *redrivePass<T>(
     fromLedger: (index: number, stored: unknown) => T,
   ): AsyncGenerator<CheckpointBatch<T>> {
-    for (const row of await this.ledger.redriveItems(this.key)) {
-      this.throwIfAborted();
-      const item = fromLedger(row.itemIndex, row.item);
-      yield* this.handOver(
-        { index: this.batchIndex, startIndex: row.itemIndex, items: [item], mode: 'redrive' },
-        undefined,
-        (manager) => this.ledger.passed(this.key, this.epoch, row.itemIndex, manager),
-      );
-      this.recovery?.committed();
-      this.skippedItems -= 1;
+    // A page at a time: a ledger of a million items is never read into memory at once.
+    for (let after = -1, more = true; more;) {
+      const page = await this.ledger.redriveItems(this.key, after, REDRIVE_PAGE);
+      more = page.length === REDRIVE_PAGE;
+      for (const row of page) {
+        this.throwIfAborted();
+        const item = fromLedger(row.itemIndex, row.item);
+        yield* this.handOver(
+          { index: this.batchIndex, startIndex: row.itemIndex, items: [item], mode: 'redrive' },
+          undefined,
+          (manager) => this.ledger.passed(this.key, this.epoch, row.itemIndex, manager),
+        );
+        this.recovery?.committed();
+        this.skippedItems -= 1;
+        after = row.itemIndex;
+      }
     }
     await this.ledger.endRedrive(this.key, this.epoch);
     this.redrivePending = false;

@@ -178,8 +178,10 @@ export interface WriteOptions {
 /** Filter of `list()`. */
 export interface ListOptions {
   state?: CheckpointState;
-  /** At most this many rows (default 100), most recently updated first. */
+  /** At most this many rows (default 100), newest first. */
   limit?: number;
+  /** The `after` token of the previous page: this page starts after its last row. */
+  after?: string;
 }
 
 /** Filter of `purge()`: rows in this state (default: completed) not updated for this long. */

@@ -15,6 +15,10 @@ export const messages = {
     `${field} must be one of ${states.join(', ')} (got ${describe(value)})`,
   notAnObject: (field: string, value: unknown) =>
     `${field} must be an object (got ${describe(value)})`,
+  invalidCursor: (list: string, token: unknown) =>
+    `${list}: after must be the \`after\` token of a page this list returned (got ${describe(token)})`,
+  offsetRefused: () =>
+    'offset paging is gone (a deep offset reads every row before it): pass the `after` token of the previous page instead',
   invalidAge: (problem: string) => `purge: ${problem}; give a Date, or an age such as { days: 30 }`,
   indexOverTotal: (index: number, total: number) =>
     `currentIndex (${index}) cannot exceed totalItems (${total})`,

@@ -38,6 +38,8 @@ import { messages } from './checkpoint.messages.js';
 import type { ResolvedCheckpointOptions } from './checkpoint.options.js';
 import { CheckpointRepository, toRecord, type CheckpointRow } from './checkpoint.repository.js';
 import { CheckpointObservers } from './checkpoint.observers.js';
+import { purgeKeys } from './checkpoint.purge.js';
+import { decodeCursor, TIME_AND_KEY, toPage, type CheckpointPage } from './page-cursor.js';
 import { CheckpointSession } from './checkpoint.session.js';
 import {
   assertAge,
@@ -618,20 +620,28 @@ export class CheckpointService {
     return row === undefined ? null : toRecord(row);
   }
 
-  /** Checkpoints, most recently updated first, optionally in one state. */
-  async list(options: ListOptions = {}): Promise<CheckpointRecord[]> {
+  /**
+   * A page of checkpoints, newest first (by creation, then key), optionally in one state. Pass
+   * the page's `after` for the next one while `more` is true; every page costs the same.
+   */
+  async list(options: ListOptions = {}): Promise<CheckpointPage<CheckpointRecord>> {
     const limit = options.limit ?? 100;
     assertCount('limit', limit);
     assertOptionalState('state', options.state);
-    const { rows } = await this.repository.run(
+    const after =
+      options.after === undefined ? null : decodeCursor('list', options.after, TIME_AND_KEY);
+    const { rows } = await this.repository.run<CheckpointRow & { page_at: string }>(
       'list',
       undefined,
-      this.repository.sql.list(options.state ?? null, limit),
+      this.repository.sql.list(options.state ?? null, limit, after),
     );
-    return rows.map(toRecord);
+    return toPage(rows, limit, (row) => [row.page_at, row.key], toRecord);
   }
 
-  /** Deletes checkpoints in a state (default: completed) not updated since `olderThan`. */
+  /**
+   * Deletes checkpoints in a state (default: completed) not updated since `olderThan`, in short
+   * slices that skip keys an attempt holds; returns how many keys went.
+   */
   async purge(options: PurgeOptions): Promise<number> {
     assertOptionalState('state', options?.state);
     assertAge(options?.olderThan);
@@ -649,12 +659,7 @@ export class CheckpointService {
     if (Number.isNaN(olderThan.getTime()))
       throw new CheckpointValidationError('purge: olderThan is not a valid date');
     const state = options.state ?? CHECKPOINT_STATES.completed;
-    const { rowCount } = await this.repository.run(
-      'purge',
-      undefined,
-      this.repository.sql.purge(state, olderThan),
-    );
-    return rowCount;
+    return (await purgeKeys(this.repository, state, olderThan)).keys;
   }
 
   /**

@@ -85,6 +85,8 @@ export type {
   SkipPolicy,
 } from './items/item-policy.js';
 export type { BatchMode } from './items/item-recovery.js';
+export type { CheckpointPage } from './page-cursor.js';
+export type { PurgeCounts } from './checkpoint.purge.js';
 export {
   checkpointMigrations,
   createCheckpointTypeOrmMigrations,

@@ -103,7 +103,7 @@ export class CheckpointHttpController {
     return this.info;
   }
 
-  /** Keys, most recently updated first; filters `state`, `runId`, `queue`, `search`. */
+  /** Keys, newest first; filters `state`, `runId`, `queue`, `search`; paged by `after`. */
   @Get('api/keys')
   keys(@Query() query: ListKeysQuery): Promise<Page<KeyView>> {
     return this.http.listKeys(
@@ -114,7 +114,7 @@ export class CheckpointHttpController {
         search: query.search ?? null,
       },
       query.limit ?? 50,
-      query.offset ?? 0,
+      query.after ?? null,
     );
   }
 
@@ -128,8 +128,8 @@ export class CheckpointHttpController {
   keyFailedItems(
     @Param() params: KeyParams,
     @Query() query: FailedItemsQueryDto,
-  ): Promise<FailedItem[]> {
-    return this.http.failedItems({ key: params.key }, query.limit ?? 200);
+  ): Promise<Page<FailedItem>> {
+    return this.http.failedItems({ key: params.key }, query.limit ?? 200, query.after);
   }
 
   /** Server-sent events: the key's view now and at every change, from any process. */
@@ -138,10 +138,10 @@ export class CheckpointHttpController {
     return this.http.keyEvents(params.key).pipe(map(toMessage));
   }
 
-  /** Runs (keys grouped by their run), most recently updated first. */
+  /** Runs (started with CheckpointRuns), newest first. */
   @Get('api/runs')
   runs(@Query() query: PageQuery): Promise<Page<RunView>> {
-    return this.http.listRuns(query.limit ?? 50, query.offset ?? 0);
+    return this.http.listRuns(query.limit ?? 50, query.after ?? null);
   }
 
   @Get('api/runs/:id')
@@ -153,8 +153,8 @@ export class CheckpointHttpController {
   runFailedItems(
     @Param() params: RunParams,
     @Query() query: FailedItemsQueryDto,
-  ): Promise<FailedItem[]> {
-    return this.http.failedItems({ runId: params.id }, query.limit ?? 200);
+  ): Promise<Page<FailedItem>> {
+    return this.http.failedItems({ runId: params.id }, query.limit ?? 200, query.after);
   }
 
   @Sse('api/runs/:id/events')

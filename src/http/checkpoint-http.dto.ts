@@ -1,10 +1,14 @@
 import { Type } from 'class-transformer';
-import { IsIn, IsInt, IsOptional, IsString, Length, Max, Min } from 'class-validator';
+import { IsEmpty, IsIn, IsInt, IsOptional, IsString, Length, Max, Min } from 'class-validator';
 import { CHECKPOINT_STATES, MAX_KEY_LENGTH } from '../checkpoint.constants.js';
+import { messages } from '../checkpoint.messages.js';
 
 const STATES = Object.values(CHECKPOINT_STATES);
 
-/** Paging of every list: `limit` (1-500, default 50) and `offset` (default 0). */
+/**
+ * Paging of every list: `limit` (1-500, default 50) and `after`, the token of the previous page
+ * (keyset paging: a deep page costs what the first does). `offset` is refused with a 400.
+ */
 export class PageQuery {
   /** At most this many entries (default 50). */
   @IsOptional()
@@ -14,15 +18,18 @@ export class PageQuery {
   @Max(500)
   limit?: number;
 
-  /** Entries to skip (default 0). */
+  /** The `after` token of the previous page. */
   @IsOptional()
-  @Type(() => Number)
-  @IsInt({ message: '$property must be a whole number' })
-  @Min(0)
-  offset?: number;
+  @IsString()
+  @Length(1, 4096)
+  after?: string;
+
+  /** Gone: a deep offset reads every row before it. Named so that it is refused clearly. */
+  @IsEmpty({ message: messages.offsetRefused() })
+  offset?: unknown;
 }
 
-/** `GET keys/:key/failed-items`: at most `limit` items (1-1000, default 200). */
+/** `GET keys/:key/failed-items`: at most `limit` items (1-1000, default 200), after `after`. */
 export class FailedItemsQueryDto {
   @IsOptional()
   @Type(() => Number)
@@ -30,6 +37,12 @@ export class FailedItemsQueryDto {
   @Min(1)
   @Max(1000)
   limit?: number;
+
+  /** The `after` token of the previous page. */
+  @IsOptional()
+  @IsString()
+  @Length(1, 4096)
+  after?: string;
 }
 
 /** Filters of `GET keys`. */

@@ -9,6 +9,7 @@ import type { FailedItem } from '../items/failed-item.interface.js';
 import { FailedItemsService } from '../items/failed-items.service.js';
 import { CheckpointRuns } from '../runs/runs.service.js';
 import type { ControlAction } from '../checkpoint.interfaces.js';
+import { decodeCursor, TIME_AND_KEY, toPage } from '../page-cursor.js';
 import {
   checkpointHttpSql,
   type CheckpointHttpSql,
@@ -58,13 +59,14 @@ export class CheckpointHttpService implements OnModuleInit {
     return this.service;
   }
 
-  async listKeys(filter: KeyFilter, limit: number, offset: number): Promise<Page<KeyView>> {
-    const { rows } = await this.repository.run<CheckpointRow & { total: string }>(
+  async listKeys(filter: KeyFilter, limit: number, after: string | null): Promise<Page<KeyView>> {
+    const position = after === null ? null : decodeCursor('keys', after, TIME_AND_KEY);
+    const { rows } = await this.repository.run<CheckpointRow & { page_at: string }>(
       'list',
       undefined,
-      this.sql.listKeys(filter, limit, offset),
+      this.sql.listKeys(filter, limit, position),
     );
-    return { items: rows.map(toKeyView), total: Number(rows[0]?.total ?? 0), limit, offset };
+    return toPage(rows, limit, (row) => [row.page_at, row.key], toKeyView);
   }
 
   async key(key: string): Promise<KeyView> {
@@ -73,13 +75,14 @@ export class CheckpointHttpService implements OnModuleInit {
     return view;
   }
 
-  async listRuns(limit: number, offset: number): Promise<Page<RunView>> {
-    const { rows } = await this.repository.run<RunRow & { total: string }>(
+  async listRuns(limit: number, after: string | null): Promise<Page<RunView>> {
+    const position = after === null ? null : decodeCursor('runs', after, TIME_AND_KEY);
+    const { rows } = await this.repository.run<RunRow & { page_at: string }>(
       'list',
       undefined,
-      this.sql.listRuns(limit, offset),
+      this.sql.listRuns(limit, position),
     );
-    return { items: rows.map(toRunView), total: Number(rows[0]?.total ?? 0), limit, offset };
+    return toPage(rows, limit, (row) => [row.page_at, row.run_id], toRunView);
   }
 
   async run(id: string): Promise<RunView> {
@@ -101,9 +104,13 @@ export class CheckpointHttpService implements OnModuleInit {
     return this.service.controlRun(id, action);
   }
 
-  /** The failed-item ledger of a key or of a run's chunks, in item order. */
-  failedItems(target: { key: string } | { runId: string }, limit: number): Promise<FailedItem[]> {
-    return this.ledger.list({ ...target, limit });
+  /** A page of the failed-item ledger of a key or of a run's chunks, in item order. */
+  failedItems(
+    target: { key: string } | { runId: string },
+    limit: number,
+    after?: string,
+  ): Promise<Page<FailedItem>> {
+    return this.ledger.list({ ...target, limit, after });
   }
 
   /** Live views of every key and run that changes, in any process. */

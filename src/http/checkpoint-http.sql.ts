@@ -20,10 +20,8 @@ export function checkpointHttpSql(schema: string) {
   assertSchemaName(schema);
   const table = `"${schema}"."checkpoint"`;
   const q = (text: string, values: unknown[] = []): Query => ({ text, values });
-  const keyWhere = `($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR run_id = $2)
-    AND ($3::text IS NULL OR queue = $3) AND ($4::text IS NULL OR strpos(key, $4) > 0)`;
   // One row per run: its chunks' rows summed. The rate adds up the running chunks' own rates.
-  const runColumns = `run_id, count(*)::int AS chunks,
+  const runAggregates = `count(*)::int AS chunks,
     sum(current_index)::text AS processed_items,
     CASE WHEN bool_and(total_items IS NOT NULL) THEN sum(total_items)::text END AS total_items,
     sum(skipped_items)::text AS skipped_items,
@@ -40,23 +38,46 @@ export function checkpointHttpSql(schema: string) {
            / EXTRACT(EPOCH FROM updated_at - attempt_started_at) END), 0)::float8
       AS items_per_second,
     min(created_at) AS created_at, max(updated_at) AS updated_at`;
+  const runColumns = `run_id, ${runAggregates}`;
 
   return {
-    /** A page of keys, most recently updated first, with the number of keys the filter matches. */
-    listKeys: (filter: KeyFilter, limit: number, offset: number) =>
-      q(
-        `SELECT *, count(*) OVER () AS total FROM ${table} WHERE ${keyWhere}
-         ORDER BY updated_at DESC, key LIMIT $5 OFFSET $6`,
-        [filter.state, filter.runId, filter.queue, filter.search, limit, offset],
-      ),
+    /**
+     * A page of keys, newest first (created_at, then key), after the position of an earlier
+     * page. Reads `limit + 1` rows (the extra one says that more follow); an index of migration 9
+     * serves the order at any depth. No total: counting 10 million rows is a scan.
+     */
+    listKeys: (filter: KeyFilter, limit: number, after: readonly [string, string] | null) => {
+      const values: unknown[] = [];
+      const where: string[] = [];
+      if (filter.state !== null) where.push(`state = $${values.push(filter.state)}`);
+      if (filter.runId !== null) where.push(`run_id = $${values.push(filter.runId)}`);
+      if (filter.queue !== null) where.push(`queue = $${values.push(filter.queue)}`);
+      if (filter.search !== null) where.push(`strpos(key, $${values.push(filter.search)}) > 0`);
+      if (after !== null) {
+        where.push(
+          `(created_at, key) < ($${values.push(after[0])}::timestamptz, $${values.push(after[1])})`,
+        );
+      }
+      return q(
+        `SELECT *, created_at::text AS page_at FROM ${table}
+         ${where.length === 0 ? '' : `WHERE ${where.join(' AND ')}`}
+         ORDER BY created_at DESC, key DESC LIMIT $${values.push(limit + 1)}`,
+        values,
+      );
+    },
     keys: (keys: string[]) => q(`SELECT * FROM ${table} WHERE key = ANY($1::text[])`, [keys]),
-    /** A page of runs (keys grouped by run_id), most recently updated first. */
-    listRuns: (limit: number, offset: number) =>
+    /**
+     * A page of runs (the run table, newest first), each summed over its own chunks only (the
+     * run_id index), after the position of an earlier page. Reads `limit + 1` rows.
+     */
+    listRuns: (limit: number, after: readonly [string, string] | null) =>
       q(
-        `SELECT ${runColumns}, count(*) OVER () AS total FROM ${table}
-         WHERE run_id IS NOT NULL GROUP BY run_id
-         ORDER BY max(updated_at) DESC, run_id LIMIT $1 OFFSET $2`,
-        [limit, offset],
+        `SELECT r.id AS run_id, a.*, r.created_at::text AS page_at
+         FROM "${schema}"."run" r CROSS JOIN LATERAL (
+           SELECT ${runAggregates} FROM ${table} WHERE run_id = r.id) a
+         WHERE $1::timestamptz IS NULL OR (r.created_at, r.id) < ($1::timestamptz, $2::text)
+         ORDER BY r.created_at DESC, r.id DESC LIMIT $3`,
+        [after?.[0] ?? null, after?.[1] ?? null, limit + 1],
       ),
     runs: (runIds: string[]) =>
       q(`SELECT ${runColumns} FROM ${table} WHERE run_id = ANY($1::text[]) GROUP BY run_id`, [

@@ -1,3 +1,4 @@
+import type { CheckpointPage } from '../page-cursor.js';
 import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
 import type { CheckpointRow } from '../checkpoint.repository.js';
 import { toProgress } from '../checkpoint.service.js';
@@ -48,13 +49,8 @@ export interface RunView {
   lastUpdate: string;
 }
 
-/** A page of a list, with the number of entries the filter matches. */
-export interface Page<T> {
-  items: T[];
-  total: number;
-  limit: number;
-  offset: number;
-}
+/** A page of a list: pass `after` back for the next page while `more` is true. */
+export type Page<T> = CheckpointPage<T>;
 
 /** What the SQL returns per run (counts as strings where they are bigint). */
 export interface RunRow {

@@ -26,4 +26,6 @@ export interface FailedItemsQuery {
   runId?: string;
   /** At most this many rows (default 1000), in key and item order. */
   limit?: number;
+  /** The `after` token of the previous page: this page starts after its last item. */
+  after?: string;
 }

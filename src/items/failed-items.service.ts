@@ -9,6 +9,10 @@ import { assertCount, assertKey, toJson } from '../checkpoint.validation.js';
 import type { Query } from '../checkpoint.sql.js';
 import type { FailedItem, FailedItemsQuery, RedriveRequest } from './failed-item.interface.js';
 import { itemsSql, type ItemsSql } from './items.sql.js';
+import { decodeCursor, toPage, type CheckpointPage } from '../page-cursor.js';
+
+/** The position in a ledger: a key and an item index. */
+const KEY_AND_INDEX = ['text', 'int'] as const;
 
 interface LedgerRow {
   key: string;
@@ -48,25 +52,37 @@ export class FailedItemsService {
     this.sql = itemsSql(options.schema);
   }
 
-  /** The ledger of a key (`{ key }`) or of every chunk of a run (`{ runId }`), in item order. */
-  async list(query: FailedItemsQuery): Promise<FailedItem[]> {
+  /**
+   * A page of the ledger of a key (`{ key }`) or of every chunk of a run (`{ runId }`), in key
+   * and item order. Pass the page's `after` for the next one while `more` is true.
+   */
+  async list(query: FailedItemsQuery): Promise<CheckpointPage<FailedItem>> {
     const limit = query.limit ?? 1000;
     assertCount('limit', limit);
     const { key, runId } = this.target(query.key, query.runId);
+    const after =
+      query.after === undefined ? null : decodeCursor('failed items', query.after, KEY_AND_INDEX);
     const { rows } = await this.repository.run<LedgerRow>(
       'failed items',
       key ?? undefined,
-      this.sql.list(key, runId, limit),
+      key !== null
+        ? this.sql.listOfKey(key, after, limit)
+        : this.sql.listOfRun(runId ?? '', after, limit),
     );
-    return rows.map((row) => ({
-      key: row.key,
-      itemIndex: Number(row.item_index),
-      item: row.item,
-      errorName: row.error_name,
-      errorMessage: row.error_message,
-      attempt: row.attempt,
-      failedAt: row.failed_at,
-    }));
+    return toPage(
+      rows,
+      limit,
+      (row) => [row.key, Number(row.item_index)],
+      (row) => ({
+        key: row.key,
+        itemIndex: Number(row.item_index),
+        item: row.item,
+        errorName: row.error_name,
+        errorMessage: row.error_message,
+        attempt: row.attempt,
+        failedAt: row.failed_at,
+      }),
+    );
   }
 
   /**
@@ -124,12 +140,19 @@ export class FailedItemsService {
     await this.write('redrive', key, epoch, this.sql.passed(key, epoch, itemIndex), manager);
   }
 
-  /** @internal The ledger items a redrive of `key` still has to run. */
-  async redriveItems(key: string): Promise<Array<{ itemIndex: number; item: unknown }>> {
+  /**
+   * @internal A page of the ledger items a redrive of `key` still has to run: those after item
+   * `afterIndex` (-1: from the start).
+   */
+  async redriveItems(
+    key: string,
+    afterIndex: number,
+    limit: number,
+  ): Promise<Array<{ itemIndex: number; item: unknown }>> {
     const { rows } = await this.repository.run<{ item_index: string; item: unknown }>(
       'redrive',
       key,
-      this.sql.redriveItems(key),
+      this.sql.redriveItems(key, afterIndex, limit),
     );
     return rows.map((row) => ({ itemIndex: Number(row.item_index), item: row.item }));
   }

@@ -85,15 +85,16 @@ export function itemsSql(schema: string) {
       ),
     /**
      * The ledger items a redrive still has to run: those that failed before it was asked for
-     * (an item that failed again during this redrive is not tried twice).
+     * (an item that failed again during this redrive is not tried twice), a page at a time:
+     * the items after `afterIndex`, through the ledger's primary key.
      */
-    redriveItems: (key: string) =>
+    redriveItems: (key: string, afterIndex: number, limit: number) =>
       q(
         `SELECT f.item_index, f.item FROM ${ledger} f JOIN ${table} c ON c.key = f.key
          WHERE f.key = $1 AND c.redrive_requested_at IS NOT NULL
-           AND f.failed_at <= c.redrive_requested_at
-         ORDER BY f.item_index`,
-        [key],
+           AND f.failed_at <= c.redrive_requested_at AND f.item_index > $2
+         ORDER BY f.item_index LIMIT $3`,
+        [key, afterIndex, limit],
       ),
     /** The redrive pass is over. */
     endRedrive: (key: string, epoch: number) =>
@@ -119,14 +120,32 @@ export function itemsSql(schema: string) {
          RETURNING c.key, c.skipped_items`,
         [key, runId],
       ),
-    /** The ledger of a key, or of every chunk of a run, in item order. */
-    list: (key: string | null, runId: string | null, limit: number) =>
+    /**
+     * A page of the ledger of a key, in item order, after item `after[1]` (of key `after[0]`):
+     * one range of the primary key. Reads `limit + 1` rows: the extra one says that more follow.
+     */
+    listOfKey: (key: string, after: readonly [string, number] | null, limit: number) =>
       q(
-        `SELECT f.* FROM ${ledger} f
-         WHERE ($1::text IS NOT NULL AND f.key = $1)
-            OR ($1::text IS NULL AND f.key IN (SELECT key FROM ${table} WHERE run_id = $2))
-         ORDER BY f.key, f.item_index LIMIT $3`,
-        [key, runId, limit],
+        `SELECT f.* FROM ${ledger} f WHERE f.key = $1 AND f.item_index > $2
+         ORDER BY f.item_index LIMIT $3`,
+        [key, after === null ? -1 : after[1], limit + 1],
+      ),
+    /**
+     * A page of the ledger of every chunk of a run, in key and item order: the run's chunk keys
+     * from the position on (the run_id index), and for each a range of the primary key, stopping
+     * as soon as the page is full. Reads `limit + 1` rows: the extra one says that more follow.
+     */
+    listOfRun: (runId: string, after: readonly [string, number] | null, limit: number) =>
+      q(
+        `SELECT f.* FROM (
+           SELECT key FROM ${table} WHERE run_id = $1 AND key >= $2 ORDER BY key
+         ) c CROSS JOIN LATERAL (
+           SELECT * FROM ${ledger} f
+           WHERE f.key = c.key AND (f.key > $2 OR f.item_index > $3)
+           ORDER BY f.item_index LIMIT $4
+         ) f
+         ORDER BY f.key, f.item_index LIMIT $4`,
+        [runId, after === null ? '' : after[0], after === null ? -1 : after[1], limit + 1],
       ),
   };
 }

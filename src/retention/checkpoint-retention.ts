@@ -6,14 +6,15 @@ import {
   type OnApplicationBootstrap,
 } from '@nestjs/common';
 import type { PgBoss } from 'pg-boss';
-import { CHECKPOINT_BOSS, CHECKPOINT_OPTIONS } from '../checkpoint.constants.js';
+import { CHECKPOINT_BOSS, CHECKPOINT_OPTIONS, CHECKPOINT_STATES } from '../checkpoint.constants.js';
+import { nextSliceSize, purgeKeys, type PurgeCounts } from '../checkpoint.purge.js';
 import type { ResolvedCheckpointOptions } from '../checkpoint.options.js';
 import { CheckpointRepository } from '../checkpoint.repository.js';
 import { retentionSql } from './retention.sql.js';
 
-/** What one purge removed. */
-export interface PurgeResult {
-  keys: number;
+/** What one purge removed, and how: many short statements, none of which held rows for long. */
+export interface PurgeResult extends PurgeCounts {
+  /** Runs removed. */
   runs: number;
 }
 
@@ -60,17 +61,38 @@ export class CheckpointRetention implements OnApplicationBootstrap, BeforeApplic
     await this.boss.offWork(this.queue, { wait: true }).catch(() => undefined);
   }
 
-  /** Purges completed and cancelled keys and runs not updated for `days` days, now. */
+  /**
+   * Purges completed and cancelled keys and runs not updated for `days` days, now, in slices
+   * (see checkpoint.purge.ts): the runs first, then their chunks' keys and every other key.
+   */
   async purge(days: number): Promise<PurgeResult> {
     const before = new Date(Date.now() - days * 86_400_000);
-    const { rows } = await this.repository.run<PurgeResult>(
-      'retention',
-      undefined,
-      this.sql.purge(before),
-    );
-    const result = rows[0] ?? { keys: 0, runs: 0 };
+    const result: PurgeResult = { keys: 0, runs: 0, failedItems: 0, slices: 0, longestSliceMs: 0 };
+    let size = 200;
+    for (;;) {
+      const started = performance.now();
+      const { rowCount } = await this.repository.run<{ id: string }>(
+        'retention',
+        undefined,
+        this.sql.purgeRuns(before, size),
+      );
+      const ms = performance.now() - started;
+      result.slices += 1;
+      result.longestSliceMs = Math.max(result.longestSliceMs, Math.round(ms * 10) / 10);
+      result.runs += rowCount;
+      if (rowCount < size) break;
+      size = nextSliceSize(size, ms);
+    }
+    for (const state of [CHECKPOINT_STATES.completed, CHECKPOINT_STATES.cancelled]) {
+      const keys = await purgeKeys(this.repository, state, before);
+      result.keys += keys.keys;
+      result.failedItems += keys.failedItems;
+      result.slices += keys.slices;
+      result.longestSliceMs = Math.max(result.longestSliceMs, keys.longestSliceMs);
+    }
     this.logger.log(
-      `retention: purged ${result.keys} keys and ${result.runs} runs finished more than ${days} days ago`,
+      `retention: purged ${result.keys} keys (${result.failedItems} failed items) and ${result.runs} runs ` +
+        `finished more than ${days} days ago, in ${result.slices} statements (longest ${result.longestSliceMs} ms)`,
     );
     return result;
   }

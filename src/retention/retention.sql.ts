@@ -6,32 +6,27 @@ import { assertSchemaName } from '../checkpoint.validation.js';
 
 const { completed, cancelled } = CHECKPOINT_STATES;
 
-/** Builds the retention statement for one schema. */
+/** Builds the retention statements for one schema. */
 export function retentionSql(schema: string) {
   assertSchemaName(schema);
-  const checkpoint = `"${schema}"."checkpoint"`;
   const run = `"${schema}"."run"`;
   return {
     /**
-     * One statement: completed and cancelled runs not updated since `before`, and completed and
-     * cancelled keys not updated since then whose run (if any) is finished too. A key's failed
-     * items go with it (ON DELETE CASCADE).
+     * One slice: up to `limit` completed and cancelled runs not updated since `before`, oldest
+     * first (the run_finished_idx of migration 9), skipping runs another transaction holds. Their
+     * chunks' keys go afterwards, in the key slices (checkpoint.sql.ts purgeSlice), which take a
+     * chunk only once its run has finished or is gone.
      */
-    purge: (before: Date): Query => ({
-      text: `WITH runs AS (
-               DELETE FROM ${run}
+    purgeRuns: (before: Date, limit: number): Query => ({
+      // = ANY(ARRAY(...)): the slice's ids probe the primary key; IN (...) may hash-join them
+      // against the whole table.
+      text: `DELETE FROM ${run} WHERE id = ANY (ARRAY(
+               SELECT id FROM ${run}
                WHERE state IN ('${completed}', '${cancelled}') AND updated_at < $1
-               RETURNING id
-             ), keys AS (
-               DELETE FROM ${checkpoint} c
-               WHERE c.state IN ('${completed}', '${cancelled}') AND c.updated_at < $1
-                 AND (c.run_id IS NULL OR NOT EXISTS (
-                   SELECT 1 FROM ${run} r
-                   WHERE r.id = c.run_id AND r.state NOT IN ('${completed}', '${cancelled}', 'failed')))
-               RETURNING key
-             )
-             SELECT (SELECT count(*) FROM keys)::int AS keys, (SELECT count(*) FROM runs)::int AS runs`,
-      values: [before],
+               ORDER BY updated_at LIMIT $2
+               FOR UPDATE SKIP LOCKED))
+             RETURNING id`,
+      values: [before, limit],
     }),
   };
 }

@@ -120,6 +120,8 @@ export interface ListRunsOptions {
   state?: RunState;
   /** At most this many (default 100), newest first. */
   limit?: number;
+  /** The `after` token of the previous page: this page starts after its last run. */
+  after?: string;
 }
 
 /** The recommendation of `plan()`. */

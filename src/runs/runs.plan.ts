@@ -29,38 +29,45 @@ const seconds = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
 
 /**
  * The chunk-size rule. Two limits, the smaller wins:
- * - every worker gets work: at most `floor(items / workers)` items a chunk, which makes at least
- *   as many chunks as workers (when there are at least as many items as workers);
+ * - every worker gets work: one chunk per live worker (when there are at least as many items as
+ *   workers);
  * - a chunk lasts about the target: `targetChunkMs / itemMs` items, when the queue's per-item time
  *   was measured on earlier runs.
- * The result stays within [minChunkSize, maxChunkSize] (the bounds win over both limits).
+ * The result stays within [minChunkSize, maxChunkSize] (the bounds win over both limits). The
+ * rule gives a number of chunks; the items are then dealt out evenly (see chunkSlices), so that
+ * chunks differ by at most one item: 100,000 items for 3 workers are 3 chunks of 33,334, 33,333
+ * and 33,333, never 3 of 33,333 and a fourth of 1 that keeps one worker busy on its own.
+ * `chunkSize` is the largest chunk.
  */
 export function planChunks(input: PlanInput): ChunkPlan {
   const { totalItems, itemMs, targetChunkMs, minChunkSize, maxChunkSize } = input;
   const workers = Math.max(1, input.workers);
-  const fair = Math.max(1, Math.floor(totalItems / workers));
+  const fairCount = Math.min(workers, totalItems);
+  const fair = Math.ceil(totalItems / fairCount);
   const byTime =
     itemMs !== null && itemMs > 0 ? Math.max(1, Math.floor(targetChunkMs / itemMs)) : null;
-  let size = byTime === null ? fair : Math.min(fair, byTime);
+  let count: number;
   let why: string;
   if (byTime !== null && byTime < fair) {
+    count = Math.ceil(totalItems / byTime);
     why = `${number.format(byTime)} items last about ${seconds(targetChunkMs)} at ${itemMs} ms/item`;
   } else {
+    count = fairCount;
     why = `${number.format(fair)} items give each of ${workers} worker(s) a chunk`;
     if (byTime !== null)
       why += ` (the ${seconds(targetChunkMs)} target would allow ${number.format(byTime)})`;
     else why += ' (no per-item time measured on this queue yet)';
   }
-  if (size > maxChunkSize) {
-    size = maxChunkSize;
+  if (Math.ceil(totalItems / count) > maxChunkSize) {
+    count = Math.ceil(totalItems / maxChunkSize);
     why += `, capped at maxChunkSize ${number.format(maxChunkSize)}`;
   }
-  if (size < minChunkSize) {
-    size = Math.min(minChunkSize, totalItems);
+  if (Math.floor(totalItems / count) < minChunkSize) {
+    count = Math.max(1, Math.floor(totalItems / minChunkSize));
     why += `, raised to minChunkSize ${number.format(minChunkSize)}`;
   }
-  size = Math.max(1, Math.min(size, totalItems));
-  const chunkCount = Math.ceil(totalItems / size);
+  count = Math.max(1, Math.min(count, totalItems));
+  const size = Math.ceil(totalItems / count);
   const estimatedChunkMs = itemMs === null ? null : size * itemMs;
   return {
     totalItems,
@@ -68,11 +75,39 @@ export function planChunks(input: PlanInput): ChunkPlan {
     itemMs,
     targetChunkMs,
     chunkSize: size,
-    chunkCount,
+    chunkCount: count,
     estimatedChunkMs,
     reason:
-      `${number.format(totalItems)} items, ${input.workers} live worker(s): chunks of ${number.format(size)} ` +
-      `(${number.format(chunkCount)} chunks) because ${why}` +
+      `${number.format(totalItems)} items, ${input.workers} live worker(s): ${number.format(count)} chunks ` +
+      `of ${sizes(totalItems, count)} because ${why}` +
       (estimatedChunkMs === null ? '' : `; about ${seconds(estimatedChunkMs)} a chunk`),
   };
+}
+
+/** One chunk's share of a run's items. */
+export interface ChunkSlice {
+  /** Index of the chunk's first item in the run's items. */
+  offset: number;
+  size: number;
+}
+
+/**
+ * `totalItems` dealt out to `chunkCount` chunks as evenly as whole items allow: sizes differ by
+ * at most one, the larger chunks first.
+ */
+export function chunkSlices(totalItems: number, chunkCount: number): ChunkSlice[] {
+  const count = Math.max(1, Math.min(chunkCount, totalItems));
+  const base = Math.floor(totalItems / count);
+  const larger = totalItems % count;
+  return Array.from({ length: count }, (_, i) => ({
+    offset: i * base + Math.min(i, larger),
+    size: base + (i < larger ? 1 : 0),
+  }));
+}
+
+/** "33,334" or "33,333-33,334": the chunk sizes of an even split, for the reason line. */
+function sizes(totalItems: number, count: number): string {
+  const small = Math.floor(totalItems / count);
+  const large = Math.ceil(totalItems / count);
+  return small === large ? number.format(small) : `${number.format(small)}-${number.format(large)}`;
 }

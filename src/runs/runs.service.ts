@@ -28,6 +28,7 @@ import { CheckpointRepository } from '../checkpoint.repository.js';
 import { CheckpointService } from '../checkpoint.service.js';
 import { CheckpointSession } from '../checkpoint.session.js';
 import { toJson } from '../checkpoint.validation.js';
+import { decodeCursor, TIME_AND_KEY, toPage, type CheckpointPage } from '../page-cursor.js';
 import {
   MAX_RUN_ID_LENGTH,
   ON_RUN_COMPLETED_METADATA,
@@ -51,7 +52,7 @@ import type {
   StartRunOptions,
 } from './runs.interfaces.js';
 import { runMessages } from './runs.messages.js';
-import { planChunks } from './runs.plan.js';
+import { chunkSlices, planChunks } from './runs.plan.js';
 import { runsSql, type RunsSql } from './runs.sql.js';
 
 const DEFAULT_TARGET_CHUNK_MS = 60_000;
@@ -167,19 +168,21 @@ export class CheckpointRuns
 
     const total = items.length;
     const direct = total <= threshold && this.queues.queues.includes(queue);
-    const chunkSize = direct
-      ? total
+    // The chunks differ by at most one item (chunkSlices); chunkSize is the largest.
+    const chunkCount = direct
+      ? 1
       : chunkOption === 'auto'
-        ? (await this.plan(queue, total, { targetChunkMs: options.targetChunkMs })).chunkSize
-        : Math.min(chunkOption, total);
-    const chunkCount = Math.ceil(total / chunkSize);
+        ? (await this.plan(queue, total, { targetChunkMs: options.targetChunkMs })).chunkCount
+        : Math.ceil(total / Math.min(chunkOption, total));
+    const slices = chunkSlices(total, chunkCount);
+    const chunkSize = slices[0].size;
     const jobIds = Array.from({ length: chunkCount }, (_, i) => chunkJobId(id, i));
     const keys = jobIds.map((jobId) => `${queue}:${jobId}`);
-    const totals = jobIds.map((_, i) => Math.min(chunkSize, total - i * chunkSize));
+    const totals = slices.map((slice) => slice.size);
     const chunkData = (i: number): RunChunkData<T, D> => ({
-      items: items.slice(i * chunkSize, (i + 1) * chunkSize),
+      items: items.slice(slices[i].offset, slices[i].offset + slices[i].size),
       data,
-      run: { id, chunk: i, chunks: chunkCount, offset: i * chunkSize },
+      run: { id, chunk: i, chunks: chunkCount, offset: slices[i].offset },
     });
 
     const created = await this.dataSource.transaction(async (manager) => {
@@ -305,23 +308,28 @@ export class CheckpointRuns
     return rows[0] === undefined ? null : toRun(rows[0]);
   }
 
-  /** Runs with their progress, newest first; `state: 'created'` or `'running'` matches open runs. */
-  async list(filter: ListRunsOptions = {}): Promise<Run[]> {
+  /**
+   * A page of runs with their progress, newest first; `state: 'created'` or `'running'` matches
+   * open runs. Pass the page's `after` for the next one while `more` is true.
+   */
+  async list(filter: ListRunsOptions = {}): Promise<CheckpointPage<Run>> {
     const limit = filter.limit ?? 100;
     if (!isPositiveInteger(limit)) {
       throw new CheckpointValidationError(runMessages.badFilter('limit', limit));
     }
     if (filter.queue !== undefined) assertQueueName(filter.queue);
+    const after =
+      filter.after === undefined ? null : decodeCursor('runs.list', filter.after, TIME_AND_KEY);
     const state =
       filter.state === RUN_STATES.created || filter.state === RUN_STATES.running
         ? 'open'
         : (filter.state ?? null);
-    const { rows } = await this.repository.run<RunRow>(
+    const { rows } = await this.repository.run<RunRow & { page_at: string }>(
       'run-list',
       undefined,
-      this.sql.list(filter.queue ?? null, state, limit),
+      this.sql.list(filter.queue ?? null, state, limit, after),
     );
-    return rows.map(toRun);
+    return toPage(rows, limit, (row) => [row.page_at, row.id], toRun);
   }
 
   /** The chunks of a run in order, with their state, progress and results. */

@@ -5,7 +5,7 @@ import type { Query } from '../checkpoint.sql.js';
 import { assertSchemaName } from '../checkpoint.validation.js';
 import { RUN_STATES } from './runs.constants.js';
 
-const { pending, running, completed, failed, cancelled } = CHECKPOINT_STATES;
+const { pending, completed, cancelled } = CHECKPOINT_STATES;
 const open = `'${RUN_STATES.created}', '${RUN_STATES.running}'`;
 
 /** Builds the statements of runs for one schema. */
@@ -15,17 +15,18 @@ export function runsSql(schema: string) {
   const checkpoint = `"${schema}"."checkpoint"`;
   const worker = `"${schema}"."run_worker"`;
   const q = (text: string, values: unknown[] = []): Query => ({ text, values });
-  const summary = `SELECT r.*,
-           coalesce(sum(c.current_index), 0)::bigint AS items_done,
-           coalesce(sum(c.skipped_items), 0)::bigint AS items_skipped,
-           count(c.key) FILTER (WHERE c.state = '${completed}')::int AS chunks_done,
-           count(c.key) FILTER (WHERE c.state = '${running}')::int AS chunks_running,
-           count(c.key) FILTER (WHERE c.state = '${failed}')::int AS chunks_failed,
-           count(c.key) FILTER (WHERE c.state = '${pending}')::int AS chunks_pending,
-           count(c.key) FILTER (WHERE c.state = '${cancelled}')::int AS chunks_cancelled,
-           count(c.key) FILTER (WHERE c.attempt > 0)::int AS chunks_started,
-           coalesce(max(c.updated_at), r.updated_at) AS last_update
-         FROM ${run} r LEFT JOIN ${checkpoint} c ON c.run_id = r.id`;
+  // A run's chunk counts are kept on its row (migration 8's trigger moves them in the statement
+  // that changes a chunk's state); only the items, which every advance moves, are summed over
+  // the run's own chunks (the run_id index), so a list reads its page's chunks and nothing else.
+  const summary = `SELECT r.*, s.items_done, s.items_skipped,
+           r.chunks_completed AS chunks_done,
+           coalesce(s.last_update, r.updated_at) AS last_update,
+           r.created_at::text AS page_at
+         FROM ${run} r CROSS JOIN LATERAL (
+           SELECT coalesce(sum(c.current_index), 0)::bigint AS items_done,
+                  coalesce(sum(c.skipped_items), 0)::bigint AS items_skipped,
+                  max(c.updated_at) AS last_update
+           FROM ${checkpoint} c WHERE c.run_id = r.id) s`;
 
   return {
     /** The run row; no row back when the id exists (then `start` sends nothing). */
@@ -64,16 +65,34 @@ export function runsSql(schema: string) {
      * A run with its progress summed over its chunks' rows, in one statement (one row per chunk
      * through the run_id index; no item is read).
      */
-    progress: (id: string) => q(`${summary} WHERE r.id = $1 GROUP BY r.id`, [id]),
-    /** Runs with their progress, newest first; `open` matches created and running runs. */
-    list: (queue: string | null, state: string | null, limit: number) =>
-      q(
-        `${summary}
-         WHERE ($1::text IS NULL OR r.queue = $1)
-           AND ($2::text IS NULL OR r.state = $2 OR ($2 = 'open' AND r.state IN (${open})))
-         GROUP BY r.id ORDER BY r.created_at DESC, r.id LIMIT $3`,
-        [queue, state, limit],
-      ),
+    progress: (id: string) => q(`${summary} WHERE r.id = $1`, [id]),
+    /**
+     * A page of runs, newest first (created_at, then id), after the position of an earlier page;
+     * `open` matches created and running runs. Reads `limit + 1` rows (the extra one says that
+     * more follow), through an index of migration 9 at any depth.
+     */
+    list: (
+      queue: string | null,
+      state: string | null,
+      limit: number,
+      after: readonly [string, string] | null,
+    ) => {
+      const values: unknown[] = [];
+      const where: string[] = [];
+      if (queue !== null) where.push(`r.queue = $${values.push(queue)}`);
+      if (state === 'open') where.push(`r.state IN (${open})`);
+      else if (state !== null) where.push(`r.state = $${values.push(state)}`);
+      if (after !== null) {
+        where.push(
+          `(r.created_at, r.id) < ($${values.push(after[0])}::timestamptz, $${values.push(after[1])})`,
+        );
+      }
+      return q(
+        `${summary} ${where.length === 0 ? '' : `WHERE ${where.join(' AND ')}`}
+         ORDER BY r.created_at DESC, r.id DESC LIMIT $${values.push(limit + 1)}`,
+        values,
+      );
+    },
     /** The chunks of a run in order, with their results. */
     chunks: (id: string) =>
       q(

@@ -76,9 +76,9 @@ describe('items that fail: 10,000 items, batch 50, transactional', () => {
       const service = app.get(CheckpointService);
       assert.equal((await service.getProgress(key))?.skippedItems, 100);
       assert.equal((await service.find(key))?.skippedItems, 100);
-      const listed = await service.list();
+      const listed = (await service.list()).items;
       assert.equal(listed.find((record) => record.key === key)?.skippedItems, 100);
-      const failed = await app.get(FailedItemsService).list({ key });
+      const failed = (await app.get(FailedItemsService).list({ key })).items;
       assert.equal(failed.length, 100);
       assert.equal(failed[0].errorName, 'RefusedItemError');
       assert.equal(failed[0].attempt, 1);
@@ -293,7 +293,7 @@ describe('items that fail: in-process', () => {
     const runs = app.get(CheckpointRuns);
     assert.equal((await runs.get('run-1'))?.skippedItems, 4, "the run sums its chunks' ledgers");
     const failedItems = app.get(FailedItemsService);
-    const listed = await failedItems.list({ runId: 'run-1' });
+    const listed = (await failedItems.list({ runId: 'run-1' })).items;
     assert.deepEqual(
       listed.map((item) => `${item.key} ${item.itemIndex}`),
       ['run-1:a 5', 'run-1:a 70', 'run-1:b 5', 'run-1:b 70'],
@@ -305,7 +305,7 @@ describe('items that fail: in-process', () => {
     job.behaviour.fixed = new Set(job.behaviour.bad);
     await job.run({ key: 'run-1:a', items: chunk });
     await job.run({ key: 'run-1:b', items: chunk });
-    assert.deepEqual(await failedItems.list({ runId: 'run-1' }), []);
+    assert.deepEqual((await failedItems.list({ runId: 'run-1' })).items, []);
     assert.equal((await runs.get('run-1'))?.skippedItems, 0);
     assert.deepEqual(await wrongEffects(schema, 100, () => 2), []);
     job.behaviour.bad = new Set();

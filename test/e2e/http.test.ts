@@ -54,16 +54,36 @@ const enc = encodeURIComponent;
 describe('reading', () => {
   it('lists keys with paging and filters, and shows one', async () => {
     for (let i = 0; i < 7; i++) await seed(`list/${i}`, 10 * i, 100, i < 3 ? 'run-a' : undefined);
-    const first = await request(`${api}/keys?limit=3&search=list/`);
-    assert.equal(first.status, 200);
-    assert.equal(first.body.total, 7);
-    assert.equal((first.body.items as unknown[]).length, 3);
-    const rest = await request(`${api}/keys?limit=3&offset=6&search=list/`);
-    assert.equal((rest.body.items as unknown[]).length, 1);
+    // Keyset pages of 3, newest first: 3 + 3 + 1, each saying whether more follow.
+    const seen: string[] = [];
+    let after: string | null = null;
+    for (const [size, more] of [
+      [3, true],
+      [3, true],
+      [1, false],
+    ] as const) {
+      const page = await request(
+        `${api}/keys?limit=3&search=list/${after === null ? '' : `&after=${enc(after)}`}`,
+      );
+      assert.equal(page.status, 200);
+      const items = page.body.items as Array<{ key: string }>;
+      assert.equal(items.length, size);
+      assert.equal(page.body.more, more);
+      seen.push(...items.map((item) => item.key));
+      after = page.body.after as string | null;
+    }
+    assert.deepEqual(
+      seen,
+      [6, 5, 4, 3, 2, 1, 0].map((i) => `list/${i}`),
+    );
     const ofRun = await request(`${api}/keys?runId=run-a`);
-    assert.equal(ofRun.body.total, 3);
+    assert.equal((ofRun.body.items as unknown[]).length, 3);
     const released = await request(`${api}/keys?state=released&search=list/`);
-    assert.equal(released.body.total, 7);
+    assert.equal((released.body.items as unknown[]).length, 7);
+    const offset = await request(`${api}/keys?offset=6`);
+    assert.equal(offset.status, 400);
+    assert.match(JSON.stringify(offset.body.message), /after/);
+    assert.equal((await request(`${api}/keys?after=not-a-token`)).status, 400);
 
     const one = await request(`${api}/keys/${enc('list/4')}`);
     assert.equal(one.status, 200);
@@ -78,8 +98,14 @@ describe('reading', () => {
     assert.equal(run.body.chunks, 3);
     assert.equal(run.body.processedItems, 0 + 10 + 20);
     assert.equal(run.body.totalItems, 300);
+    // The list of runs reads the run table (runs started with CheckpointRuns).
+    await sql(
+      `INSERT INTO "${schema}".run (id, queue, state, mode, total_items, chunk_count, chunk_size)
+       VALUES ('run-a', 'q', 'running', 'queued', 300, 3, 100)`,
+    );
     const runs = await request(`${api}/runs`);
     assert.ok((runs.body.items as Array<{ id: string }>).some((each) => each.id === 'run-a'));
+    assert.equal(runs.body.more, false);
   });
 
   it('shows the failed-item ledger of a key and of a run', async () => {
@@ -98,7 +124,7 @@ describe('reading', () => {
     await sql(`UPDATE "${schema}".checkpoint SET run_id = 'run-l' WHERE key = $1`, [key]);
     const ledger = await request(`${api}/keys/${enc(key)}/failed-items`);
     assert.equal(ledger.status, 200);
-    const rows = ledger.body as unknown as Array<{ itemIndex: number; errorMessage: string }>;
+    const rows = ledger.body.items as Array<{ itemIndex: number; errorMessage: string }>;
     assert.deepEqual(
       rows.map((row) => [row.itemIndex, row.errorMessage]),
       [
@@ -107,7 +133,16 @@ describe('reading', () => {
       ],
     );
     const ofRun = await request(`${api}/runs/run-l/failed-items?limit=1`);
-    assert.equal((ofRun.body as unknown as unknown[]).length, 1);
+    assert.equal((ofRun.body.items as unknown[]).length, 1);
+    assert.equal(ofRun.body.more, true);
+    const next = await request(
+      `${api}/runs/run-l/failed-items?limit=1&after=${enc(String(ofRun.body.after))}`,
+    );
+    assert.deepEqual(
+      (next.body.items as Array<{ itemIndex: number }>).map((row) => row.itemIndex),
+      [5],
+    );
+    assert.equal(next.body.more, false);
     assert.equal((await request(`${api}/keys/${enc(key)}`)).body.skippedItems, 2);
     assert.equal((await request(`${api}/runs/run-l/failed-items?limit=0`)).status, 400);
   });
@@ -116,7 +151,7 @@ describe('reading', () => {
     for (const [query, field] of [
       ['limit=0', 'limit'],
       ['limit=abc', 'limit'],
-      ['offset=-1', 'offset'],
+      ['offset=1', 'offset'],
       ['state=bogus', 'state'],
       ['colour=red', 'colour'],
     ] as const) {

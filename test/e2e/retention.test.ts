@@ -48,7 +48,8 @@ async function seedKey(key: string, state: string, ageDays: number, runId?: stri
     await service.cancel(key);
   } else if (state === 'released') await service.release(key, claim.epoch);
   await sql(
-    `UPDATE "${schema}".checkpoint SET updated_at = now() - make_interval(days => $2), run_id = $3
+    `UPDATE "${schema}".checkpoint SET updated_at = now() - make_interval(days => $2),
+       created_at = now() - make_interval(days => $2), run_id = $3
        WHERE key = $1`,
     [key, ageDays, runId ?? null],
   );

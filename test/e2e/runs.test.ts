@@ -157,7 +157,7 @@ describe('runs', () => {
       10_000,
       `the completion hook (had ${hooks?.n})`,
     );
-    const listed = await runs.list({ queue: RUN_QUEUE });
+    const listed = (await runs.list({ queue: RUN_QUEUE })).items;
     assert.deepEqual(listed.map((run) => run.id).sort(), ['direct-resume', 'large', 'small']);
   });
 

@@ -502,12 +502,12 @@ describe('ownership', () => {
   });
 
   it('list() and purge() select by state and age', async () => {
-    const completed = await service.list({ state: 'completed' });
+    const completed = (await service.list({ state: 'completed' })).items;
     assert.ok(completed.length >= 3);
     assert.ok(completed.every((row) => row.state === 'completed'));
     assert.equal(await service.purge({ olderThan: { days: 1 } }), 0);
     const purged = await service.purge({ olderThan: new Date(Date.now() + 1000) });
     assert.equal(purged, completed.length);
-    assert.equal((await service.list({ state: 'completed' })).length, 0);
+    assert.equal((await service.list({ state: 'completed' })).items.length, 0);
   });
 });

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { chunkJobId } from '../../src/index.js';
-import { planChunks, type PlanInput } from '../../src/runs/runs.plan.js';
+import { chunkSlices, planChunks, type PlanInput } from '../../src/runs/runs.plan.js';
 
 const base: PlanInput = {
   totalItems: 100_000,
@@ -23,8 +23,9 @@ describe('planChunks', () => {
             plan.chunkCount >= workers,
             `${totalItems} items, ${workers} workers, ${itemMs} ms/item: ${plan.reason}`,
           );
-          assert.equal(plan.chunkCount, Math.ceil(totalItems / plan.chunkSize));
+          assert.equal(plan.chunkSize, Math.ceil(totalItems / plan.chunkCount));
           assert.ok(Number.isSafeInteger(plan.chunkSize) && plan.chunkSize >= 1);
+          assertEven(chunkSlices(totalItems, plan.chunkCount), totalItems);
         }
       }
     }
@@ -32,13 +33,16 @@ describe('planChunks', () => {
 
   it('with a measured per-item time, a chunk lasts about the target', () => {
     const plan = planChunks({ ...base, totalItems: 1_000_000, workers: 4, itemMs: 2 });
-    assert.equal(plan.chunkSize, 30_000);
-    assert.equal(plan.estimatedChunkMs, 60_000);
+    // 30,000 items would last 60 s: 34 chunks, dealt out evenly (29,411-29,412 items each).
+    assert.equal(plan.chunkCount, 34);
+    assert.equal(plan.chunkSize, 29_412);
+    assert.equal(plan.estimatedChunkMs, 58_824);
     assert.match(plan.reason, /30,000 items last about 60 s at 2 ms\/item/);
     for (const itemMs of [1.3, 1.7, 7, 45]) {
       const timed = planChunks({ ...base, totalItems: 10_000_000, workers: 16, itemMs });
       const ms = timed.estimatedChunkMs ?? 0;
-      assert.ok(ms <= 60_000 && ms > 60_000 - itemMs, `${itemMs} ms/item: ${timed.reason}`);
+      // Even chunks are at most one chunk's share shorter than the target (here < 1%).
+      assert.ok(ms <= 60_000 && ms > 59_400, `${itemMs} ms/item: ${timed.reason}`);
     }
   });
 
@@ -56,6 +60,66 @@ describe('planChunks', () => {
     const none = planChunks({ ...base, workers: 0 });
     assert.equal(none.chunkSize, 50_000);
     assert.equal(none.workers, 0);
+  });
+});
+
+/** The slices cover every item once, in order, and differ by at most one item. */
+function assertEven(slices: Array<{ offset: number; size: number }>, totalItems: number): void {
+  let next = 0;
+  for (const slice of slices) {
+    assert.equal(slice.offset, next);
+    next += slice.size;
+  }
+  assert.equal(next, totalItems);
+  const sizes = slices.map((slice) => slice.size);
+  assert.ok(
+    Math.max(...sizes) - Math.min(...sizes) <= 1,
+    `sizes ${Math.min(...sizes)}-${Math.max(...sizes)}`,
+  );
+}
+
+describe('balanced chunks', () => {
+  it('100,000 items for 3 live workers: 3 chunks of 33,334, 33,333 and 33,333', () => {
+    const plan = planChunks({ ...base, totalItems: 100_000, workers: 3 });
+    assert.equal(plan.chunkCount, 3);
+    assert.equal(plan.chunkSize, 33_334);
+    assert.deepEqual(
+      chunkSlices(100_000, plan.chunkCount).map((slice) => slice.size),
+      [33_334, 33_333, 33_333],
+    );
+    assert.match(plan.reason, /3 chunks of 33,333-33,334/);
+  });
+
+  it('never leaves a worker idle that the rule meant to use, for any count of items and workers', () => {
+    for (let workers = 1; workers <= 40; workers++) {
+      for (const totalItems of [1, 2, 3, workers - 1, workers, workers + 1, 97, 1000, 100_001]) {
+        if (totalItems < 1) continue;
+        const plan = planChunks({ ...base, totalItems, workers });
+        // Without a measured time the rule means one chunk per worker: exactly that many, unless
+        // maxChunkSize asks for more.
+        assert.equal(
+          plan.chunkCount,
+          Math.max(Math.min(workers, totalItems), Math.ceil(totalItems / base.maxChunkSize)),
+          `${totalItems}/${workers}`,
+        );
+        assertEven(chunkSlices(totalItems, plan.chunkCount), totalItems);
+      }
+    }
+  });
+
+  it('the bounds and a measured time keep chunks even too', () => {
+    for (const input of [
+      { totalItems: 10_000_000, workers: 1 },
+      { totalItems: 100_000, workers: 1000, minChunkSize: 500 },
+      { totalItems: 1_000_003, workers: 7, itemMs: 3 },
+      { totalItems: 999, workers: 4, itemMs: 500 },
+    ]) {
+      const plan = planChunks({ ...base, ...input });
+      const slices = chunkSlices(plan.totalItems, plan.chunkCount);
+      assertEven(slices, plan.totalItems);
+      assert.ok(plan.chunkSize <= (input.totalItems > 50_000 ? 50_000 : input.totalItems));
+      assert.ok(Math.min(...slices.map((slice) => slice.size)) >= (input.minChunkSize ?? 1));
+    }
   });
 });
 

@@ -5,7 +5,7 @@
 export const DASHBOARD_JS = `'use strict';
 (function () {
   var PAGE = 25;
-  var state = { offset: 0, total: 0, filter: { state: '', search: '' }, selected: null, controls: false };
+  var state = { pages: [''], filter: { state: '', search: '' }, selected: null, controls: false };
   var keyRows = new Map();
   var runRows = new Map();
   var el = function (id) { return document.getElementById(id); };
@@ -143,7 +143,7 @@ export const DASHBOARD_JS = `'use strict';
       row.addEventListener('click', function () {
         el('filter-search').value = '';
         state.filter = { state: '', search: '', runId: view.id };
-        state.offset = 0;
+        state.pages = [''];
         loadKeys();
       });
       runRows.set(view.id, row);
@@ -186,8 +186,9 @@ export const DASHBOARD_JS = `'use strict';
     }
   }
   function loadLedger(key) {
-    api('keys/' + encodeURIComponent(key) + '/failed-items?limit=200').then(function (items) {
+    api('keys/' + encodeURIComponent(key) + '/failed-items?limit=200').then(function (page) {
       if (state.selected !== key) return;
+      var items = page.items;
       var body = el('ledger').tBodies[0];
       body.textContent = '';
       items.forEach(function (item) {
@@ -200,7 +201,7 @@ export const DASHBOARD_JS = `'use strict';
         row.appendChild(make('td', 'value', item.item === null ? '' : JSON.stringify(item.item)));
         body.appendChild(row);
       });
-      el('ledger-count').textContent = items.length ? '(' + items.length + ')' : '';
+      el('ledger-count').textContent = items.length ? '(' + items.length + (page.more ? ' shown' : '') + ')' : '';
       el('ledger-empty').hidden = items.length > 0;
     }).catch(function (error) { notice(error.message); });
   }
@@ -211,7 +212,8 @@ export const DASHBOARD_JS = `'use strict';
   }
 
   function loadKeys() {
-    var query = 'limit=' + PAGE + '&offset=' + state.offset;
+    var after = state.pages[state.pages.length - 1];
+    var query = 'limit=' + PAGE + (after ? '&after=' + encodeURIComponent(after) : '');
     if (state.filter.state) query += '&state=' + encodeURIComponent(state.filter.state);
     if (state.filter.search) query += '&search=' + encodeURIComponent(state.filter.search);
     if (state.filter.runId) query += '&runId=' + encodeURIComponent(state.filter.runId);
@@ -220,12 +222,11 @@ export const DASHBOARD_JS = `'use strict';
       body.textContent = '';
       keyRows.clear();
       page.items.forEach(function (view) { body.appendChild(keyRow(view)); renderKey(view); });
-      state.total = page.total;
+      state.next = page.after;
       el('keys-empty').hidden = page.items.length > 0;
-      el('page').textContent = page.total === 0 ? '' :
-        (page.offset + 1) + '–' + (page.offset + page.items.length) + ' of ' + page.total;
-      el('prev').disabled = page.offset === 0;
-      el('next').disabled = page.offset + page.items.length >= page.total;
+      el('page').textContent = page.items.length === 0 && state.pages.length === 1 ? '' : 'page ' + state.pages.length;
+      el('prev').disabled = state.pages.length === 1;
+      el('next').disabled = !page.more;
     }).catch(function (error) { notice(error.message); });
   }
   function loadRuns() {
@@ -246,7 +247,7 @@ export const DASHBOARD_JS = `'use strict';
     source.addEventListener('key', function (event) {
       var view = JSON.parse(event.data).key;
       if (keyRows.has(view.key)) renderKey(view);
-      else if (state.offset === 0 && matches(view)) {
+      else if (state.pages.length === 1 && matches(view)) {
         var body = el('keys').tBodies[0];
         body.insertBefore(keyRow(view), body.firstChild);
         renderKey(view);
@@ -259,11 +260,12 @@ export const DASHBOARD_JS = `'use strict';
   el('filter').addEventListener('submit', function (event) {
     event.preventDefault();
     state.filter = { state: el('filter-state').value, search: el('filter-search').value };
-    state.offset = 0;
+    state.pages = [''];
     loadKeys();
   });
-  el('prev').addEventListener('click', function () { state.offset = Math.max(0, state.offset - PAGE); loadKeys(); });
-  el('next').addEventListener('click', function () { state.offset += PAGE; loadKeys(); });
+  // Keyset paging: each page starts after the last key of the one before; Newer goes back.
+  el('prev').addEventListener('click', function () { if (state.pages.length > 1) state.pages.pop(); loadKeys(); });
+  el('next').addEventListener('click', function () { if (state.next) state.pages.push(state.next); loadKeys(); });
   try { el('token').value = sessionStorage.getItem('checkpoint-token') || ''; } catch (e) { /* storage off */ }
   el('token').addEventListener('change', function () {
     try { sessionStorage.setItem('checkpoint-token', el('token').value); } catch (e) { /* storage off */ }
