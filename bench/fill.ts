@@ -59,10 +59,11 @@ export async function fillHistory(
           LATERAL (SELECT ${year} + g * interval '365 days' / ${Math.max(1, size.keys)} AS t) at`,
     `INSERT INTO ${s}.run (id, queue, state, mode, total_items, chunk_count, chunk_size,
         created_at, updated_at, completed_at, completed_hook_at, item_ms,
-        chunks_completed, chunks_started)
+        chunks_completed, chunks_started, items_settled, settled_at)
      SELECT 'run:' || r, 'history', 'completed', 'queued', 100 * ${size.chunksPerRun},
             ${size.chunksPerRun}, 100, t, t + interval '10 minutes', t + interval '10 minutes',
-            t + interval '10 minutes', 1.5, ${size.chunksPerRun}, ${size.chunksPerRun}
+            t + interval '10 minutes', 1.5, ${size.chunksPerRun}, ${size.chunksPerRun},
+            100 * ${size.chunksPerRun}, t + interval '10 minutes'
      FROM generate_series(1, ${size.runs}) r,
           LATERAL (SELECT ${year} + r * interval '365 days' / ${Math.max(1, size.runs)} AS t) at`,
     `INSERT INTO ${s}.checkpoint (key, state, epoch, attempt, current_index, current_batch_index,

@@ -25,6 +25,7 @@ import { measureDecoratorOverhead } from './decorator-overhead.js';
 import { measureDiagnostics } from './diagnostics.js';
 import { measureFingerprint } from './fingerprint.js';
 import { measureFailingItems } from './failing-items.js';
+import { measureHistory } from './history.js';
 import type { BenchEnv } from './env.js';
 import { jsonText, renderSection, type Json, type Section } from './report.js';
 import { measureResume } from './resume.js';
@@ -37,8 +38,9 @@ import { measureTransactional } from './transactional.js';
 const OUTPUT_DIR = fileURLToPath(new URL('../../bench/', import.meta.url));
 const quick = process.env.BENCH_QUICK === '1';
 /**
- * BENCH_ONLY=3,5,7 runs only those sections (7 is both diagnostics), for working on one
- * figure; such a run prints its tables and writes no results file.
+ * BENCH_ONLY=3,5,7 runs only those sections (7 is both diagnostics; 11 and 12 run together),
+ * for working on one figure; such a run prints its tables and writes no results file.
+ * BENCH_FILL_SCALE scales section 11's year of history down (see bench/history.ts).
  */
 const only = process.env.BENCH_ONLY?.split(',').map((id) => id.trim());
 const wanted = (id: string) => only === undefined || only.includes(id);
@@ -92,6 +94,11 @@ async function main(): Promise<void> {
     if (wanted('8')) publish(await measureRuns(env));
     if (wanted('10')) publish(await measureFingerprint(env));
     if (wanted('9')) publish(await measureFailingItems(env));
+    if (wanted('11') || wanted('12')) {
+      const history = await measureHistory(env);
+      publish(history.history);
+      publish(history.retention);
+    }
     const diagnostics = wanted('7')
       ? await measureDiagnostics(env)
       : { sections: [], findings: [] };

@@ -1,6 +1,8 @@
 // Purging a big table without stalling the work next to it: many short statements instead of
 // one long DELETE. Each slice locks only the rows it removes, skips rows an attempt holds, and
-// commits on its own; its size adapts so that a slice stays near SLICE_TARGET_MS.
+// commits on its own; its size adapts so that a slice stays near SLICE_TARGET_MS, and the purge
+// rests between slices (restAfter), so that it never takes the machine from the work beside it.
+import { setTimeout as wait } from 'node:timers/promises';
 import type { CheckpointRepository } from './checkpoint.repository.js';
 
 /** What a purge removed. */
@@ -28,6 +30,14 @@ const SLICE_TARGET_MS = 40;
 const FIRST_SLICE = 200;
 const LEAST_SLICE = 10;
 const MOST_SLICE = 5000;
+
+/**
+ * How long to rest after a slice that took `ms`: as long again, so that the purge takes at most
+ * half of a core and of the disk, and the work beside it keeps the rest.
+ */
+export function restAfter(ms: number): number {
+  return Math.min(ms, 2 * SLICE_TARGET_MS);
+}
 
 /** The next slice's size after one of `size` rows took `ms`. */
 export function nextSliceSize(size: number, ms: number): number {
@@ -64,5 +74,6 @@ export async function purgeKeys(
     counts.failedItems += last.items;
     after = [last.at, last.key];
     size = nextSliceSize(size, ms);
+    await wait(restAfter(ms));
   }
 }

@@ -124,14 +124,15 @@ export function checkpointSql(schema: string) {
      * attempt still runs (key and running epoch match) is renewed; a key missing from the result
      * was taken over meanwhile. It reads back each key's operator request too: a process that
      * missed the NOTIFY (its session was down) obeys at its next renewal, which follows a
-     * reconnection at once.
+     * reconnection at once. `key = ANY($1)` lets the rows be found through the primary key
+     * whatever the join's estimate: a hash join would read the whole table on every renewal.
      */
     renew: (keys: string[], epochs: number[], pid: number, started: string, ttlMs: number) =>
       q(
         `UPDATE ${table} AS c SET owner_pid = $3, owner_started = $4::timestamptz,
            lease_expires_at = clock_timestamp() + $5 * interval '1 millisecond'
          FROM unnest($1::text[], $2::bigint[]) AS l(key, epoch)
-         WHERE c.key = l.key AND c.running_epoch = l.epoch
+         WHERE c.key = ANY($1::text[]) AND c.key = l.key AND c.running_epoch = l.epoch
          RETURNING c.key, c.control`,
         [keys, epochs, pid, started, ttlMs],
       ),

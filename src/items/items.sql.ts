@@ -90,9 +90,11 @@ export function itemsSql(schema: string) {
      */
     redriveItems: (key: string, afterIndex: number, limit: number) =>
       q(
-        `SELECT f.item_index, f.item FROM ${ledger} f JOIN ${table} c ON c.key = f.key
-         WHERE f.key = $1 AND c.redrive_requested_at IS NOT NULL
-           AND f.failed_at <= c.redrive_requested_at AND f.item_index > $2
+        // The request time is read once (an InitPlan): the ledger is then one ordered range of
+        // its primary key that stops at the page's end, however long the ledger.
+        `SELECT f.item_index, f.item FROM ${ledger} f
+         WHERE f.key = $1 AND f.item_index > $2
+           AND f.failed_at <= (SELECT redrive_requested_at FROM ${table} WHERE key = $1)
          ORDER BY f.item_index LIMIT $3`,
         [key, afterIndex, limit],
       ),

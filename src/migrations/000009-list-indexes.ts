@@ -27,6 +27,12 @@ export const listIndexes: CheckpointMigration = {
       ...index('checkpoint_created_idx', `checkpoint (created_at, key)`),
       ...index('checkpoint_state_created_idx', `checkpoint (state, created_at, key)`),
       `DROP INDEX ${how}IF EXISTS "${schema}"."checkpoint_state_idx"`,
+      // The chunks of a run still moving: a run's progress adds theirs to what its row keeps.
+      ...index(
+        'checkpoint_run_open_idx',
+        `checkpoint (run_id) WHERE run_id IS NOT NULL
+           AND state NOT IN ('completed', 'cancelled', 'failed')`,
+      ),
       ...index('run_created_idx', `run (created_at, id)`),
       ...index('run_state_created_idx', `run (state, created_at, id)`),
       ...index('run_queue_created_idx', `run (queue, created_at, id)`),

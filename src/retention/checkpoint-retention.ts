@@ -5,9 +5,10 @@ import {
   type BeforeApplicationShutdown,
   type OnApplicationBootstrap,
 } from '@nestjs/common';
+import { setTimeout as wait } from 'node:timers/promises';
 import type { PgBoss } from 'pg-boss';
 import { CHECKPOINT_BOSS, CHECKPOINT_OPTIONS, CHECKPOINT_STATES } from '../checkpoint.constants.js';
-import { nextSliceSize, purgeKeys, type PurgeCounts } from '../checkpoint.purge.js';
+import { nextSliceSize, purgeKeys, restAfter, type PurgeCounts } from '../checkpoint.purge.js';
 import type { ResolvedCheckpointOptions } from '../checkpoint.options.js';
 import { CheckpointRepository } from '../checkpoint.repository.js';
 import { retentionSql } from './retention.sql.js';
@@ -82,6 +83,7 @@ export class CheckpointRetention implements OnApplicationBootstrap, BeforeApplic
       result.runs += rowCount;
       if (rowCount < size) break;
       size = nextSliceSize(size, ms);
+      await wait(restAfter(ms));
     }
     for (const state of [CHECKPOINT_STATES.completed, CHECKPOINT_STATES.cancelled]) {
       const keys = await purgeKeys(this.repository, state, before);

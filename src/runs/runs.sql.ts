@@ -5,7 +5,7 @@ import type { Query } from '../checkpoint.sql.js';
 import { assertSchemaName } from '../checkpoint.validation.js';
 import { RUN_STATES } from './runs.constants.js';
 
-const { pending, completed, cancelled } = CHECKPOINT_STATES;
+const { pending, completed, cancelled, failed } = CHECKPOINT_STATES;
 const open = `'${RUN_STATES.created}', '${RUN_STATES.running}'`;
 
 /** Builds the statements of runs for one schema. */
@@ -16,17 +16,21 @@ export function runsSql(schema: string) {
   const worker = `"${schema}"."run_worker"`;
   const q = (text: string, values: unknown[] = []): Query => ({ text, values });
   // A run's chunk counts are kept on its row (migration 8's trigger moves them in the statement
-  // that changes a chunk's state); only the items, which every advance moves, are summed over
-  // the run's own chunks (the run_id index), so a list reads its page's chunks and nothing else.
-  const summary = `SELECT r.*, s.items_done, s.items_skipped,
+  // that changes a chunk), with the items of its chunks that are done moving; the items of the
+  // others, which every advance moves, are summed over them alone (a partial index of migration
+  // 9): a finished run reads no chunk, a list reads its page's runs and nothing else.
+  const summary = `SELECT r.*,
+           (r.items_settled + s.items_open)::bigint AS items_done,
+           (r.skipped_settled + s.skipped_open)::bigint AS items_skipped,
            r.chunks_completed AS chunks_done,
-           coalesce(s.last_update, r.updated_at) AS last_update,
+           coalesce(greatest(r.settled_at, s.last_update), r.updated_at) AS last_update,
            r.created_at::text AS page_at
          FROM ${run} r CROSS JOIN LATERAL (
-           SELECT coalesce(sum(c.current_index), 0)::bigint AS items_done,
-                  coalesce(sum(c.skipped_items), 0)::bigint AS items_skipped,
+           SELECT coalesce(sum(c.current_index), 0) AS items_open,
+                  coalesce(sum(c.skipped_items), 0) AS skipped_open,
                   max(c.updated_at) AS last_update
-           FROM ${checkpoint} c WHERE c.run_id = r.id) s`;
+           FROM ${checkpoint} c
+           WHERE c.run_id = r.id AND c.state NOT IN ('${completed}', '${cancelled}', '${failed}')) s`;
 
   return {
     /** The run row; no row back when the id exists (then `start` sends nothing). */

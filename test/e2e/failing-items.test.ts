@@ -284,12 +284,13 @@ describe('items that fail: in-process', () => {
     const chunk = items.slice(0, 100);
     await job.run({ key: 'run-1:a', items: chunk });
     await job.run({ key: 'run-1:b', items: chunk });
-    // Runs are another room's (issue 11); a chunk is a key whose run_id names the run.
-    await sql(`UPDATE "${schema}".checkpoint SET run_id = 'run-1' WHERE key LIKE 'run-1:%'`);
+    // Runs are another room's (issue 11); a chunk is a key whose run_id names the run. The run
+    // row comes first, as start() writes it: its counts follow its chunks from then on.
     await sql(
       `INSERT INTO "${schema}".run (id, queue, state, mode, total_items, chunk_count, chunk_size)
        VALUES ('run-1', 'items', 'running', 'queued', 200, 2, 100)`,
     );
+    await sql(`UPDATE "${schema}".checkpoint SET run_id = 'run-1' WHERE key LIKE 'run-1:%'`);
     const runs = app.get(CheckpointRuns);
     assert.equal((await runs.get('run-1'))?.skippedItems, 4, "the run sums its chunks' ledgers");
     const failedItems = app.get(FailedItemsService);

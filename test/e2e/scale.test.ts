@@ -265,12 +265,20 @@ describe('a run keeps its chunk counts on its row', () => {
         chunks_started: 3,
       });
       const run = await runs.get('r');
-      assert.equal(run?.processedItems, 14, 'items are summed over the chunks');
-      await service.clearCheckpoint('r:0');
-      const [after] = await sql<{ chunks_completed: number }>(
-        `SELECT chunks_completed FROM "${local}".run WHERE id = 'r'`,
+      assert.equal(run?.processedItems, 14, 'settled items on the row, plus the moving chunks');
+      const [settled] = await sql<{ items_settled: string }>(
+        `SELECT items_settled FROM "${local}".run WHERE id = 'r'`,
       );
-      assert.equal(after.chunks_completed, 0);
+      assert.equal(Number(settled.items_settled), 14, 'completed 10 + failed 4');
+      // A settled chunk moved again (a rewind) leaves the settled items.
+      await service.rewind('r:0', 0, { expectedEpoch: (await service.find('r:0'))?.epoch ?? 0 });
+      assert.equal((await runs.get('r'))?.processedItems, 4);
+      await service.clearCheckpoint('r:1');
+      const [after] = await sql<{ chunks_failed: number; items_settled: string }>(
+        `SELECT chunks_failed, items_settled FROM "${local}".run WHERE id = 'r'`,
+      );
+      assert.equal(after.chunks_failed, 0);
+      assert.equal(Number(after.items_settled), 0);
     } finally {
       await runApp.close();
     }
