@@ -18,7 +18,35 @@ export interface CheckpointPage<T> {
 }
 
 /** The position in a list ordered by a timestamp (sent as text, exact to the microsecond) and a key. */
-export const TIME_AND_KEY = ['text', 'text'] as const;
+export const TIME_AND_KEY = ['time', 'text'] as const;
+
+/** A timestamptz as PostgreSQL writes it (`2026-12-05 12:33:56.123456+00`). */
+const TIMESTAMP =
+  /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(\.\d{1,6})?[+-]\d{2}(:\d{2}){0,2}$/;
+
+/**
+ * Whether a token's part is a timestamp PostgreSQL reads back: a forged one must be refused
+ * here, not by the statement's cast (whose error would reach the caller as a database failure).
+ */
+function isTimestamp(part: unknown): boolean {
+  const match = typeof part === 'string' ? TIMESTAMP.exec(part) : null;
+  if (match === null) return false;
+  const [year = 0, month = 0, day = 0, hour = 99, minute = 99, second = 99] = match
+    .slice(1, 7)
+    .map(Number);
+  const date = new Date(Date.UTC(year, month - 1, day));
+  return (
+    date.getUTCMonth() === month - 1 &&
+    date.getUTCDate() === day &&
+    hour < 24 &&
+    minute < 60 &&
+    second < 60
+  );
+}
+
+/** Text PostgreSQL stores as is: no NUL, no lone surrogate. */
+// eslint-disable-next-line no-control-regex -- finding NUL is the point
+const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** The parts of a position: text (keys, timestamps as text) and whole numbers. */
 export type CursorPart = string | number;
@@ -30,10 +58,10 @@ export function encodeCursor(parts: readonly CursorPart[]): string {
 
 /**
  * Reads a token written by encodeCursor for a list ordered on columns of the given kinds
- * ('text' or 'int'); a token of another list, or a made-up one, is refused with a
+ * ('time', 'text' or 'int'); a token of another list, or a made-up one, is refused with a
  * CheckpointValidationError.
  */
-export function decodeCursor<K extends ReadonlyArray<'text' | 'int'>>(
+export function decodeCursor<K extends ReadonlyArray<'time' | 'text' | 'int'>>(
   list: string,
   token: unknown,
   kinds: K,
@@ -52,7 +80,9 @@ export function decodeCursor<K extends ReadonlyArray<'text' | 'int'>>(
     const fits =
       kind === 'int'
         ? typeof part === 'number' && Number.isSafeInteger(part) && part >= 0
-        : typeof part === 'string';
+        : kind === 'time'
+          ? isTimestamp(part)
+          : typeof part === 'string' && !UNSTORABLE.test(part);
     if (!fits) throw refuse();
   });
   return parts as { [I in keyof K]: K[I] extends 'int' ? number : string };

@@ -14,12 +14,29 @@ import { CheckpointHttpModule } from 'nestjs-checkpoint/http';
 
 const url = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
-/** Your own rule for who may pause, resume, cancel and rewind: here, a bearer token. */
+interface SignedInRequest {
+  /** What your sign-in put on the request (express-session, passport, a signed cookie...). */
+  session?: { user?: { roles: string[] } };
+}
+
+/**
+ * Who may see the dashboard, its API and its live streams: your own signed-in session. A cookie
+ * session works for the page's EventSource too (it sends cookies, never headers).
+ */
+@Injectable()
+export class SignedInGuard implements CanActivate {
+  canActivate(context: ExecutionContext): boolean {
+    const request = context.switchToHttp().getRequest<SignedInRequest>();
+    return request.session?.user !== undefined;
+  }
+}
+
+/** Who may also pause, resume, cancel, rewind, retry and redrive: operators. */
 @Injectable()
 export class OperatorGuard implements CanActivate {
   canActivate(context: ExecutionContext): boolean {
-    const request = context.switchToHttp().getRequest<{ headers: Record<string, string> }>();
-    return request.headers.authorization === `Bearer ${process.env.OPERATOR_TOKEN ?? ''}`;
+    const request = context.switchToHttp().getRequest<SignedInRequest>();
+    return request.session?.user?.roles.includes('operator') ?? false;
   }
 }
 
@@ -45,8 +62,14 @@ export class HealthController {
       // Completed and cancelled keys and runs go after 30 days, every night at 03:17.
       retention: { days: 30, cron: '17 3 * * *' },
     }),
-    // The dashboard at /ops/checkpoints/, its JSON and event streams under /ops/checkpoints/api/.
-    CheckpointHttpModule.forRoot({ path: 'ops/checkpoints', guard: OperatorGuard }),
+    // The dashboard at /ops/checkpoints/, its JSON and event streams under /ops/checkpoints/api/,
+    // all of it behind your sign-in; control only for operators.
+    CheckpointHttpModule.forRoot({
+      path: 'ops/checkpoints',
+      guard: SignedInGuard,
+      controlGuard: OperatorGuard,
+      loginUrl: '/login',
+    }),
     TerminusModule,
     CheckpointHealthModule.forRoot({ stallMs: 5 * 60_000 }),
   ],

@@ -1,6 +1,7 @@
 import {
   Body,
   ConflictException,
+  createParamDecorator,
   Get,
   Header,
   HttpCode,
@@ -13,75 +14,85 @@ import {
   UseFilters,
   UseGuards,
   UsePipes,
-  ValidationPipe,
+  type ExecutionContext,
   type MessageEvent,
 } from '@nestjs/common';
-import { map, type Observable } from 'rxjs';
+import { map, Observable } from 'rxjs';
 import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
 import type { ControlAction } from '../checkpoint.interfaces.js';
+import type { FailedItem, RedriveRequest } from '../items/failed-item.interface.js';
 import { DASHBOARD_CSS } from './dashboard/dashboard.css.js';
 import { dashboardHtml } from './dashboard/dashboard.html.js';
 import { DASHBOARD_JS } from './dashboard/dashboard.js.js';
-import type { FailedItem } from '../items/failed-item.interface.js';
 import {
   FailedItemsQueryDto,
   KeyParams,
   ListKeysQuery,
   PageQuery,
+  RedriveBody,
   RewindBody,
   RunParams,
 } from './checkpoint-http.dto.js';
 import { CheckpointHttpExceptionFilter } from './checkpoint-http.filter.js';
-import { CheckpointControlGuard } from './checkpoint-http.guard.js';
+import { Access, CheckpointAccessGuard } from './checkpoint-http.guard.js';
+import { CheckpointLiveFeed } from './checkpoint-http.live.js';
+import { CheckpointHttpPipe } from './checkpoint-http.pipe.js';
 import { CheckpointHttpService, type LiveEvent } from './checkpoint-http.service.js';
-import type { KeyView, Page, RunView } from './checkpoint-http.views.js';
+import type { KeyView, Page, RunView, StateCounts } from './checkpoint-http.views.js';
+import type { CheckpointHttpSettings } from './checkpoint-http.module.js';
 
-/** Injection token of the HTTP module's resolved options. */
+/** Injection token of the HTTP module's resolved settings. */
 export const CHECKPOINT_HTTP_OPTIONS = Symbol('checkpoint:http-options');
 
-/** What the dashboard needs to know about the module. */
+/** What the dashboard needs to know about the module and the operator who asks. */
 export interface CheckpointHttpInfo {
-  /** Whether control endpoints are on (a guard was given). */
+  /** Whether this operator may control (the control guard approves this request). */
   controls: boolean;
+  /** Where to sign in, when the application said. */
+  loginUrl: string | null;
 }
 
 // Security headers of the dashboard's files: nothing but its own script and style may run.
 const CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'self'; form-action 'none'; frame-ancestors 'none'";
 
+/** The handler's own ExecutionContext, to ask the control guard about this request. */
+const RequestContext = createParamDecorator((_: unknown, context: ExecutionContext) => context);
+
 const toMessage = (event: LiveEvent): MessageEvent => ({ type: event.type, data: event });
 
 /**
  * The HTTP API and the dashboard. `CheckpointHttpModule.forRoot({ path })` mounts a subclass of
- * this controller at `path`: the page at `path/`, JSON under `path/api/`.
+ * this controller at `path`: the page at `path/`, JSON under `path/api/`. Every API endpoint sits
+ * behind the application's guard; control endpoints behind its control guard too.
  */
 @UseFilters(CheckpointHttpExceptionFilter)
-@UsePipes(
-  new ValidationPipe({
-    transform: true,
-    whitelist: true,
-    forbidNonWhitelisted: true,
-  }),
-)
+@UseGuards(CheckpointAccessGuard)
+@UsePipes(CheckpointHttpPipe)
 export class CheckpointHttpController {
   constructor(
     private readonly http: CheckpointHttpService,
-    @Inject(CHECKPOINT_HTTP_OPTIONS) private readonly info: CheckpointHttpInfo,
+    private readonly live: CheckpointLiveFeed,
+    private readonly access: CheckpointAccessGuard,
+    @Inject(CHECKPOINT_HTTP_OPTIONS) private readonly settings: CheckpointHttpSettings,
   ) {}
 
-  // --- the dashboard ----------------------------------------------------------------------------
+  // --- the dashboard (no data in these: anyone may load them, to be told to sign in) -----------
 
   @Get()
+  @Access('page')
   @Header('content-type', 'text/html; charset=utf-8')
   @Header('content-security-policy', CSP)
   @Header('x-content-type-options', 'nosniff')
+  @Header('referrer-policy', 'same-origin')
   page(@Req() request: { originalUrl: string }): string {
     // Relative links then work under any mount point and global prefix, with or without a slash.
     const path = request.originalUrl.split('?')[0] ?? '/';
-    return dashboardHtml(path.endsWith('/') ? path : `${path}/`);
+    return dashboardHtml(path.endsWith('/') ? path : `${path}/`, this.settings.loginUrl);
   }
 
   @Get('dashboard.css')
+  @Access('page')
   @Header('content-type', 'text/css; charset=utf-8')
   @Header('x-content-type-options', 'nosniff')
   css(): string {
@@ -89,6 +100,7 @@ export class CheckpointHttpController {
   }
 
   @Get('dashboard.js')
+  @Access('page')
   @Header('content-type', 'text/javascript; charset=utf-8')
   @Header('x-content-type-options', 'nosniff')
   script(): string {
@@ -97,13 +109,19 @@ export class CheckpointHttpController {
 
   // --- reading ----------------------------------------------------------------------------------
 
-  /** What this module offers: whether control endpoints are on. */
+  /** Whether this operator may control, and where to sign in. */
   @Get('api/info')
-  about(): CheckpointHttpInfo {
-    return this.info;
+  async about(@RequestContext() context: ExecutionContext): Promise<CheckpointHttpInfo> {
+    return {
+      controls: await this.access.mayControl(context),
+      loginUrl: this.settings.loginUrl,
+    };
   }
 
-  /** Keys, newest first; filters `state`, `runId`, `queue`, `search`; paged by `after`. */
+  /**
+   * Keys, newest first; filters `state`, `runId`, `queue`, and `search` (a key containing it, or
+   * the exact run id or pg-boss job id); paged by `after`.
+   */
   @Get('api/keys')
   keys(@Query() query: ListKeysQuery): Promise<Page<KeyView>> {
     return this.http.listKeys(
@@ -116,6 +134,12 @@ export class CheckpointHttpController {
       query.limit ?? 50,
       query.after ?? null,
     );
+  }
+
+  /** How many keys are in each state (counted up to a cap: `capped` says which passed it). */
+  @Get('api/counts')
+  counts(): Promise<StateCounts> {
+    return this.http.counts();
   }
 
   @Get('api/keys/:key')
@@ -132,10 +156,11 @@ export class CheckpointHttpController {
     return this.http.failedItems({ key: params.key }, query.limit ?? 200, query.after);
   }
 
-  /** Server-sent events: the key's view now and at every change, from any process. */
+  /** Server-sent events: the key's view now and at every change, from any process. 404 first. */
   @Sse('api/keys/:key/events')
-  keyEvents(@Param() params: KeyParams): Observable<MessageEvent> {
-    return this.http.keyEvents(params.key).pipe(map(toMessage));
+  async keyEvents(@Param() params: KeyParams): Promise<Observable<MessageEvent>> {
+    const now = await this.http.key(params.key);
+    return this.live.key(params.key).pipe(startWithEvent({ type: 'key', key: now }));
   }
 
   /** Runs (started with CheckpointRuns), newest first. */
@@ -149,6 +174,17 @@ export class CheckpointHttpController {
     return this.http.run(params.id);
   }
 
+  /** The run's chunks (its keys) with their state, progress, attempt and error. */
+  @Get('api/runs/:id/chunks')
+  async chunks(@Param() params: RunParams, @Query() query: PageQuery): Promise<Page<KeyView>> {
+    await this.http.run(params.id);
+    return this.http.listKeys(
+      { state: null, runId: params.id, queue: null, search: null },
+      query.limit ?? 50,
+      query.after ?? null,
+    );
+  }
+
   @Get('api/runs/:id/failed-items')
   runFailedItems(
     @Param() params: RunParams,
@@ -158,35 +194,36 @@ export class CheckpointHttpController {
   }
 
   @Sse('api/runs/:id/events')
-  runEvents(@Param() params: RunParams): Observable<MessageEvent> {
-    return this.http.runEvents(params.id).pipe(map(toMessage));
+  async runEvents(@Param() params: RunParams): Promise<Observable<MessageEvent>> {
+    const now = await this.http.run(params.id);
+    return this.live.run(params.id).pipe(startWithEvent({ type: 'run', run: now }));
   }
 
   /** Server-sent events: every key and run that changes. */
   @Sse('api/events')
   events(): Observable<MessageEvent> {
-    return this.http.events().pipe(map(toMessage));
+    return this.live.all().pipe(map(toMessage));
   }
 
-  // --- control (only behind the application's guard) ------------------------------------------
+  // --- control (behind the application's control guard) ----------------------------------------
 
   @Post('api/keys/:key/pause')
   @HttpCode(200)
-  @UseGuards(CheckpointControlGuard)
+  @Access('control')
   pause(@Param() params: KeyParams): Promise<KeyView> {
     return this.controlKey(params.key, 'pause');
   }
 
   @Post('api/keys/:key/resume')
   @HttpCode(200)
-  @UseGuards(CheckpointControlGuard)
+  @Access('control')
   resume(@Param() params: KeyParams): Promise<KeyView> {
     return this.controlKey(params.key, 'resume');
   }
 
   @Post('api/keys/:key/cancel')
   @HttpCode(200)
-  @UseGuards(CheckpointControlGuard)
+  @Access('control')
   cancel(@Param() params: KeyParams): Promise<KeyView> {
     return this.controlKey(params.key, 'cancel');
   }
@@ -194,7 +231,7 @@ export class CheckpointHttpController {
   /** Body `{ toIndex, expectedEpoch }`; 409 when the epoch moved or an attempt is running. */
   @Post('api/keys/:key/rewind')
   @HttpCode(200)
-  @UseGuards(CheckpointControlGuard)
+  @Access('control')
   async rewind(@Param() params: KeyParams, @Body() body: RewindBody): Promise<KeyView> {
     await this.http.key(params.key);
     await this.http.checkpoints.rewind(params.key, body.toIndex, {
@@ -203,23 +240,48 @@ export class CheckpointHttpController {
     return this.http.key(params.key);
   }
 
+  /** A failed pg-boss key's job runs again (it resumes after its last committed batch). */
+  @Post('api/keys/:key/retry')
+  @HttpCode(200)
+  @Access('control')
+  async retry(@Param() params: KeyParams): Promise<KeyView> {
+    await this.http.retry(params.key);
+    return this.http.key(params.key);
+  }
+
+  /** The key's ledger items run again, once each; body `{ items?: number[] }` picks some. */
+  @Post('api/keys/:key/redrive')
+  @HttpCode(200)
+  @Access('control')
+  redriveKey(@Param() params: KeyParams, @Body() body: RedriveBody): Promise<RedriveRequest> {
+    return this.http.redriveKey(params.key, body.items ?? undefined);
+  }
+
+  /** Every chunk's ledger items of the run run again, once each. */
+  @Post('api/runs/:id/redrive')
+  @HttpCode(200)
+  @Access('control')
+  redriveRun(@Param() params: RunParams): Promise<RedriveRequest> {
+    return this.http.redriveRun(params.id);
+  }
+
   @Post('api/runs/:id/pause')
   @HttpCode(200)
-  @UseGuards(CheckpointControlGuard)
+  @Access('control')
   pauseRun(@Param() params: RunParams): Promise<RunView> {
     return this.controlRun(params.id, 'pause');
   }
 
   @Post('api/runs/:id/resume')
   @HttpCode(200)
-  @UseGuards(CheckpointControlGuard)
+  @Access('control')
   resumeRun(@Param() params: RunParams): Promise<RunView> {
     return this.controlRun(params.id, 'resume');
   }
 
   @Post('api/runs/:id/cancel')
   @HttpCode(200)
-  @UseGuards(CheckpointControlGuard)
+  @Access('control')
   cancelRun(@Param() params: RunParams): Promise<RunView> {
     return this.controlRun(params.id, 'cancel');
   }
@@ -244,6 +306,15 @@ export class CheckpointHttpController {
     }
     return this.http.run(id);
   }
+}
+
+/** The stream's first event (the view read before answering), then the feed's. */
+function startWithEvent(first: LiveEvent) {
+  return (source: Observable<LiveEvent>): Observable<MessageEvent> =>
+    new Observable<MessageEvent>((subscriber) => {
+      subscriber.next(toMessage(first));
+      return source.pipe(map(toMessage)).subscribe(subscriber);
+    });
 }
 
 function refusal(action: ControlAction, state: string, control: string | null): string {

@@ -1,17 +1,27 @@
-import { Inject, Injectable, NotFoundException, type OnModuleInit } from '@nestjs/common';
+import {
+  ConflictException,
+  Inject,
+  Injectable,
+  NotFoundException,
+  type OnModuleInit,
+} from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
-import { bufferTime, concat, defer, filter, from, mergeMap, type Observable } from 'rxjs';
-import { CHECKPOINT_OPTIONS } from '../checkpoint.constants.js';
+import type { PgBoss } from 'pg-boss';
+import { affected } from '../boss/checkpoint-hand-back.js';
+import { CHECKPOINT_BOSS, CHECKPOINT_OPTIONS, CHECKPOINT_STATES } from '../checkpoint.constants.js';
+import type { ControlAction } from '../checkpoint.interfaces.js';
 import type { ResolvedCheckpointOptions } from '../checkpoint.options.js';
 import { CheckpointRepository, type CheckpointRow } from '../checkpoint.repository.js';
 import { CheckpointService } from '../checkpoint.service.js';
-import type { FailedItem } from '../items/failed-item.interface.js';
+import { assertKey } from '../checkpoint.validation.js';
+import type { FailedItem, RedriveRequest } from '../items/failed-item.interface.js';
 import { FailedItemsService } from '../items/failed-items.service.js';
-import { CheckpointRuns } from '../runs/runs.service.js';
-import type { ControlAction } from '../checkpoint.interfaces.js';
 import { decodeCursor, TIME_AND_KEY, toPage } from '../page-cursor.js';
+import { CheckpointRuns } from '../runs/runs.service.js';
+import { httpMessages } from './checkpoint-http.messages.js';
 import {
   checkpointHttpSql,
+  COUNT_CAP,
   type CheckpointHttpSql,
   type KeyFilter,
 } from './checkpoint-http.sql.js';
@@ -22,17 +32,16 @@ import {
   type Page,
   type RunRow,
   type RunView,
+  type StateCounts,
 } from './checkpoint-http.views.js';
-
-/** How long changes are gathered before a live view reads them (one query per window). */
-const LIVE_WINDOW_MS = 150;
 
 /** A change a live stream sends: a key's or a run's new view. */
 export type LiveEvent = { type: 'key'; key: KeyView } | { type: 'run'; run: RunView };
 
 /**
- * What the HTTP module reads and streams. It finds the CheckpointModule's providers wherever the
+ * What the HTTP module reads and does. It finds the CheckpointModule's providers wherever the
  * application registered them (ModuleRef, not strict), so the module works without `isGlobal`.
+ * Every value from a request is checked with the library's own rules before any statement.
  */
 @Injectable()
 export class CheckpointHttpService implements OnModuleInit {
@@ -60,6 +69,9 @@ export class CheckpointHttpService implements OnModuleInit {
   }
 
   async listKeys(filter: KeyFilter, limit: number, after: string | null): Promise<Page<KeyView>> {
+    for (const value of [filter.runId, filter.queue, filter.search]) {
+      if (value !== null) assertKey(value);
+    }
     const position = after === null ? null : decodeCursor('keys', after, TIME_AND_KEY);
     const { rows } = await this.repository.run<CheckpointRow & { page_at: string }>(
       'list',
@@ -69,9 +81,23 @@ export class CheckpointHttpService implements OnModuleInit {
     return toPage(rows, limit, (row) => [row.page_at, row.key], toKeyView);
   }
 
+  /** Keys per state, each counted up to COUNT_CAP (an index range each, never a table scan). */
+  async counts(): Promise<StateCounts> {
+    const { rows } = await this.repository.run<{ state: string; count: number }>(
+      'list',
+      undefined,
+      this.sql.counts(),
+    );
+    const counts: Record<string, number> = {};
+    for (const state of Object.values(CHECKPOINT_STATES)) counts[state] = 0;
+    for (const row of rows) counts[row.state] = row.count;
+    return { counts, cap: COUNT_CAP };
+  }
+
   async key(key: string): Promise<KeyView> {
+    assertKey(key);
     const [view] = await this.keys([key]);
-    if (view === undefined) throw new NotFoundException(`no checkpoint key "${key}"`);
+    if (view === undefined) throw new NotFoundException(httpMessages.noKey(key));
     return view;
   }
 
@@ -86,8 +112,9 @@ export class CheckpointHttpService implements OnModuleInit {
   }
 
   async run(id: string): Promise<RunView> {
+    assertKey(id);
     const [view] = await this.runs([id]);
-    if (view === undefined) throw new NotFoundException(`no run "${id}"`);
+    if (view === undefined) throw new NotFoundException(httpMessages.noRun(id));
     return view;
   }
 
@@ -113,52 +140,86 @@ export class CheckpointHttpService implements OnModuleInit {
     return this.ledger.list({ ...target, limit, after });
   }
 
-  /** Live views of every key and run that changes, in any process. */
-  events(): Observable<LiveEvent> {
-    return this.live(() => true, true);
-  }
-
-  /** The key's view now, then at every change. */
-  keyEvents(key: string): Observable<LiveEvent> {
-    return concat(
-      defer(async () => ({ type: 'key' as const, key: await this.key(key) })),
-      this.live((changed) => changed === key, false),
-    );
-  }
-
-  /** The run's view now, then whenever one of its chunks changes. */
-  runEvents(id: string): Observable<LiveEvent> {
-    return concat(
-      defer(async () => ({ type: 'run' as const, run: await this.run(id) })),
-      this.live(() => true, true).pipe(
-        filter((event) => event.type === 'run' && event.run.id === id),
-      ),
-    );
-  }
-
-  private live(accept: (key: string) => boolean, withRuns: boolean): Observable<LiveEvent> {
-    return this.service.changes().pipe(
-      filter(accept),
-      bufferTime(LIVE_WINDOW_MS),
-      filter((keys) => keys.length > 0),
-      mergeMap((keys) => from(this.read([...new Set(keys)], withRuns)), 1),
-      mergeMap((events) => from(events)),
-    );
-  }
-
-  private async read(keys: string[], withRuns: boolean): Promise<LiveEvent[]> {
-    const events: LiveEvent[] = (await this.keys(keys)).map((key) => ({ type: 'key', key }));
-    if (!withRuns) return events;
-    const { rows } = await this.repository.run<{ run_id: string }>(
-      'list',
-      undefined,
-      this.sql.runsOfKeys(keys),
-    );
-    if (rows.length === 0) return events;
-    for (const run of await this.runs(rows.map((row) => row.run_id))) {
-      events.push({ type: 'run', run });
+  /**
+   * The key's ledger runs again at its next attempt (FailedItemsService.redrive). `items` names
+   * some of its ledger items; the library redrives a key's whole ledger, so naming fewer than
+   * all of them is refused rather than silently widened.
+   */
+  async redriveKey(key: string, items: number[] | undefined): Promise<RedriveRequest> {
+    const view = await this.key(key);
+    if (items !== undefined) {
+      const ledger = await this.ledger.list({ key, limit: 1000 });
+      const known = new Set(ledger.items.map((item) => item.itemIndex));
+      const unknown = items.filter((index) => !known.has(index));
+      if (unknown.length > 0) throw new NotFoundException(httpMessages.notInLedger(key, unknown));
+      if (ledger.more || new Set(items).size < known.size) {
+        throw new ConflictException(httpMessages.partialRedrive(key));
+      }
     }
+    const request = await this.ledger.redrive(key);
+    if (request.items === 0) {
+      throw new ConflictException(
+        view.state === CHECKPOINT_STATES.running
+          ? `checkpoint key ${JSON.stringify(key)} is running: redrive it when its attempt ends`
+          : httpMessages.nothingToRedrive(`checkpoint key ${JSON.stringify(key)}`),
+      );
+    }
+    return request;
+  }
+
+  /** Every chunk's ledger of the run runs again (FailedItemsService.redriveRun). */
+  async redriveRun(id: string): Promise<RedriveRequest> {
+    await this.run(id);
+    const request = await this.ledger.redriveRun(id);
+    if (request.items === 0) {
+      throw new ConflictException(httpMessages.nothingToRedrive(`run ${JSON.stringify(id)}`));
+    }
+    return request;
+  }
+
+  /**
+   * A failed pg-boss key's job goes back to its queue (pg-boss `retry`, which raises the job's
+   * retry limit by one): the next attempt resumes after the last committed batch.
+   */
+  async retry(key: string): Promise<void> {
+    const view = await this.key(key);
+    if (view.state !== CHECKPOINT_STATES.failed) {
+      throw new ConflictException(httpMessages.nothingToRetry(key, view.state));
+    }
+    const boss = this.boss();
+    if (view.queue === null || view.jobId === null || boss === null) {
+      throw new ConflictException(httpMessages.notAJob(key));
+    }
+    const answer = await boss.retry(view.queue, view.jobId);
+    if (affected(answer) === 0) {
+      const job = await boss.getJobById(view.queue, view.jobId);
+      throw new ConflictException(
+        `the pg-boss job of ${JSON.stringify(key)} is ${job === null ? 'gone' : job.state}, not failed: nothing to retry`,
+      );
+    }
+  }
+
+  /** The views of the changed keys and of the runs they belong to, for the live feed. */
+  async changed(keys: string[]): Promise<LiveEvent[]> {
+    const events: LiveEvent[] = (await this.keys(keys)).map((key) => ({ type: 'key', key }));
+    const runIds = [
+      ...new Set(
+        events.flatMap((event) =>
+          event.type === 'key' && event.key.runId !== null ? [event.key.runId] : [],
+        ),
+      ),
+    ];
+    if (runIds.length === 0) return events;
+    for (const run of await this.runs(runIds)) events.push({ type: 'run', run });
     return events;
+  }
+
+  private boss(): PgBoss | null {
+    try {
+      return this.moduleRef.get<PgBoss | null>(CHECKPOINT_BOSS, { strict: false });
+    } catch {
+      return null; // CheckpointModule without pg-boss
+    }
   }
 
   private async keys(keys: string[]): Promise<KeyView[]> {

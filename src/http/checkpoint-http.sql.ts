@@ -9,11 +9,14 @@ export interface KeyFilter {
   state: string | null;
   runId: string | null;
   queue: string | null;
-  /** A substring of the key. */
+  /** A substring of the key, or the exact run id or pg-boss job id. */
   search: string | null;
 }
 
 const { running } = CHECKPOINT_STATES;
+
+/** Counts per state stop here: past it the page shows "10,000+". */
+export const COUNT_CAP = 10_000;
 
 /** Builds the HTTP module's statements for one schema. */
 export function checkpointHttpSql(schema: string) {
@@ -52,7 +55,10 @@ export function checkpointHttpSql(schema: string) {
       if (filter.state !== null) where.push(`state = $${values.push(filter.state)}`);
       if (filter.runId !== null) where.push(`run_id = $${values.push(filter.runId)}`);
       if (filter.queue !== null) where.push(`queue = $${values.push(filter.queue)}`);
-      if (filter.search !== null) where.push(`strpos(key, $${values.push(filter.search)}) > 0`);
+      if (filter.search !== null) {
+        const n = values.push(filter.search);
+        where.push(`(strpos(key, $${n}) > 0 OR run_id = $${n} OR job_id = $${n})`);
+      }
       if (after !== null) {
         where.push(
           `(created_at, key) < ($${values.push(after[0])}::timestamptz, $${values.push(after[1])})`,
@@ -83,11 +89,17 @@ export function checkpointHttpSql(schema: string) {
       q(`SELECT ${runColumns} FROM ${table} WHERE run_id = ANY($1::text[]) GROUP BY run_id`, [
         runIds,
       ]),
-    /** The runs the given keys belong to. */
-    runsOfKeys: (keys: string[]) =>
-      q(`SELECT DISTINCT run_id FROM ${table} WHERE key = ANY($1::text[]) AND run_id IS NOT NULL`, [
-        keys,
-      ]),
+    /**
+     * Keys per state, each counted up to COUNT_CAP + 1 rows of the (state, created_at, key)
+     * index: a state with more reads as "more than COUNT_CAP" and costs no more than that.
+     */
+    counts: () =>
+      q(
+        `SELECT s.state, (SELECT count(*)::int FROM (SELECT 1 FROM ${table} c
+           WHERE c.state = s.state LIMIT ${COUNT_CAP + 1}) l) AS count
+         FROM unnest($1::text[]) AS s(state)`,
+        [Object.values(CHECKPOINT_STATES)],
+      ),
   };
 }
 

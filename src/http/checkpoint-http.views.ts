@@ -49,6 +49,12 @@ export interface RunView {
   lastUpdate: string;
 }
 
+/** Keys per state; a count above `cap` means "more than cap" (counting stops there). */
+export interface StateCounts {
+  counts: Record<string, number>;
+  cap: number;
+}
+
 /** A page of a list: pass `after` back for the next page while `more` is true. */
 export type Page<T> = CheckpointPage<T>;
 

@@ -12,7 +12,14 @@ import { CheckpointService, FailedItemsService } from '../../src/index.js';
 import { createJobEffectTable, QUEUE } from '../fixtures/queue-job.js';
 import { dropSchema, sql, uniqueSchema } from '../support/database.js';
 import { startSender } from '../support/workers.js';
-import { createHttpApp, OPERATOR_TOKEN, TokenGuard, type HttpTestApp } from '../support/http.js';
+import {
+  createHttpApp,
+  OPERATOR,
+  OperatorGuard,
+  SESSION_COOKIE,
+  SessionGuard,
+  type HttpTestApp,
+} from '../support/http.js';
 import { Child } from '../support/process.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -28,7 +35,7 @@ let worker: Child | undefined;
 before(async () => {
   await sql(`CREATE SCHEMA "${schema}"`);
   await sql(createJobEffectTable(schema));
-  http = await createHttpApp({ schema, guard: TokenGuard });
+  http = await createHttpApp({ schema, guard: SessionGuard, controlGuard: OperatorGuard });
   boss = await startSender(schema);
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
@@ -92,7 +99,10 @@ describe('dashboard in Chromium', () => {
     assert.ok(id);
     const key = `${QUEUE}:${id}`;
 
-    const page = await browser.newPage({ viewport: { width: 1280, height: 760 } });
+    // A signed-in operator: the application's session cookie, which EventSource sends too.
+    const context = await browser.newContext({ viewport: { width: 1280, height: 760 } });
+    await context.addCookies([{ name: SESSION_COOKIE, value: OPERATOR, url: http.url }]);
+    const page = await context.newPage();
     const dialogs: string[] = [];
     page.on('dialog', (dialog) => {
       dialogs.push(dialog.message());
@@ -101,8 +111,6 @@ describe('dashboard in Chromium', () => {
     const pageErrors: string[] = [];
     page.on('pageerror', (error) => pageErrors.push(error.message));
     await page.goto(`${http.url}/ops/checkpoints`);
-    await page.fill('#token', OPERATOR_TOKEN);
-    await page.dispatchEvent('#token', 'change');
     await page.locator('#live.on').waitFor({ timeout: 10_000 });
 
     // The worker's key appears (live, without reloading), and its bar moves.
@@ -170,6 +178,6 @@ describe('dashboard in Chromium', () => {
     assert.deepEqual(effects, { rows: 4000, distinct: 4000 });
     assert.deepEqual(pageErrors, []);
     assert.equal(await page.evaluate(() => (globalThis as { __xss?: string }).__xss), undefined);
-    await page.close();
+    await context.close();
   });
 });

@@ -7,10 +7,14 @@ import { after, before, describe, it } from 'node:test';
 import { CheckpointService, FailedItemsService } from '../../src/index.js';
 import { dropSchema, sql, uniqueSchema } from '../support/database.js';
 import {
+  CapturingLogger,
   createHttpApp,
-  OPERATOR_TOKEN,
-  request,
-  TokenGuard,
+  OPERATOR,
+  OperatorGuard,
+  READER,
+  request as send,
+  SESSION_COOKIE,
+  SessionGuard,
   type HttpTestApp,
 } from '../support/http.js';
 
@@ -19,11 +23,22 @@ let guarded: HttpTestApp;
 let open: HttpTestApp;
 let service: CheckpointService;
 let api: string;
+const openLogs = new CapturingLogger();
+const guardedLogs = new CapturingLogger();
+
+/** A request of a signed-in reader, unless the options name another session. */
+const request = (url: string, options: Parameters<typeof send>[1] = {}) =>
+  send(url, { session: READER, ...options });
 
 before(async () => {
-  guarded = await createHttpApp({ schema, guard: TokenGuard });
-  // The same application without a guard: its control endpoints are off.
-  open = await createHttpApp({ schema, path: 'readonly' });
+  guarded = await createHttpApp({
+    schema,
+    guard: SessionGuard,
+    controlGuard: OperatorGuard,
+    logger: guardedLogs,
+  });
+  // The same application without any guard: reads open (and said loudly), control off.
+  open = await createHttpApp({ schema, path: 'readonly', logger: openLogs });
   service = guarded.app.get(CheckpointService);
   api = `${guarded.url}/ops/checkpoints/api`;
 });
@@ -165,7 +180,10 @@ describe('reading', () => {
     const key = 'sse/1';
     const claim = await service.claim(key, { totalItems: 100 });
     const controller = new AbortController();
-    const response = await fetch(`${api}/keys/${enc(key)}/events`, { signal: controller.signal });
+    const response = await fetch(`${api}/keys/${enc(key)}/events`, {
+      signal: controller.signal,
+      headers: { cookie: `${SESSION_COOKIE}=${READER}` },
+    });
     assert.equal(response.headers.get('content-type')?.split(';')[0], 'text/event-stream');
     const reader = (response.body as ReadableStream<Uint8Array>).getReader();
     const decoder = new TextDecoder();
@@ -227,31 +245,34 @@ describe('control endpoints', () => {
     await service.pause('guarded/1'); // so that resume would have something to do
     const before = await snapshot();
     for (const { path, body } of controls('guarded/1', 'run-g', epoch)) {
-      for (const token of [undefined, 'wrong']) {
-        const answer = await request(`${api}/${path}`, { method: 'POST', body, token });
-        assert.equal(answer.status, 403, `${path} with token ${token}`);
+      for (const session of [undefined, 'wrong']) {
+        const answer = await send(`${api}/${path}`, { method: 'POST', body, session });
+        assert.equal(answer.status, 401, `${path} with session ${session}`);
       }
+      const reader = await request(`${api}/${path}`, { method: 'POST', body });
+      assert.equal(reader.status, 403, `${path} of a reader`);
+      assert.match(String(reader.body.message), /controlGuard refused/);
       // A bad body is refused by the guard first: no hint of what would pass.
       const bad = await request(`${api}/${path}`, { method: 'POST', body: { toIndex: 'x' } });
       assert.equal(bad.status, 403, `${path} with a bad body`);
       const readonly = await request(`${open.url}/readonly/api/${path}`, {
         method: 'POST',
         body,
-        token: OPERATOR_TOKEN,
+        session: OPERATOR,
       });
       assert.equal(readonly.status, 403, `${path} on the module without a guard`);
-      assert.match(String(readonly.body.message), /guard/);
+      assert.match(String(readonly.body.message), /controlGuard/);
     }
     assert.deepEqual(await snapshot(), before, 'nothing changed in the database');
     const info = await request(`${open.url}/readonly/api/info`);
-    assert.deepEqual(info.body, { controls: false });
+    assert.deepEqual(info.body, { controls: false, loginUrl: null });
   });
 
   it('with the guard each works, and the database shows it', async () => {
     const key = 'guarded/2';
     const epoch = await seed(key, 60, 100, 'run-h');
     const post = (path: string, body?: unknown) =>
-      request(`${api}/${path}`, { method: 'POST', body, token: OPERATOR_TOKEN });
+      request(`${api}/${path}`, { method: 'POST', body, session: OPERATOR });
     const row = async () =>
       (
         await sql<{ state: string; control: string | null; current_index: string; epoch: string }>(
@@ -327,11 +348,113 @@ describe('control endpoints', () => {
       const answer = await request(`${api}/keys/${enc(key)}/rewind`, {
         method: 'POST',
         body,
-        token: OPERATOR_TOKEN,
+        session: OPERATOR,
       });
       assert.equal(answer.status, 400, JSON.stringify(body));
       assert.match(JSON.stringify(answer.body.message), new RegExp(field), JSON.stringify(body));
     }
     assert.deepEqual(await snapshot(), before, 'nothing changed');
+  });
+});
+
+describe('access', () => {
+  const endpoints = (key: string, run: string) => [
+    ['GET', 'info'],
+    ['GET', 'keys'],
+    ['GET', 'counts'],
+    ['GET', `keys/${enc(key)}`],
+    ['GET', `keys/${enc(key)}/failed-items`],
+    ['GET', `keys/${enc(key)}/events`],
+    ['GET', 'runs'],
+    ['GET', `runs/${enc(run)}`],
+    ['GET', `runs/${enc(run)}/chunks`],
+    ['GET', `runs/${enc(run)}/failed-items`],
+    ['GET', `runs/${enc(run)}/events`],
+    ['GET', 'events'],
+    ['POST', `keys/${enc(key)}/pause`],
+    ['POST', `keys/${enc(key)}/resume`],
+    ['POST', `keys/${enc(key)}/cancel`],
+    ['POST', `keys/${enc(key)}/rewind`],
+    ['POST', `keys/${enc(key)}/retry`],
+    ['POST', `keys/${enc(key)}/redrive`],
+    ['POST', `runs/${enc(run)}/redrive`],
+    ['POST', `runs/${enc(run)}/pause`],
+    ['POST', `runs/${enc(run)}/resume`],
+    ['POST', `runs/${enc(run)}/cancel`],
+  ];
+
+  it('every endpoint, reads and streams included, answers 401 without a session, marked no-store', async () => {
+    await seed('access/1', 10, 100, 'run-access');
+    const before = await snapshot();
+    for (const [method, path] of endpoints('access/1', 'run-access')) {
+      for (const session of [undefined, 'forged']) {
+        const answer = await send(`${api}/${path}`, { method, session });
+        assert.equal(answer.status, 401, `${method} ${path}`);
+        assert.equal(answer.headers.get('cache-control'), 'no-store', `${method} ${path}`);
+        assert.doesNotMatch(JSON.stringify(answer.body), /access\/1|run-access/, 'no data');
+      }
+    }
+    assert.deepEqual(await snapshot(), before, 'nothing changed');
+    // The page's own files hold no data: anyone gets them, to be told to sign in.
+    for (const file of ['', '/dashboard.js', '/dashboard.css']) {
+      assert.equal((await fetch(`${guarded.url}/ops/checkpoints${file}`)).status, 200, file);
+    }
+  });
+
+  it('a reader reads (no-store) and may not control; an operator may', async () => {
+    await seed('access/2', 10, 100);
+    const read = await request(`${api}/keys/${enc('access/2')}`);
+    assert.equal(read.status, 200);
+    assert.equal(read.headers.get('cache-control'), 'no-store');
+    assert.deepEqual((await request(`${api}/info`)).body, { controls: false, loginUrl: null });
+    assert.deepEqual((await request(`${api}/info`, { session: OPERATOR })).body, {
+      controls: true,
+      loginUrl: null,
+    });
+    const refused = await request(`${api}/keys/${enc('access/2')}/pause`, { method: 'POST' });
+    assert.equal(refused.status, 403);
+    assert.equal((await request(`${api}/keys/${enc('access/2')}`)).body.state, 'released');
+  });
+
+  it('a cross-site request that changes state is refused whatever the session', async () => {
+    await seed('access/3', 10, 100);
+    const before = await snapshot();
+    const path = `${api}/keys/${enc('access/3')}/pause`;
+    for (const headers of <Array<Record<string, string>>>[
+      { origin: 'https://evil.example' },
+      { origin: 'null' },
+      { 'sec-fetch-site': 'cross-site' },
+      { 'sec-fetch-site': 'same-site', origin: 'https://sub.127.0.0.1.example' },
+      { 'sec-fetch-site': 'cross-site', origin: guarded.url },
+    ]) {
+      const answer = await request(path, { method: 'POST', session: OPERATOR, headers });
+      assert.equal(answer.status, 403, JSON.stringify(headers));
+      assert.match(String(answer.body.message), /cross-site request refused/);
+    }
+    assert.deepEqual(await snapshot(), before, 'nothing changed');
+    // The page's own requests (same origin) pass.
+    const own = await request(path, {
+      method: 'POST',
+      session: OPERATOR,
+      headers: { origin: guarded.url, 'sec-fetch-site': 'same-origin' },
+    });
+    assert.equal(own.status, 200);
+    assert.equal(own.body.state, 'paused');
+  });
+
+  it('a module with no guard says so at bootstrap; a guarded one does not', () => {
+    assert.ok(
+      openLogs.lines.some((line) => /readonly is mounted WITHOUT A GUARD/.test(line)),
+      openLogs.lines.join('\n'),
+    );
+    assert.ok(!guardedLogs.lines.some((line) => /WITHOUT A GUARD/.test(line)));
+  });
+
+  it("an unknown key's or run's stream answers 404 before streaming", async () => {
+    for (const path of [`keys/${enc('no such key')}/events`, `runs/${enc('no-run')}/events`]) {
+      const answer = await request(`${api}/${path}`);
+      assert.equal(answer.status, 404, path);
+      assert.match(String(answer.body.message), /no (checkpoint key|run) "no/);
+    }
   });
 });

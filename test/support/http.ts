@@ -1,17 +1,42 @@
-import type { CanActivate, ExecutionContext, INestApplication, Type } from '@nestjs/common';
+import type {
+  CanActivate,
+  ExecutionContext,
+  INestApplication,
+  LoggerService,
+  Type,
+} from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { CheckpointModule, type CheckpointModuleOptions } from '../../src/index.js';
 import { CheckpointHttpModule } from '../../src/http/index.js';
 import { DATABASE_URL } from './database.js';
 
-/** The test's control guard: approves requests that carry `Authorization: Bearer <TOKEN>`. */
-export const OPERATOR_TOKEN = 'operator-secret';
+/** The test application's sign-in: a session cookie, as a Nest app with express-session has. */
+export const SESSION_COOKIE = 'app-session';
+/** A signed-in operator who may read. */
+export const READER = 'reader-session';
+/** A signed-in operator who may also control. */
+export const OPERATOR = 'operator-session';
 
-export class TokenGuard implements CanActivate {
+function session(context: ExecutionContext): string | undefined {
+  const request = context.switchToHttp().getRequest<{ headers: Record<string, string> }>();
+  const cookies = (request.headers.cookie ?? '').split(';').map((part) => part.trim());
+  const found = cookies.find((part) => part.startsWith(`${SESSION_COOKIE}=`));
+  return found?.slice(SESSION_COOKIE.length + 1);
+}
+
+/** The application's guard: any signed-in session. */
+export class SessionGuard implements CanActivate {
   canActivate(context: ExecutionContext): boolean {
-    const request = context.switchToHttp().getRequest<{ headers: Record<string, string> }>();
-    return request.headers.authorization === `Bearer ${OPERATOR_TOKEN}`;
+    const id = session(context);
+    return id === READER || id === OPERATOR;
+  }
+}
+
+/** The application's control permission: operators only. */
+export class OperatorGuard implements CanActivate {
+  canActivate(context: ExecutionContext): boolean {
+    return session(context) === OPERATOR;
   }
 }
 
@@ -20,15 +45,30 @@ export interface HttpTestApp {
   url: string;
 }
 
+/** Keeps what the application logged, to check what bootstrap said. */
+export class CapturingLogger implements LoggerService {
+  readonly lines: string[] = [];
+  log(): void {}
+  error(message: unknown): void {
+    this.lines.push(`error ${String(message)}`);
+  }
+  warn(message: unknown): void {
+    this.lines.push(`warn ${String(message)}`);
+  }
+}
+
 /**
  * Boots an HTTP application (platform-express, a port chosen by the system) with CheckpointModule
- * and CheckpointHttpModule at `path`, with or without a control guard.
+ * and CheckpointHttpModule at `path`, with the guards given (none: an unprotected module).
  */
 export async function createHttpApp(options: {
   schema: string;
   path?: string;
   guard?: Type<CanActivate> | CanActivate;
+  controlGuard?: Type<CanActivate> | CanActivate;
   checkpoint?: Partial<CheckpointModuleOptions>;
+  logger?: LoggerService;
+  pool?: number;
 }): Promise<HttpTestApp> {
   const moduleRef = await Test.createTestingModule({
     imports: [
@@ -37,33 +77,43 @@ export async function createHttpApp(options: {
         url: DATABASE_URL,
         schema: options.schema,
         logging: false,
-        extra: { max: 8 },
+        extra: { max: options.pool ?? 8 },
       }),
       CheckpointModule.forRoot({ schema: options.schema, ...options.checkpoint }),
       CheckpointHttpModule.forRoot({
         path: options.path ?? 'ops/checkpoints',
         guard: options.guard,
+        controlGuard: options.controlGuard,
       }),
     ],
   }).compile();
-  const app = moduleRef.createNestApplication({ logger: ['error', 'warn'] });
+  const app = moduleRef.createNestApplication({ logger: options.logger ?? ['error', 'warn'] });
   await app.listen(0, '127.0.0.1');
   const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
   return { app, url };
 }
 
-/** A JSON request; returns the status and the parsed body. */
+/** A JSON request; returns the status, the parsed body and the headers. */
 export async function request(
   url: string,
-  options: { method?: string; body?: unknown; token?: string } = {},
-): Promise<{ status: number; body: Record<string, unknown> }> {
-  const headers: Record<string, string> = { accept: 'application/json' };
-  if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
-  if (options.body !== undefined) headers['content-type'] = 'application/json';
+  options: {
+    method?: string;
+    body?: unknown;
+    /** The session cookie's value (READER, OPERATOR), or none. */
+    session?: string;
+    /** A body sent as is (not JSON-encoded). */
+    raw?: string;
+    headers?: Record<string, string>;
+  } = {},
+): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
+  const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
+  if (options.session !== undefined) headers.cookie = `${SESSION_COOKIE}=${options.session}`;
+  if (options.body !== undefined || options.raw !== undefined)
+    headers['content-type'] ??= 'application/json';
   const response = await fetch(url, {
     method: options.method ?? 'GET',
     headers,
-    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+    body: options.raw ?? (options.body === undefined ? undefined : JSON.stringify(options.body)),
   });
   const text = await response.text();
   let body: Record<string, unknown>;
@@ -72,5 +122,5 @@ export async function request(
   } catch {
     body = { text };
   }
-  return { status: response.status, body };
+  return { status: response.status, body, headers: response.headers };
 }

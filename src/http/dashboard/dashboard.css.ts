@@ -13,8 +13,8 @@ h3 { font-size: 13px; margin: 16px 0 4px; color: var(--muted); }
 main { padding: 0 24px 32px; }
 .live { font-size: 12px; color: var(--muted); }
 .live.on { color: var(--ok); }
-.token { margin-left: auto; font-size: 12px; color: var(--muted); }
-.token input { width: 160px; }
+.denied { margin: 48px auto; max-width: 420px; padding: 24px; background: #fff; text-align: center;
+  border: 1px solid var(--line); border-radius: 8px; }
 .notice { margin: 12px 24px 0; padding: 8px 12px; border-radius: 6px; background: #fff4e5;
   color: #7a4b00; border: 1px solid #f5d9a8; }
 table { width: 100%; border-collapse: collapse; background: #fff; border: 1px solid var(--line); }

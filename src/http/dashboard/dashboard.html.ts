@@ -7,8 +7,11 @@ const escapeAttribute = (value: string) =>
     (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c,
   );
 
-/** The page, with relative links resolved against `basePath` (which ends with a slash). */
-export function dashboardHtml(basePath: string): string {
+/**
+ * The page, with relative links resolved against `basePath` (which ends with a slash). It holds
+ * no data: it shows "sign in" until the API lets this browser's session read.
+ */
+export function dashboardHtml(basePath: string, loginUrl: string | null): string {
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -22,10 +25,14 @@ export function dashboardHtml(basePath: string): string {
 <header>
   <h1>Checkpoints</h1>
   <span id="live" class="live" title="live updates">connecting…</span>
-  <label class="token">Operator token <input id="token" type="password" autocomplete="off" spellcheck="false"></label>
 </header>
 <p id="notice" class="notice" role="status" hidden></p>
-<main>
+<section id="denied" class="denied" hidden>
+  <h2>Sign in to see checkpoints</h2>
+  <p>This dashboard shows nothing until the application lets your session read it.</p>
+  ${loginUrl === null ? '' : `<p><a id="login" href="${escapeAttribute(loginUrl)}">Sign in</a></p>`}
+</section>
+<main id="main" hidden>
   <section id="runs-section">
     <h2>Runs</h2>
     <table id="runs">

@@ -35,8 +35,6 @@ export const DASHBOARD_JS = `'use strict';
   }
   function api(path, options) {
     var headers = { accept: 'application/json' };
-    var token = el('token').value;
-    if (token) headers.authorization = 'Bearer ' + token;
     if (options && options.body) headers['content-type'] = 'application/json';
     return fetch('api/' + path, {
       method: (options && options.method) || 'GET',
@@ -45,6 +43,7 @@ export const DASHBOARD_JS = `'use strict';
       credentials: 'same-origin',
     }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (body) {
+        if (response.status === 401) denied();
         if (!response.ok) {
           var message = Array.isArray(body.message) ? body.message.join('; ') : body.message;
           throw new Error(response.status + ': ' + (message || response.statusText));
@@ -242,6 +241,7 @@ export const DASHBOARD_JS = `'use strict';
 
   function live() {
     var source = new EventSource('api/events');
+    state.source = source;
     source.addEventListener('open', function () { el('live').textContent = 'live'; el('live').className = 'live on'; });
     source.addEventListener('error', function () { el('live').textContent = 'reconnecting…'; el('live').className = 'live'; });
     source.addEventListener('key', function (event) {
@@ -266,16 +266,21 @@ export const DASHBOARD_JS = `'use strict';
   // Keyset paging: each page starts after the last key of the one before; Newer goes back.
   el('prev').addEventListener('click', function () { if (state.pages.length > 1) state.pages.pop(); loadKeys(); });
   el('next').addEventListener('click', function () { if (state.next) state.pages.push(state.next); loadKeys(); });
-  try { el('token').value = sessionStorage.getItem('checkpoint-token') || ''; } catch (e) { /* storage off */ }
-  el('token').addEventListener('change', function () {
-    try { sessionStorage.setItem('checkpoint-token', el('token').value); } catch (e) { /* storage off */ }
-  });
+  // Signed out (or the session ended): show nothing but the way to sign in.
+  function denied() {
+    state.denied = true;
+    el('main').hidden = true;
+    el('denied').hidden = false;
+    el('live').textContent = 'signed out';
+    el('live').className = 'live';
+    if (state.source) state.source.close();
+  }
 
   api('info').then(function (info) {
     state.controls = info.controls;
-    if (!info.controls) notice('Read-only: the application gave this dashboard no control guard.');
-  }).catch(function () { /* keep read-only */ }).then(function () {
-    return Promise.all([loadRuns(), loadKeys()]);
-  }).then(live);
+    el('main').hidden = false;
+    if (!info.controls) notice('Read-only: your session may read but not control.');
+    return Promise.all([loadRuns(), loadKeys()]).then(live);
+  }).catch(function (error) { if (!state.denied) notice(error.message); });
 })();
 `;
