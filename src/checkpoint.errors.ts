@@ -1,3 +1,4 @@
+import { CHECKPOINT_CONTROLS, type CheckpointControl } from './checkpoint.constants.js';
 import { messages } from './checkpoint.messages.js';
 
 /** Base class of every error the library throws on purpose. */
@@ -153,4 +154,11 @@ export function isConnectionFailure(error: unknown): boolean {
     current = cause ?? driverError;
   }
   return false;
+}
+
+/** The typed reason an attempt stops for when an operator asked. */
+export function controlError(key: string, control: CheckpointControl): CheckpointAbortedError {
+  return control === CHECKPOINT_CONTROLS.pause
+    ? new CheckpointPausedError(key)
+    : new CheckpointCancelledError(key);
 }

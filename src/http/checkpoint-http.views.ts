@@ -1,7 +1,7 @@
 import type { CheckpointPage } from '../page-cursor.js';
 import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
 import type { CheckpointRow } from '../checkpoint.repository.js';
-import { toProgress } from '../checkpoint.service.js';
+import { toProgress } from '../progress/checkpoint-reads.js';
 
 /** One key as the HTTP API and the dashboard show it. */
 export interface KeyView {

@@ -14,7 +14,7 @@ import {
 } from '../../src/checkpoint.errors.js';
 import { resolveOptions } from '../../src/checkpoint.options.js';
 import type { CheckpointRow } from '../../src/checkpoint.repository.js';
-import { toProgress } from '../../src/checkpoint.service.js';
+import { toProgress } from '../../src/progress/checkpoint-reads.js';
 import { assertKey, toJson } from '../../src/checkpoint.validation.js';
 import { CheckpointHealthModule } from '../../src/health/index.js';
 

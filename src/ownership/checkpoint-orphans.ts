@@ -1,0 +1,78 @@
+import type { CheckpointObservers } from '../checkpoint.observers.js';
+import type { CheckpointRepository } from '../checkpoint.repository.js';
+import type { CheckpointSession } from '../checkpoint.session.js';
+
+/** A running pg-boss key whose owner died, as the reaper saw it. */
+export interface OrphanedJob {
+  key: string;
+  epoch: number;
+  queue: string;
+  jobId: string;
+  dispatch: number;
+  ownerPid: number | null;
+  ownerStarted: string | null;
+  /** The lease expired (a frozen or partitioned owner); otherwise its session is gone. */
+  expired: boolean;
+}
+
+/**
+ * The reaper's look-ups: running keys whose owner is dead, and marking them failed.
+ * @internal used through the façade by the reaper
+ */
+export class CheckpointOrphans {
+  constructor(
+    private readonly repository: CheckpointRepository,
+    private readonly session: CheckpointSession,
+    private readonly observers: CheckpointObservers,
+  ) {}
+
+  /** See CheckpointService.findOrphans. */
+  async findOrphans(): Promise<OrphanedJob[]> {
+    const { rows } = await this.repository.run<{
+      key: string;
+      epoch: string;
+      queue: string;
+      job_id: string;
+      dispatch: number | null;
+      owner_pid: number | null;
+      owner_started: string | null;
+      expired: boolean;
+    }>('reap', undefined, this.repository.sql.orphans());
+    return rows.map((row) => ({
+      key: row.key,
+      epoch: Number(row.epoch),
+      queue: row.queue,
+      jobId: row.job_id,
+      dispatch: row.dispatch ?? 0,
+      ownerPid: row.owner_pid,
+      ownerStarted: row.owner_started,
+      expired: row.expired,
+    }));
+  }
+
+  /** See CheckpointService.abandon. */
+  async abandon(orphan: OrphanedJob): Promise<boolean> {
+    const error = JSON.stringify({
+      name: 'CheckpointWorkerLost',
+      message: orphan.expired
+        ? 'the worker did not renew its lease in time (frozen or cut off)'
+        : 'the worker process died',
+    });
+    const { rowCount } = await this.repository.run(
+      'reap',
+      orphan.key,
+      this.repository.sql.abandon(
+        orphan.key,
+        orphan.epoch,
+        error,
+        orphan.ownerPid,
+        orphan.ownerStarted,
+      ),
+    );
+    if (rowCount > 0) {
+      this.session.announce(orphan.key);
+      this.observers.emit('reaped', { key: orphan.key, epoch: orphan.epoch });
+    }
+    return rowCount > 0;
+  }
+}
