@@ -33,6 +33,7 @@ import { measureRuns } from './runs.js';
 import { measureSaveCost } from './save-cost.js';
 import { measureStatements } from './statements.js';
 import { measureTransactional } from './transactional.js';
+import { measureWatchers } from './watchers.js';
 
 /** bench/ in the source tree (this file runs from build/bench/). */
 const OUTPUT_DIR = fileURLToPath(new URL('../../bench/', import.meta.url));
@@ -99,6 +100,7 @@ async function main(): Promise<void> {
       publish(history.history);
       publish(history.retention);
     }
+    if (wanted('13')) publish(await measureWatchers(env));
     const diagnostics = wanted('7')
       ? await measureDiagnostics(env)
       : { sections: [], findings: [] };

@@ -7,6 +7,7 @@ import type {
 } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
+import type { Logger as TypeOrmLogger } from 'typeorm';
 import { CheckpointModule, type CheckpointModuleOptions } from '../../src/index.js';
 import { CheckpointHttpModule } from '../../src/http/index.js';
 import { DATABASE_URL } from './database.js';
@@ -69,6 +70,8 @@ export async function createHttpApp(options: {
   checkpoint?: Partial<CheckpointModuleOptions>;
   logger?: LoggerService;
   pool?: number;
+  /** Sees every statement the application sends (the library logs each one to it). */
+  statements?: TypeOrmLogger;
 }): Promise<HttpTestApp> {
   const moduleRef = await Test.createTestingModule({
     imports: [
@@ -77,6 +80,7 @@ export async function createHttpApp(options: {
         url: DATABASE_URL,
         schema: options.schema,
         logging: false,
+        logger: options.statements,
         extra: { max: options.pool ?? 8 },
       }),
       CheckpointModule.forRoot({ schema: options.schema, ...options.checkpoint }),
@@ -123,4 +127,65 @@ export async function request(
     body = { text };
   }
   return { status: response.status, body, headers: response.headers };
+}
+
+/** A client of a server-sent-events endpoint that keeps the last progress it saw of one key. */
+export class SseClient {
+  /** Processed items of the watched key in the last event that named it (-1: none yet). */
+  seen = -1;
+  private readonly controller = new AbortController();
+  private waiters: Array<{ at: number; resolve: () => void }> = [];
+  private readonly done: Promise<void>;
+
+  constructor(
+    url: string,
+    session: string,
+    private readonly key: string,
+  ) {
+    this.done = this.read(url, session).catch((error: unknown) => {
+      if (!this.controller.signal.aborted) throw error;
+    });
+  }
+
+  /** Resolves once an event shows the key at `at` items or more. */
+  reached(at: number): Promise<void> {
+    if (this.seen >= at) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ at, resolve }));
+  }
+
+  async close(): Promise<void> {
+    this.controller.abort();
+    await this.done;
+  }
+
+  private async read(url: string, session: string): Promise<void> {
+    const response = await fetch(url, {
+      signal: this.controller.signal,
+      headers: { cookie: `${SESSION_COOKIE}=${session}`, accept: 'text/event-stream' },
+    });
+    if (response.status !== 200) throw new Error(`${url} answered ${response.status}`);
+    const decoder = new TextDecoder();
+    let buffer = '';
+    for await (const chunk of response.body as ReadableStream<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true });
+      for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+        const message = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const data = message
+          .split('\n')
+          .find((line) => line.startsWith('data: '))
+          ?.slice(6);
+        if (data !== undefined)
+          this.take(JSON.parse(data) as { key?: { key: string; processedItems: number } });
+      }
+    }
+  }
+
+  private take(event: { key?: { key: string; processedItems: number } }): void {
+    if (event.key?.key !== this.key) return;
+    this.seen = Math.max(this.seen, event.key.processedItems);
+    const ready = this.waiters.filter((waiter) => waiter.at <= this.seen);
+    this.waiters = this.waiters.filter((waiter) => waiter.at > this.seen);
+    for (const waiter of ready) waiter.resolve();
+  }
 }
