@@ -1,0 +1,249 @@
+// Reading runs: one run with its progress, a page of them, a run's chunks, and the watch that
+// follows a run from any process.
+import { finalize, Observable, shareReplay } from 'rxjs';
+import { CheckpointValidationError } from '../checkpoint.errors.js';
+import { CheckpointRepository } from '../checkpoint.repository.js';
+import { CheckpointSession } from '../checkpoint.session.js';
+import { decodeCursor, TIME_AND_KEY, toPage, type CheckpointPage } from '../page-cursor.js';
+import { assertQueueName, assertRunId, chunkJobId, isPositiveInteger } from './run-ids.js';
+import { RUN_NOTIFY_PREFIX, RUN_STATES, WATCH_POLL_MS, type RunState } from './runs.constants.js';
+import { CheckpointRunNotFoundError } from './runs.errors.js';
+import type { ListRunsOptions, Run, RunChunk } from './runs.interfaces.js';
+import { runMessages } from './runs.messages.js';
+import type { RunsSql } from './runs.sql.js';
+
+/** States after which a run never changes again (a failed direct run may be started again). */
+const FINAL_STATES: ReadonlySet<RunState> = new Set([
+  RUN_STATES.completed,
+  RUN_STATES.cancelled,
+  RUN_STATES.failed,
+]);
+
+/** A row of `progress` / `list` in runs.sql.ts (bigint columns arrive as strings). */
+export interface RunRow {
+  id: string;
+  queue: string;
+  state: RunState;
+  mode: 'queued' | 'direct';
+  total_items: string;
+  chunk_count: number;
+  chunk_size: number;
+  metadata: Record<string, unknown> | null;
+  item_ms: number | null;
+  created_at: Date;
+  completed_at: Date | null;
+  completed_hook_at: Date | null;
+  items_done: string;
+  items_skipped: string;
+  chunks_done: number;
+  chunks_running: number;
+  chunks_failed: number;
+  chunks_pending: number;
+  chunks_cancelled: number;
+  chunks_started: number;
+  last_update: Date;
+}
+
+/** The reads of runs (CheckpointRuns hands over to it). @internal */
+export class RunReads {
+  private readonly watchers = new Map<string, Observable<Run>>();
+
+  constructor(
+    private readonly sql: RunsSql,
+    private readonly repository: CheckpointRepository,
+    private readonly session: CheckpointSession,
+  ) {}
+
+  async get(id: string): Promise<Run | null> {
+    assertRunId(id);
+    const { rows } = await this.repository.run<RunRow>('run-get', id, this.sql.progress(id));
+    return rows[0] === undefined ? null : toRun(rows[0]);
+  }
+
+  async require(id: string): Promise<Run> {
+    const run = await this.get(id);
+    if (run === null) throw new CheckpointRunNotFoundError(id);
+    return run;
+  }
+
+  async list(filter: ListRunsOptions): Promise<CheckpointPage<Run>> {
+    const limit = filter.limit ?? 100;
+    if (!isPositiveInteger(limit)) {
+      throw new CheckpointValidationError(runMessages.badFilter('limit', limit));
+    }
+    if (filter.queue !== undefined) assertQueueName(filter.queue);
+    const after =
+      filter.after === undefined ? null : decodeCursor('runs.list', filter.after, TIME_AND_KEY);
+    const state =
+      filter.state === RUN_STATES.created || filter.state === RUN_STATES.running
+        ? 'open'
+        : (filter.state ?? null);
+    const { rows } = await this.repository.run<RunRow & { page_at: string }>(
+      'run-list',
+      undefined,
+      this.sql.list(filter.queue ?? null, state, limit, after),
+    );
+    return toPage(rows, limit, (row) => [row.page_at, row.id], toRun);
+  }
+
+  async chunks(id: string): Promise<RunChunk[]> {
+    assertRunId(id);
+    const { rows } = await this.repository.run<{
+      key: string;
+      job_id: string;
+      run_chunk: number;
+      state: string;
+      current_index: string;
+      total_items: string | null;
+      attempt: number;
+      result: unknown;
+      error: unknown;
+    }>('run-chunks', id, this.sql.chunks(id));
+    return rows.map((row) => ({
+      index: row.run_chunk,
+      key: row.key,
+      jobId: row.job_id,
+      state: row.state,
+      processedItems: Number(row.current_index),
+      totalItems: row.total_items === null ? null : Number(row.total_items),
+      attempt: row.attempt,
+      result: row.result,
+      error: row.error,
+    }));
+  }
+
+  watch(id: string): Observable<Run> {
+    assertRunId(id);
+    const existing = this.watchers.get(id);
+    if (existing !== undefined) return existing;
+    const shared: Observable<Run> = this.follow(id).pipe(
+      finalize(() => {
+        if (this.watchers.get(id) === shared) this.watchers.delete(id);
+      }),
+      shareReplay({ bufferSize: 1, refCount: true }),
+    );
+    this.watchers.set(id, shared);
+    return shared;
+  }
+
+  private follow(id: string): Observable<Run> {
+    return new Observable<Run>((subscriber) => {
+      let closed = false;
+      let busy = false;
+      let again = false;
+      let lastSeen = '';
+      let keys: Set<string> | undefined;
+      let stop: (() => void) | undefined;
+      let timer: NodeJS.Timeout | undefined;
+      const refresh = async (): Promise<void> => {
+        if (busy) {
+          again = true;
+          return;
+        }
+        busy = true;
+        try {
+          do {
+            again = false;
+            const run = await this.get(id);
+            if (closed) return;
+            if (run === null) {
+              subscriber.error(new CheckpointRunNotFoundError(id));
+              return;
+            }
+            // Chunk keys follow from the run's id (deterministic job ids): no query for them.
+            keys ??= new Set(
+              Array.from({ length: run.chunkCount }, (_, i) => `${run.queue}:${chunkJobId(id, i)}`),
+            );
+            const c = run.chunks;
+            const seen = `${run.state}:${run.processedItems}:${c.completed}:${c.running}:${c.failed}:${c.cancelled}`;
+            if (seen !== lastSeen) {
+              lastSeen = seen;
+              subscriber.next(run);
+            }
+            if (
+              FINAL_STATES.has(run.state) &&
+              (run.state !== RUN_STATES.failed || run.mode === 'direct')
+            ) {
+              subscriber.complete();
+              return;
+            }
+          } while (again && !closed);
+        } catch (error) {
+          subscriber.error(error);
+        } finally {
+          busy = false;
+        }
+      };
+      const own = RUN_NOTIFY_PREFIX + id;
+      this.session
+        .subscribe((changed) => {
+          if (changed === own || keys?.has(changed) === true) void refresh();
+        })
+        .then(
+          (unsubscribe) => {
+            stop = unsubscribe;
+            if (closed) return unsubscribe();
+            timer = setInterval(() => void refresh(), WATCH_POLL_MS).unref();
+            void refresh();
+          },
+          (error: unknown) => subscriber.error(error),
+        );
+      return () => {
+        closed = true;
+        clearInterval(timer);
+        stop?.();
+      };
+    });
+  }
+}
+
+export function toRun(row: RunRow): Run {
+  const total = Number(row.total_items);
+  const done = Number(row.items_done);
+  const settled = row.chunks_done + row.chunks_failed + row.chunks_cancelled;
+  let state = row.state;
+  if (state === RUN_STATES.created && row.chunks_started > 0) state = RUN_STATES.running;
+  // Every chunk settled and some failed: nothing will complete it unless a job is retried.
+  if (
+    (state === RUN_STATES.created || state === RUN_STATES.running) &&
+    row.chunks_failed > 0 &&
+    settled === row.chunk_count
+  ) {
+    state = RUN_STATES.failed;
+  }
+  const seconds = (row.last_update.getTime() - row.created_at.getTime()) / 1000;
+  const itemsPerSecond = done > 0 && seconds > 0 ? done / seconds : null;
+  return {
+    id: row.id,
+    queue: row.queue,
+    state,
+    mode: row.mode,
+    totalItems: total,
+    processedItems: done,
+    skippedItems: Number(row.items_skipped),
+    percentage: total > 0 ? Math.floor((done / total) * 100) : 0,
+    chunkSize: row.chunk_size,
+    chunkCount: row.chunk_count,
+    chunks: {
+      completed: row.chunks_done,
+      running: row.chunks_running,
+      failed: row.chunks_failed,
+      pending: row.chunks_pending,
+      cancelled: row.chunks_cancelled,
+      started: row.chunks_started,
+    },
+    itemsPerSecond,
+    etaSeconds:
+      state === RUN_STATES.completed
+        ? 0
+        : itemsPerSecond === null
+          ? null
+          : Math.max(0, total - done) / itemsPerSecond,
+    itemMs: row.item_ms,
+    metadata: row.metadata,
+    createdAt: row.created_at,
+    lastUpdate: row.last_update,
+    completedAt: row.completed_at,
+    completedHookAt: row.completed_hook_at,
+  };
+}
