@@ -37,7 +37,14 @@ export class Child {
 
   /** Starts `build/test/fixtures/<name>.js` with the given environment. */
   static start(name: string, env: Record<string, string>): Child {
-    const script = fileURLToPath(new URL(`../fixtures/${name}.js`, import.meta.url));
+    return Child.startScript(
+      fileURLToPath(new URL(`../fixtures/${name}.js`, import.meta.url)),
+      env,
+    );
+  }
+
+  /** Starts a compiled script by its path (a fixture of another build). */
+  static startScript(script: string, env: Record<string, string>): Child {
     const child = spawn(process.execPath, [script], {
       // NODE_TEST_CONTEXT would make a child behave as a test-runner subprocess.
       env: { ...process.env, NODE_TEST_CONTEXT: undefined, DATABASE_URL, ...env },

@@ -1,0 +1,257 @@
+// A live upgrade: worker processes of the previous build (PREVIOUS_COMMIT, schema up to
+// migration 7) keep working pg-boss jobs and a run's chunks while processes of this build boot
+// on the same schema and apply the newer migrations (8: run counts trigger, 9: CREATE INDEX
+// CONCURRENTLY). One old worker is SIGKILLed after the upgrade, the others go on. Every item's
+// effect lands once, every job completes, the run's counts on its row match its chunks.
+import 'reflect-metadata';
+import assert from 'node:assert/strict';
+import { describe, it, type TestContext } from 'node:test';
+import type { PgBoss } from 'pg-boss';
+import { QUEUE } from '../fixtures/queue-job.js';
+import { createRunTables } from '../fixtures/run-job.js';
+import { sql } from '../support/database.js';
+import { buildPrevious } from '../support/previous-build.js';
+import { Child } from '../support/process.js';
+import { cleanUpAfterAll, workerBed } from '../support/workers.js';
+import { checkpointMigrations } from '../../src/index.js';
+
+cleanUpAfterAll();
+
+const JOB_ITEMS = 1000;
+/** Two runs: one started by the previous build before the upgrade, one after it. */
+const RUNS = { before: 20_000, after: 5_000 };
+const RUN_CHUNK = 500;
+/** The run workers' batch delay: the first run outlasts the upgrade on a slow machine. */
+const WORK = { BATCH_DELAY_MS: '60' };
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: () => string) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what()}`);
+    await sleep(200);
+  }
+}
+
+/** The next line `child` prints (after what it printed so far) that matches. */
+function nextLine(child: Child, test: (line: string) => boolean, timeoutMs = 60_000) {
+  const seen = child.lines.length;
+  let index = 0;
+  return child.waitFor((line) => {
+    // waitFor tests the lines seen first, then each new one: skip the old ones by position.
+    index += 1;
+    return index > seen && test(line);
+  }, timeoutMs);
+}
+
+interface LockWait {
+  query: string;
+  ms: number;
+}
+
+/**
+ * Samples, every 25 ms until stopped, the statements of this schema waiting for a lock: the
+ * longest wait seen of each (backend, statement).
+ */
+function sampleLockWaits(schema: string) {
+  const longest = new Map<string, LockWait>();
+  let running = true;
+  const done = (async () => {
+    while (running) {
+      const rows = await sql<{ pid: number; query: string; ms: number }>(
+        `SELECT pid, left(regexp_replace(query, '\\s+', ' ', 'g'), 70) AS query,
+                (extract(epoch FROM clock_timestamp() - query_start) * 1000)::int AS ms
+           FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock'
+            AND position($1 IN query) > 0`,
+        [schema],
+      );
+      for (const row of rows) {
+        const key = `${row.pid} ${row.query}`;
+        if ((longest.get(key)?.ms ?? -1) < row.ms)
+          longest.set(key, { query: row.query, ms: row.ms });
+      }
+      await sleep(25);
+    }
+  })();
+  return async () => {
+    running = false;
+    await done;
+    return [...longest.values()];
+  };
+}
+
+/** Keeps two screening jobs waiting in the queue until stopped: no worker runs out of work. */
+function feedJobs(boss: PgBoss, schema: string) {
+  const sent: string[] = [];
+  let running = true;
+  const done = (async () => {
+    while (running) {
+      const [queued] = await sql<{ count: number }>(
+        `SELECT count(*)::int AS count FROM "${schema}_boss".job WHERE name = $1 AND state = 'created'`,
+        [QUEUE],
+      );
+      if ((queued?.count ?? 0) < 2) {
+        const id = await boss.send(QUEUE, { count: JOB_ITEMS, batchDelayMs: 30 });
+        assert.ok(id);
+        sent.push(id);
+      } else await sleep(100);
+    }
+  })();
+  return async () => {
+    running = false;
+    await done;
+    return sent;
+  };
+}
+
+async function jobStates(schema: string) {
+  return sql<{ name: string; state: string; count: number; retries: number }>(
+    `SELECT name, state, count(*)::int AS count, sum(retry_count)::int AS retries
+       FROM "${schema}_boss".job GROUP BY name, state ORDER BY name, state`,
+  );
+}
+
+describe('live upgrade', () => {
+  it('workers of the previous build go on while this build migrates the same schema under them', async (t: TestContext) => {
+    const building = Date.now();
+    const previous = await buildPrevious();
+    t.after(() => previous.remove());
+    t.diagnostic(
+      `previous build ${previous.commit.slice(0, 7)} compiled in ${Date.now() - building} ms`,
+    );
+
+    const { schema, boss, startWorker } = await workerBed('upgrade', 'queue-worker', WORK);
+    for (const statement of createRunTables(schema)) await sql(statement);
+    const env = { SCHEMA: schema, JOB_EVENTS: '1', ...WORK };
+    const children: Child[] = [];
+    const startOld = (fixture: string, extra: Record<string, string> = {}) => {
+      const child = previous.start(fixture, { ...env, ...extra });
+      children.push(child);
+      return child;
+    };
+    t.after(async () => {
+      await Promise.all(children.map((child) => child.kill('SIGKILL')));
+    });
+    const startRun = async (id: string) => {
+      const starter = startOld('run-starter', {
+        RUN_ID: id,
+        ITEMS: String(RUNS[id as keyof typeof RUNS]),
+        CHUNK_SIZE: String(RUN_CHUNK),
+      });
+      assert.deepEqual(await starter.exited, { code: 0, signal: null }, starter.stderr);
+    };
+    const versions = async () =>
+      (await sql<{ version: number }>(`SELECT version FROM "${schema}".migration`))
+        .map((row) => row.version)
+        .sort((a, b) => a - b);
+
+    // The previous build creates the schema (migrations 1 to 7) and starts working.
+    const oldQueue = [startOld('queue-worker'), startOld('queue-worker')];
+    const oldRuns = startOld('run-worker');
+    const old = [...oldQueue, oldRuns];
+    await Promise.all(old.map((w) => w.waitFor((l) => l.startsWith('ready'))));
+    assert.deepEqual(await versions(), [1, 2, 3, 6, 7]);
+    await startRun('before');
+    const stopFeeding = feedJobs(boss, schema);
+    await Promise.all(old.map((w) => w.waitFor((l) => l.startsWith('batch '), 60_000)));
+
+    // This build boots on the same schema while they work: it applies migrations 8 and 9.
+    const all = checkpointMigrations.map((migration) => migration.version);
+    const stopSampling = sampleLockWaits(schema);
+    const booting = Date.now();
+    const fresh = [startWorker(), Child.start('run-worker', env)];
+    children.push(...fresh);
+    await waitUntil(
+      async () => (await versions()).length === all.length,
+      120_000,
+      () => 'the migrations',
+    );
+    const migratedMs = Date.now() - booting;
+    const waits = await stopSampling();
+    assert.deepEqual(await versions(), all);
+    t.diagnostic(`this build's processes migrated ${migratedMs} ms after they were started`);
+    for (const wait of waits.sort((a, b) => b.ms - a.ms).slice(0, 8))
+      t.diagnostic(`waited for a lock ${wait.ms} ms: ${wait.query}`);
+
+    // The old workers go on past the upgrade, the previous build starts a run on the new schema.
+    await Promise.all(old.map((w) => nextLine(w, (l) => l.startsWith('batch '))));
+    await startRun('after');
+    await Promise.all(fresh.map((w) => w.waitFor((l) => l.startsWith('ready'), 120_000)));
+    // Both builds work the same queues and runs; then one old worker dies mid-job.
+    await Promise.all(fresh.map((w) => nextLine(w, (l) => l.startsWith('batch '))));
+    await nextLine(oldQueue[0], (l) => l.startsWith('batch '));
+    await oldQueue[0].kill('SIGKILL');
+    const jobs = await stopFeeding();
+
+    await waitUntil(
+      async () => {
+        const states = await jobStates(schema);
+        const runs = await sql<{ state: string }>(`SELECT state FROM "${schema}".run`);
+        return (
+          runs.length === 2 &&
+          runs.every((run) => run.state === 'completed') &&
+          states.every((row) => row.state === 'completed')
+        );
+      },
+      240_000,
+      () => `every job and both runs to complete`,
+    );
+    t.diagnostic(`pg-boss jobs: ${JSON.stringify(await jobStates(schema))}`);
+    const stopped = children.flatMap((w) => w.lines.filter((l) => l.startsWith('stopped')));
+    t.diagnostic(
+      `jobs that stopped with an error: ${stopped.length ? stopped.join('; ') : 'none'}`,
+    );
+    const batches = (w: Child | undefined) => w?.lines.filter((l) => l.startsWith('batch ')).length;
+    t.diagnostic(
+      `batches: old queue workers ${oldQueue.map(batches).join(' and ')} (the first SIGKILLed), old run worker ${batches(oldRuns)}, new queue worker ${batches(fresh[0])}, new run worker ${batches(fresh[1])}`,
+    );
+
+    // Each item's effect exactly once.
+    const effects = await sql<{ job_id: string; rows: number; distinct: number }>(
+      `SELECT job_id, count(*)::int AS rows, count(DISTINCT item)::int AS distinct
+         FROM "${schema}".job_effect GROUP BY job_id ORDER BY job_id`,
+    );
+    assert.deepEqual(
+      effects,
+      [...jobs].sort().map((id) => ({ job_id: id, rows: JOB_ITEMS, distinct: JOB_ITEMS })),
+    );
+    const runEffects = await sql(
+      `SELECT run_id, count(*)::int AS rows, count(DISTINCT item)::int AS distinct,
+              (SELECT count(*)::int FROM "${schema}".run_hook_effect h WHERE h.run_id = e.run_id) AS hooks
+         FROM "${schema}".run_effect e GROUP BY run_id ORDER BY run_id`,
+    );
+    assert.deepEqual(runEffects, [
+      { run_id: 'after', rows: RUNS.after, distinct: RUNS.after, hooks: 1 },
+      { run_id: 'before', rows: RUNS.before, distinct: RUNS.before, hooks: 1 },
+    ]);
+
+    // The counts migration 8 keeps on each run's row match its chunks, though chunks moved
+    // under both builds, before and after the trigger existed.
+    const counts = await sql(
+      `SELECT id, chunks_pending, chunks_running, chunks_released, chunks_paused,
+              chunks_completed, chunks_failed, chunks_cancelled, chunks_started,
+              items_settled::int AS items_settled
+         FROM "${schema}".run ORDER BY id`,
+    );
+    assert.deepEqual(
+      counts,
+      (['after', 'before'] as const).map((id) => ({
+        id,
+        chunks_pending: 0,
+        chunks_running: 0,
+        chunks_released: 0,
+        chunks_paused: 0,
+        chunks_completed: RUNS[id] / RUN_CHUNK,
+        chunks_failed: 0,
+        chunks_cancelled: 0,
+        chunks_started: RUNS[id] / RUN_CHUNK,
+        items_settled: RUNS[id],
+      })),
+    );
+    t.diagnostic(
+      `${jobs.length} jobs of ${JOB_ITEMS} items, runs of ${RUNS.before} and ${RUNS.after} items in chunks of ${RUN_CHUNK}: each item once`,
+    );
+  });
+});
