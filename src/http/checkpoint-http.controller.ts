@@ -32,13 +32,20 @@ import {
   RedriveBody,
   RewindBody,
   RunParams,
+  ThroughputQuery,
 } from './checkpoint-http.dto.js';
 import { CheckpointHttpExceptionFilter } from './checkpoint-http.filter.js';
 import { Access, CheckpointAccessGuard } from './checkpoint-http.guard.js';
 import { CheckpointLiveFeed } from './checkpoint-http.live.js';
 import { CheckpointHttpPipe } from './checkpoint-http.pipe.js';
 import { CheckpointHttpService, type LiveEvent } from './checkpoint-http.service.js';
-import type { KeyView, Page, RunView, StateCounts } from './checkpoint-http.views.js';
+import type {
+  KeyView,
+  Page,
+  RunView,
+  StateCounts,
+  ThroughputView,
+} from './checkpoint-http.views.js';
 import type { CheckpointHttpSettings } from './checkpoint-http.module.js';
 
 /** Injection token of the HTTP module's resolved settings. */
@@ -183,6 +190,12 @@ export class CheckpointHttpController {
       query.limit ?? 50,
       query.after ?? null,
     );
+  }
+
+  /** The run's items per second over its life, in `slices` (2-200, default 60) equal slices. */
+  @Get('api/runs/:id/throughput')
+  throughput(@Param() params: RunParams, @Query() query: ThroughputQuery): Promise<ThroughputView> {
+    return this.http.throughput(params.id, query.slices ?? 60);
   }
 
   @Get('api/runs/:id/failed-items')

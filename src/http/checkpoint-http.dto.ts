@@ -86,6 +86,16 @@ export class FailedItemsQueryDto {
   after?: string;
 }
 
+/** `GET runs/:id/throughput`: how many equal slices of the run's life (2-200, default 60). */
+export class ThroughputQuery {
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt(WHOLE)
+  @Min(2)
+  @Max(200)
+  slices?: number;
+}
+
 /** Filters of `GET keys`. */
 export class ListKeysQuery extends PageQuery {
   @IsOptional()

@@ -33,6 +33,7 @@ import {
   type RunRow,
   type RunView,
   type StateCounts,
+  type ThroughputView,
 } from './checkpoint-http.views.js';
 
 /** A change a live stream sends: a key's or a run's new view. */
@@ -116,6 +117,26 @@ export class CheckpointHttpService implements OnModuleInit {
     const [view] = await this.runs([id]);
     if (view === undefined) throw new NotFoundException(httpMessages.noRun(id));
     return view;
+  }
+
+  /** The run's throughput in `slices` equal slices of its life (404 for an unknown run). */
+  async throughput(id: string, slices: number): Promise<ThroughputView> {
+    await this.run(id);
+    const { rows } = await this.repository.run<{
+      starts_at: Date;
+      ends_at: Date;
+      items_per_second: number;
+    }>('list', undefined, this.sql.throughput(id, slices));
+    const first = rows[0];
+    const last = rows[rows.length - 1];
+    return {
+      from: first === undefined ? null : first.starts_at.toISOString(),
+      to: last === undefined ? null : last.ends_at.toISOString(),
+      points: rows.map((row) => ({
+        at: row.starts_at.toISOString(),
+        itemsPerSecond: Math.round(row.items_per_second * 100) / 100,
+      })),
+    };
   }
 
   /**

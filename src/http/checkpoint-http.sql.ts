@@ -90,6 +90,39 @@ export function checkpointHttpSql(schema: string) {
         runIds,
       ]),
     /**
+     * A run's throughput over its life, in `buckets` equal slices from its first attempt's start
+     * to its last change. Each chunk's items of its last attempt are spread evenly over that
+     * attempt (attempt_started_at to updated_at), the items of its earlier attempts over the time
+     * before it (from the chunk's creation): the store keeps no finer history, so a slice's rate
+     * is the sum of the chunks' average rates while they overlap it. One read of the run's chunks
+     * (the run_id index); at most `buckets` rows.
+     */
+    throughput: (runId: string, buckets: number) =>
+      q(
+        `WITH chunk AS (
+           SELECT created_at, attempt_started_at, updated_at, current_index, attempt_start_index
+           FROM ${table} WHERE run_id = $1 AND attempt_started_at IS NOT NULL
+         ), seg AS (
+           SELECT attempt_started_at AS s, updated_at AS e,
+                  (current_index - attempt_start_index)::float8 AS n FROM chunk
+           UNION ALL
+           SELECT created_at, attempt_started_at, attempt_start_index::float8 FROM chunk
+           WHERE attempt_start_index > 0
+         ), live AS (SELECT * FROM seg WHERE e > s AND n > 0),
+         span AS (SELECT min(s) AS a, max(e) AS b FROM live),
+         slice AS (
+           SELECT i, a + (b - a) * i / $2::int AS bs, a + (b - a) * (i + 1) / $2::int AS be
+           FROM span, generate_series(0, $2::int - 1) AS i WHERE b > a
+         )
+         SELECT slice.i, slice.bs AS starts_at, slice.be AS ends_at,
+           COALESCE(sum(live.n * EXTRACT(EPOCH FROM LEAST(live.e, slice.be) - GREATEST(live.s, slice.bs))
+             / EXTRACT(EPOCH FROM live.e - live.s)), 0)::float8
+             / EXTRACT(EPOCH FROM slice.be - slice.bs)::float8 AS items_per_second
+         FROM slice LEFT JOIN live ON live.s < slice.be AND live.e > slice.bs
+         GROUP BY slice.i, slice.bs, slice.be ORDER BY slice.i`,
+        [runId, buckets],
+      ),
+    /**
      * Keys per state, each counted up to COUNT_CAP + 1 rows of the (state, created_at, key)
      * index: a state with more reads as "more than COUNT_CAP" and costs no more than that.
      */

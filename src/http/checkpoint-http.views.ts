@@ -49,6 +49,15 @@ export interface RunView {
   lastUpdate: string;
 }
 
+/** A run's items per second over its life, in equal slices (see `GET runs/:id/throughput`). */
+export interface ThroughputView {
+  /** Start of the first slice and end of the last (null: no item processed yet). */
+  from: string | null;
+  to: string | null;
+  /** Items per second in each slice, oldest first. */
+  points: Array<{ at: string; itemsPerSecond: number }>;
+}
+
 /** Keys per state; a count above `cap` means "more than cap" (counting stops there). */
 export interface StateCounts {
   counts: Record<string, number>;

@@ -3,8 +3,6 @@
 // the bar stops, Resume finishes it; an error with <script> and <img onerror> is shown as text.
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { PgBoss } from 'pg-boss';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -24,7 +22,6 @@ import { Child } from '../support/process.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const schema = uniqueSchema('dash');
-const SCREENSHOT = fileURLToPath(new URL('../../../docs/dashboard.png', import.meta.url));
 const XSS = `model refused: <script>window.__xss = 'script'</script><img src=x onerror="window.__xss = 'img'; alert(1)">`;
 
 let http: HttpTestApp;
@@ -143,8 +140,6 @@ describe('dashboard in Chromium', () => {
     assert.deepEqual(dialogs, []);
 
     await waitUntil(async () => (await processedOnPage(page, key)) > 1000, 30_000, 'progress');
-    mkdirSync(fileURLToPath(new URL('.', `file://${SCREENSHOT}`)), { recursive: true });
-    await page.screenshot({ path: SCREENSHOT, fullPage: true });
 
     // Pause: the worker stops within 2 s, and so does the bar.
     const clicked = Date.now();

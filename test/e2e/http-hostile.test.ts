@@ -188,7 +188,7 @@ describe('hostile requests to the HTTP module', () => {
 
     // Path segments of every endpoint that names a key or a run.
     const keyPaths = ['', '/failed-items', '/events'];
-    const runPaths = ['', '/chunks', '/failed-items', '/events'];
+    const runPaths = ['', '/chunks', '/failed-items', '/events', '/throughput'];
     const posts = ['pause', 'resume', 'cancel', 'rewind', 'retry', 'redrive'];
     const runPosts = ['pause', 'resume', 'cancel', 'redrive'];
     for (const segment of SEGMENTS) {
@@ -221,6 +221,10 @@ describe('hostile requests to the HTTP module', () => {
       get(`${list}?colour=red`, 'colour');
       get(`${list}?a[b][c][d][e][f][g][h]=1`);
     }
+    for (const value of NUMBERS)
+      get(`${api}/runs/${RUN}/throughput?slices=${value}`, value === '' ? undefined : 'slices');
+    get(`${api}/runs/${RUN}/throughput?slices=1`, 'slices');
+    get(`${api}/runs/${RUN}/throughput?slices=201`, 'slices');
     for (const field of ['state', 'runId', 'queue', 'search']) {
       for (const value of TEXTS) get(`${api}/keys?${field}=${value}`, value === '' ? field : field);
       get(`${api}/keys?${field}[]=a&${field}[]=b`, field);

@@ -3,6 +3,7 @@ import type {
   ExecutionContext,
   INestApplication,
   LoggerService,
+  Provider,
   Type,
 } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
@@ -72,6 +73,8 @@ export async function createHttpApp(options: {
   pool?: number;
   /** Sees every statement the application sends (the library logs each one to it). */
   statements?: TypeOrmLogger;
+  /** The application's own providers (a chunk handler, say). */
+  providers?: Provider[];
 }): Promise<HttpTestApp> {
   const moduleRef = await Test.createTestingModule({
     imports: [
@@ -90,6 +93,7 @@ export async function createHttpApp(options: {
         controlGuard: options.controlGuard,
       }),
     ],
+    providers: options.providers ?? [],
   }).compile();
   const app = moduleRef.createNestApplication({ logger: options.logger ?? ['error', 'warn'] });
   await app.listen(0, '127.0.0.1');

@@ -51,10 +51,31 @@ dt { color: var(--muted); }
 dd { margin: 0; font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12px; }
 .error-text { white-space: pre-wrap; word-break: break-word; background: #fff; padding: 8px;
   border: 1px solid var(--line); border-radius: 6px; min-height: 1.5em; }
-#ledger td { font-size: 12px; }
-#ledger td.ledger-error { color: var(--bad); white-space: pre-wrap; word-break: break-word; }
-#ledger td.value { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; max-width: 320px;
+.ledger td { font-size: 12px; }
+.ledger td.ledger-error { color: var(--bad); white-space: pre-wrap; word-break: break-word; }
+.ledger td.value { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; max-width: 320px;
   overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-#detail { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 4px 16px 16px;
+.ledger td.ledger-key { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; }
+th.pick, td.pick { width: 28px; }
+.detail { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 4px 16px 16px;
   margin-top: 24px; }
+.detail-head { display: flex; align-items: center; justify-content: space-between; gap: 12px; }
+.detail-actions { white-space: nowrap; }
+.search { display: flex; gap: 6px; margin-left: auto; }
+.search input { font: inherit; width: 320px; padding: 3px 8px; border: 1px solid #cfd4dc;
+  border-radius: 5px; }
+.tabs { display: flex; flex-wrap: wrap; gap: 4px; margin-bottom: 8px; }
+.tabs button { border-radius: 14px; padding: 2px 10px; }
+.tabs button.active { background: var(--accent); border-color: var(--accent); color: #fff; }
+.tabs .count { margin-left: 6px; opacity: .75; }
+.searching { margin: 4px 0 8px; color: var(--muted); }
+.searching span { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; color: var(--fg); }
+.hint { font-weight: normal; margin-left: 6px; }
+.chart { background: #fcfcfd; border: 1px solid var(--line); border-radius: 6px; padding: 4px; }
+.chart svg { display: block; width: 100%; height: 140px; }
+.chart .area { fill: #d8e5fb; }
+.chart .line { fill: none; stroke: var(--accent); stroke-width: 1.5; }
+.chart .axis { stroke: var(--line); }
+.chart text { font-size: 11px; fill: var(--muted); }
+body.read-only .control-only { display: none; }
 `;

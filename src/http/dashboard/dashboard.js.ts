@@ -2,10 +2,13 @@
 // framework, no build step. Everything that comes from the database is set with textContent
 // (never innerHTML), so an item's error text is shown as text, whatever it contains.
 // No backquotes, dollar-brace or backslashes below: this is a TypeScript template literal.
-export const DASHBOARD_JS = `'use strict';
-(function () {
+import { DASHBOARD_DETAIL_JS } from './dashboard-detail.js.js';
+
+// The lists: runs, keys by state and search, live updates, and the buttons of a row.
+const DASHBOARD_LISTS_JS = `
   var PAGE = 25;
-  var state = { pages: [''], filter: { state: '', search: '' }, selected: null, controls: false };
+  var STATES = ['running', 'pending', 'paused', 'released', 'failed', 'cancelled', 'completed'];
+  var state = { pages: [''], filter: { state: '', search: '' }, selected: null, run: null, controls: false };
   var keyRows = new Map();
   var runRows = new Map();
   var el = function (id) { return document.getElementById(id); };
@@ -27,6 +30,10 @@ export const DASHBOARD_JS = `'use strict';
     if (s < 60) return s + ' s';
     if (s < 3600) return Math.floor(s / 60) + ' min ' + (s % 60) + ' s';
     return Math.floor(s / 3600) + ' h ' + Math.floor((s % 3600) / 60) + ' min';
+  }
+  function errorText(error) {
+    if (!error) return '';
+    return typeof error === 'object' ? (error.name || 'Error') + ': ' + (error.message || '') : String(error);
   }
   function notice(text) {
     var node = el('notice');
@@ -51,6 +58,16 @@ export const DASHBOARD_JS = `'use strict';
         return body;
       });
     });
+  }
+  // A POST of a button: disabled while it runs, the answer or the refusal said in the notice.
+  function act(button, label, path, body, then) {
+    button.disabled = true;
+    return api(path, { method: 'POST', body: body }).then(function (answer) {
+      notice('');
+      if (then) then(answer);
+    }).catch(function (error) {
+      notice(label + ' failed: ' + error.message);
+    }).then(function () { button.disabled = false; });
   }
 
   function bar(cell, view) {
@@ -106,25 +123,27 @@ export const DASHBOARD_JS = `'use strict';
 
   function renderKey(view) {
     var row = keyRows.get(view.key);
-    if (!row) return;
-    var cells = row.cells;
-    cells[0].textContent = view.key;
-    cells[0].title = view.key;
-    stateCell(cells[1], view);
-    bar(cells[2], view);
-    cells[3].textContent = rate(view);
-    cells[4].textContent = eta(view);
-    cells[5].textContent = String(view.attempt);
-    cells[6].textContent = view.error ? view.error.name + ': ' + view.error.message : '';
-    cells[6].title = cells[6].textContent;
-    buttons(cells[7], 'keys', view.key, view);
-    row.setAttribute('data-state', view.state);
+    if (row) {
+      var cells = row.cells;
+      cells[0].textContent = view.key;
+      cells[0].title = view.key;
+      stateCell(cells[1], view);
+      bar(cells[2], view);
+      cells[3].textContent = rate(view);
+      cells[4].textContent = eta(view);
+      cells[5].textContent = String(view.attempt);
+      cells[6].textContent = view.skippedItems ? number(view.skippedItems) : '';
+      cells[7].textContent = errorText(view.error);
+      cells[7].title = cells[7].textContent;
+      buttons(cells[8], 'keys', view.key, view);
+      row.setAttribute('data-state', view.state);
+    }
     if (state.selected === view.key) showDetail(view);
   }
   function keyRow(view) {
     var row = make('tr');
     row.setAttribute('data-key', view.key);
-    ['key', 'state-cell', 'progress', 'rate', 'eta', 'attempt', 'error', 'actions'].forEach(function (c) {
+    ['key', 'state-cell', 'progress', 'rate', 'eta', 'attempt', 'skipped', 'error', 'actions'].forEach(function (c) {
       row.appendChild(make('td', c));
     });
     row.addEventListener('click', function () { select(view.key); });
@@ -136,15 +155,10 @@ export const DASHBOARD_JS = `'use strict';
     if (!row) {
       row = make('tr');
       row.setAttribute('data-run', view.id);
-      ['run', 'state-cell', 'progress', 'rate', 'eta', 'chunks', 'attempt', 'actions'].forEach(function (c) {
+      ['run', 'state-cell', 'progress', 'rate', 'eta', 'chunks', 'skipped', 'attempt', 'actions'].forEach(function (c) {
         row.appendChild(make('td', c));
       });
-      row.addEventListener('click', function () {
-        el('filter-search').value = '';
-        state.filter = { state: '', search: '', runId: view.id };
-        state.pages = [''];
-        loadKeys();
-      });
+      row.addEventListener('click', function () { selectRun(view.id); });
       runRows.set(view.id, row);
       el('runs').tBodies[0].insertBefore(row, el('runs').tBodies[0].firstChild);
       el('runs-empty').hidden = true;
@@ -159,55 +173,52 @@ export const DASHBOARD_JS = `'use strict';
     cells[5].textContent = view.counts.completed + ' / ' + view.chunks + ' done' +
       (view.counts.running ? ', ' + view.counts.running + ' running' : '') +
       (view.counts.failed ? ', ' + view.counts.failed + ' failed' : '');
-    cells[6].textContent = String(view.attempt);
-    buttons(cells[7], 'runs', view.id, view);
+    cells[6].textContent = view.skippedItems ? number(view.skippedItems) : '';
+    cells[7].textContent = String(view.attempt);
+    buttons(cells[8], 'runs', view.id, view);
     row.setAttribute('data-state', view.state);
+    if (state.run === view.id) showRun(view);
   }
 
-  function showDetail(view) {
-    el('detail').hidden = false;
-    el('detail-key').textContent = view.key;
-    var fields = el('detail-fields');
-    fields.textContent = '';
-    [['State', view.state + (view.control ? ' (' + view.control + ' requested)' : '')],
-      ['Attempt', view.attempt], ['Epoch', view.epoch], ['Items', number(view.processedItems) + ' / ' + number(view.totalItems)],
-      ['Batches', number(view.processedBatches)], ['Skipped items', number(view.skippedItems)],
-      ['Rate', rate(view)], ['ETA', eta(view)], ['Run', view.runId || '–'], ['Queue', view.queue || '–'],
-      ['Job', view.jobId || '–'], ['Owner', view.owner || '–'], ['Last update', view.lastUpdate]]
-      .forEach(function (pair) {
-        fields.appendChild(make('dt', '', pair[0]));
-        fields.appendChild(make('dd', '', pair[1]));
+  // Tabs per state, with the counts of api/counts (read again at most every 3 s while keys change).
+  function tabs() {
+    var nav = el('tabs');
+    [''].concat(STATES).forEach(function (name) {
+      var tab = make('button', 'tab', name || 'all');
+      tab.type = 'button';
+      tab.setAttribute('data-state', name);
+      tab.appendChild(make('span', 'count'));
+      tab.addEventListener('click', function () {
+        state.filter = { state: name, search: state.filter.search };
+        state.pages = [''];
+        loadKeys();
       });
-    el('detail-error').textContent = view.error ? view.error.name + ': ' + view.error.message : 'none';
-    if (state.ledgerOf !== view.key + '@' + view.skippedItems + '@' + view.state) {
-      state.ledgerOf = view.key + '@' + view.skippedItems + '@' + view.state;
-      loadLedger(view.key);
-    }
+      nav.appendChild(tab);
+    });
   }
-  function loadLedger(key) {
-    api('keys/' + encodeURIComponent(key) + '/failed-items?limit=200').then(function (page) {
-      if (state.selected !== key) return;
-      var items = page.items;
-      var body = el('ledger').tBodies[0];
-      body.textContent = '';
-      items.forEach(function (item) {
-        var row = make('tr');
-        row.setAttribute('data-item', String(item.itemIndex));
-        row.appendChild(make('td', 'index', '#' + item.itemIndex));
-        row.appendChild(make('td', 'ledger-error', item.errorName + ': ' + item.errorMessage));
-        row.appendChild(make('td', '', item.attempt));
-        row.appendChild(make('td', '', item.failedAt));
-        row.appendChild(make('td', 'value', item.item === null ? '' : JSON.stringify(item.item)));
-        body.appendChild(row);
+  function showTabs() {
+    Array.prototype.forEach.call(el('tabs').children, function (tab) {
+      tab.classList.toggle('active', tab.getAttribute('data-state') === state.filter.state);
+    });
+  }
+  function loadCounts() {
+    state.countsAt = Date.now();
+    return api('counts').then(function (answer) {
+      var total = 0;
+      Array.prototype.forEach.call(el('tabs').children, function (tab) {
+        var name = tab.getAttribute('data-state');
+        if (!name) return;
+        var n = answer.counts[name] || 0;
+        total += n;
+        tab.lastChild.textContent = n > answer.cap ? number(answer.cap) + '+' : number(n);
       });
-      el('ledger-count').textContent = items.length ? '(' + items.length + (page.more ? ' shown' : '') + ')' : '';
-      el('ledger-empty').hidden = items.length > 0;
+      el('tabs').firstChild.lastChild.textContent = number(total);
     }).catch(function (error) { notice(error.message); });
   }
-  function select(key) {
-    state.selected = key;
-    keyRows.forEach(function (row, k) { row.classList.toggle('selected', k === key); });
-    api('keys/' + encodeURIComponent(key)).then(showDetail).catch(function (error) { notice(error.message); });
+  function countsLater() {
+    if (state.countsTimer) return;
+    var wait = Math.max(0, 3000 - (Date.now() - (state.countsAt || 0)));
+    state.countsTimer = setTimeout(function () { state.countsTimer = null; loadCounts(); }, wait);
   }
 
   function loadKeys() {
@@ -215,7 +226,9 @@ export const DASHBOARD_JS = `'use strict';
     var query = 'limit=' + PAGE + (after ? '&after=' + encodeURIComponent(after) : '');
     if (state.filter.state) query += '&state=' + encodeURIComponent(state.filter.state);
     if (state.filter.search) query += '&search=' + encodeURIComponent(state.filter.search);
-    if (state.filter.runId) query += '&runId=' + encodeURIComponent(state.filter.runId);
+    showTabs();
+    el('searching').hidden = !state.filter.search;
+    el('searching-text').textContent = state.filter.search;
     return api('keys?' + query).then(function (page) {
       var body = el('keys').tBodies[0];
       body.textContent = '';
@@ -226,6 +239,8 @@ export const DASHBOARD_JS = `'use strict';
       el('page').textContent = page.items.length === 0 && state.pages.length === 1 ? '' : 'page ' + state.pages.length;
       el('prev').disabled = state.pages.length === 1;
       el('next').disabled = !page.more;
+      // A search that names one key exactly (by its key or its job id) opens it.
+      if (state.filter.search && page.items.length === 1 && !page.more) select(page.items[0].key);
     }).catch(function (error) { notice(error.message); });
   }
   function loadRuns() {
@@ -235,8 +250,8 @@ export const DASHBOARD_JS = `'use strict';
   }
   function matches(view) {
     var f = state.filter;
-    return (!f.state || view.state === f.state) && (!f.search || view.key.indexOf(f.search) >= 0) &&
-      (!f.runId || view.runId === f.runId);
+    return (!f.state || view.state === f.state) && (!f.search || view.key.indexOf(f.search) >= 0 ||
+      view.runId === f.search || view.jobId === f.search);
   }
 
   function live() {
@@ -246,20 +261,31 @@ export const DASHBOARD_JS = `'use strict';
     source.addEventListener('error', function () { el('live').textContent = 'reconnecting…'; el('live').className = 'live'; });
     source.addEventListener('key', function (event) {
       var view = JSON.parse(event.data).key;
-      if (keyRows.has(view.key)) renderKey(view);
+      var row = keyRows.get(view.key);
+      if (!row || row.getAttribute('data-state') !== view.state) countsLater();
+      if (row) renderKey(view);
       else if (state.pages.length === 1 && matches(view)) {
         var body = el('keys').tBodies[0];
         body.insertBefore(keyRow(view), body.firstChild);
         renderKey(view);
         el('keys-empty').hidden = true;
-      }
+      } else if (state.selected === view.key) showDetail(view);
+      if (state.run !== null && view.runId === state.run) runChanged();
     });
     source.addEventListener('run', function (event) { renderRun(JSON.parse(event.data).run); });
   }
 
-  el('filter').addEventListener('submit', function (event) {
+  el('search').addEventListener('submit', function (event) {
     event.preventDefault();
-    state.filter = { state: el('filter-state').value, search: el('filter-search').value };
+    state.filter = { state: '', search: el('search-input').value.trim() };
+    state.pages = [''];
+    loadKeys();
+    // A run id opens that run's detail (404 is no error here: the search named no run).
+    if (state.filter.search && runRows.has(state.filter.search)) selectRun(state.filter.search);
+  });
+  el('search-clear').addEventListener('click', function () {
+    el('search-input').value = '';
+    state.filter = { state: state.filter.state, search: '' };
     state.pages = [''];
     loadKeys();
   });
@@ -273,14 +299,30 @@ export const DASHBOARD_JS = `'use strict';
     el('denied').hidden = false;
     el('live').textContent = 'signed out';
     el('live').className = 'live';
+    el('search').hidden = true;
     if (state.source) state.source.close();
   }
+`;
 
+// Start: ask what this session may do; a reader's page has no control at all (not hidden: absent).
+const DASHBOARD_START_JS = `
+  tabs();
   api('info').then(function (info) {
     state.controls = info.controls;
+    if (!info.controls) {
+      document.body.classList.add('read-only');
+      Array.prototype.forEach.call(document.querySelectorAll('.control-only'), function (node) { node.remove(); });
+      notice('Read-only: your session may read but not control.');
+    }
     el('main').hidden = false;
-    if (!info.controls) notice('Read-only: your session may read but not control.');
-    return Promise.all([loadRuns(), loadKeys()]).then(live);
+    return Promise.all([loadRuns(), loadKeys(), loadCounts()]).then(live);
   }).catch(function (error) { if (!state.denied) notice(error.message); });
+`;
+
+export const DASHBOARD_JS = `'use strict';
+(function () {
+${DASHBOARD_LISTS_JS}
+${DASHBOARD_DETAIL_JS}
+${DASHBOARD_START_JS}
 })();
 `;

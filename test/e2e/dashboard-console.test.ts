@@ -1,0 +1,272 @@
+// The dashboard as an operator's console, in a real headless Chromium (Debian's /usr/bin/chromium
+// driven by playwright-core), on a run worked by pg-boss in the application itself: without a
+// session the page shows only "sign in" and no data request succeeds; a reader sees data and no
+// control; an operator opens a run's detail (chunks, ledger, throughput chart) and redrives a
+// ledger item from it (its effect once, the ledger row gone); search finds a key by its pg-boss
+// job id. The screenshot in docs/dashboard.png comes from here.
+import 'reflect-metadata';
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { Injectable } from '@nestjs/common';
+import type { Job } from 'pg-boss';
+import { chromium, type Browser, type BrowserContext, type Response } from 'playwright-core';
+import {
+  CheckpointCtx,
+  Checkpointed,
+  CheckpointRuns,
+  type CheckpointContext,
+  type RunChunkData,
+} from '../../src/index.js';
+import { DATABASE_URL, dropSchema, sql, uniqueSchema } from '../support/database.js';
+import {
+  createHttpApp,
+  OPERATOR,
+  OperatorGuard,
+  READER,
+  SESSION_COOKIE,
+  SessionGuard,
+  type HttpTestApp,
+} from '../support/http.js';
+
+const schema = uniqueSchema('console');
+const SCREENSHOT = fileURLToPath(new URL('../../../docs/dashboard.png', import.meta.url));
+const QUEUE = 'screening';
+const RUN = 'screening-2026-12';
+const ITEMS = 60;
+/** The item the model refuses until it is "fixed": it lands in the ledger. */
+const BAD = 27;
+/** Its index in its chunk (chunks of 20): the ledger counts items per chunk. */
+const BAD_IN_CHUNK = BAD % 20;
+
+class RefusedItemError extends Error {
+  override name = 'RefusedItemError';
+}
+
+const refused = new Set([BAD]);
+
+/** A chunk handler as a user writes one: each item's effect a row, in the batch's transaction. */
+@Injectable()
+class ScreeningChunks {
+  @Checkpointed({
+    queue: QUEUE,
+    batchSize: 5,
+    transactional: true,
+    skip: { on: [RefusedItemError], limit: { count: 5 } },
+    retryLimit: 2,
+    retryDelay: 0,
+    pollingIntervalSeconds: 0.5,
+  })
+  async work(job: Job<RunChunkData<number>>, @CheckpointCtx() ctx?: CheckpointContext) {
+    const context = ctx as CheckpointContext;
+    for await (const batch of context.batches(job.data.items)) {
+      const bad = batch.items.find((item) => refused.has(item));
+      if (bad !== undefined) throw new RefusedItemError(`item ${bad}: the model refused to answer`);
+      await batch.manager.query(`INSERT INTO "${schema}".effect (item) SELECT unnest($1::int[])`, [
+        batch.items,
+      ]);
+      await new Promise((resolve) => setTimeout(resolve, 40));
+    }
+    return job.data.items.length;
+  }
+}
+
+let http: HttpTestApp;
+let browser: Browser;
+let base: string;
+const contexts: BrowserContext[] = [];
+
+before(async () => {
+  await sql(`CREATE SCHEMA "${schema}"`);
+  await sql(`CREATE TABLE "${schema}".effect (item int NOT NULL)`);
+  http = await createHttpApp({
+    schema,
+    guard: SessionGuard,
+    controlGuard: OperatorGuard,
+    providers: [ScreeningChunks],
+    checkpoint: {
+      boss: {
+        connectionString: DATABASE_URL,
+        schema: `${schema}_boss`,
+        max: 3,
+        supervise: false,
+      },
+    },
+  });
+  base = `${http.url}/ops/checkpoints`;
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+    args: ['--no-sandbox'],
+  });
+  // A run of 3 chunks; one item of the second chunk is refused and goes to the ledger.
+  const runs = http.app.get(CheckpointRuns);
+  await runs.start(QUEUE, { id: RUN, items: range(ITEMS), chunkSize: 20 });
+  await waitUntil(async () => (await runs.get(RUN))?.state === 'completed', 60_000, 'the run');
+});
+
+after(async () => {
+  for (const context of contexts) await context.close();
+  await browser?.close();
+  await http?.app.close();
+  await dropSchema(schema);
+  await dropSchema(`${schema}_boss`);
+});
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: string) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** A browser context, signed in as `session` (or not at all), and the API answers it received. */
+async function open(session?: string) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
+  contexts.push(context);
+  if (session !== undefined) {
+    await context.addCookies([{ name: SESSION_COOKIE, value: session, url: http.url }]);
+  }
+  const page = await context.newPage();
+  const answers: Array<{ url: string; status: number }> = [];
+  page.on('response', (response: Response) => {
+    if (response.url().includes('/api/'))
+      answers.push({ url: response.url(), status: response.status() });
+  });
+  const errors: string[] = [];
+  page.on('pageerror', (error) => errors.push(error.message));
+  await page.goto(base);
+  return { page, answers, errors };
+}
+
+async function chunkOf(item: number): Promise<{ key: string; job_id: string }> {
+  const [chunk] = await sql<{ key: string; job_id: string }>(
+    `SELECT key, job_id FROM "${schema}".checkpoint WHERE run_id = $1 AND run_chunk = $2`,
+    [RUN, Math.floor(item / 20)],
+  );
+  assert.ok(chunk, `chunk of item ${item}`);
+  return chunk;
+}
+
+describe('the dashboard as a console, in Chromium', () => {
+  it('without a session: only the sign-in state, and no data request succeeds', async () => {
+    const { page, answers, errors } = await open();
+    await page.locator('#denied').waitFor({ state: 'visible', timeout: 10_000 });
+    assert.equal(await page.locator('#main').isHidden(), true);
+    const shown = (await page.locator('body').innerText()).toLowerCase();
+    assert.ok(shown.includes('sign in'), shown);
+    assert.ok(!shown.includes(RUN) && !shown.includes(QUEUE), 'no run or key shown');
+    assert.ok(answers.length > 0, 'the page asked the API');
+    const succeeded = answers.filter((answer) => answer.status < 400);
+    assert.deepEqual(succeeded, [], 'no data request succeeded');
+    assert.deepEqual(errors, []);
+  });
+
+  it('a reader sees runs, keys, a run detail and the ledger, and no control at all', async () => {
+    const { page, errors } = await open(READER);
+    const runRow = page.locator(`#runs tr[data-run="${RUN}"]`);
+    await runRow.waitFor({ timeout: 10_000 });
+    assert.equal(await runRow.getAttribute('data-state'), 'completed');
+    await page.locator('#keys tbody tr').first().waitFor();
+    assert.equal(await page.locator('#keys tbody tr').count(), 3);
+    // Tabs per state, with their counts.
+    await page
+      .locator('#tabs button[data-state="completed"] .count')
+      .filter({ hasText: '3' })
+      .waitFor();
+    await runRow.click();
+    await page.locator(`#run-ledger tr[data-item="${BAD_IN_CHUNK}"]`).waitFor({ timeout: 10_000 });
+    assert.equal(await page.locator('#chunks tbody tr').count(), 3);
+    const controls = await page
+      .locator(
+        'button.action-pause, button.item-redrive, input.pick-item, #run-redrive, #key-retry, #key-redrive, #redrive-selected, #run-redrive-selected',
+      )
+      .count();
+    assert.equal(controls, 0, "no control in a reader's page");
+    assert.deepEqual(errors, []);
+  });
+
+  it('search finds a key by its pg-boss job id', async () => {
+    const { page, errors } = await open(READER);
+    await page.locator('#keys tbody tr').first().waitFor({ timeout: 10_000 });
+    const chunk = await chunkOf(45);
+    await page.locator('#search-input').fill(chunk.job_id);
+    await page.locator('#search button[type="submit"]').click();
+    await page.locator('#keys tbody tr').first().waitFor();
+    await waitUntil(
+      async () => (await page.locator('#keys tbody tr').count()) === 1,
+      5000,
+      'one row',
+    );
+    assert.equal(await page.locator('#keys tbody tr').getAttribute('data-key'), chunk.key);
+    // One match opens its detail, which names the job.
+    await page.locator(`#detail[data-key="${chunk.key}"]`).waitFor({ timeout: 5000 });
+    assert.ok((await page.locator('#detail-fields').innerText()).includes(chunk.job_id));
+    assert.deepEqual(errors, []);
+  });
+
+  it('an operator redrives a ledger item from the run detail: its effect once, the ledger row gone', async () => {
+    const { page, errors } = await open(OPERATOR);
+    await page.locator(`#runs tr[data-run="${RUN}"]`).click({ timeout: 10_000 });
+    const ledgerRow = page.locator(`#run-ledger tr[data-item="${BAD_IN_CHUNK}"]`);
+    await ledgerRow.waitFor({ timeout: 10_000 });
+    const chunk = await chunkOf(BAD);
+    assert.equal(await ledgerRow.getAttribute('data-key'), chunk.key);
+    assert.ok((await ledgerRow.locator('td.ledger-error').innerText()).includes('refused'));
+    assert.equal(await ledgerRow.locator('td.value').innerText(), String(BAD));
+    // The throughput chart: 60 slices of the run's life, drawn, with a busiest slice above 0.
+    const chart = page.locator('#run-chart svg');
+    await chart.waitFor();
+    assert.equal(await chart.getAttribute('data-points'), '60');
+    assert.ok(Number(await chart.getAttribute('data-max')) > 0);
+    assert.equal(await page.locator('#run-chart svg path.line').count(), 1);
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+    const [before] = await sql<{ n: number }>(
+      `SELECT count(*)::int AS n FROM "${schema}".effect WHERE item = $1`,
+      [BAD],
+    );
+    assert.equal(before?.n, 0);
+
+    // The model answers now; the operator redrives the item.
+    refused.clear();
+    await ledgerRow.locator('button.item-redrive').click();
+    await page.locator('#notice').filter({ hasText: 'Redrive asked for 1 item' }).waitFor();
+    const [asked] = await sql<{ state: string; redrive: boolean }>(
+      `SELECT state, redrive_requested_at IS NOT NULL AS redrive FROM "${schema}".checkpoint WHERE key = $1`,
+      [chunk.key],
+    );
+    assert.deepEqual(asked, { state: 'released', redrive: true });
+    // The chunk's next attempt runs the item. Until the library sends it again itself (the runs
+    // issue), that attempt is the handler called again with its job, as docs/operating.md says.
+    const job = (
+      await sql<{ data: RunChunkData<number> }>(
+        `SELECT data FROM "${schema}_boss".job WHERE id = $1`,
+        [chunk.job_id],
+      )
+    )[0];
+    assert.ok(job);
+    await http.app
+      .get(ScreeningChunks)
+      .work({ id: chunk.job_id, data: job.data } as Job<RunChunkData<number>>);
+
+    // The page hears the change: the ledger row goes; the item's effect is there once.
+    await ledgerRow.waitFor({ state: 'detached', timeout: 15_000 });
+    await page.locator('#run-ledger-empty').waitFor({ state: 'visible' });
+    const effects = await sql<{ item: number; n: number }>(
+      `SELECT item, count(*)::int AS n FROM "${schema}".effect GROUP BY item ORDER BY item`,
+    );
+    assert.deepEqual(
+      effects,
+      range(ITEMS).map((item) => ({ item, n: 1 })),
+    );
+    const [ledger] = await sql<{ n: number }>(
+      `SELECT count(*)::int AS n FROM "${schema}".failed_item`,
+    );
+    assert.equal(ledger?.n, 0);
+    assert.deepEqual(errors, []);
+  });
+});
