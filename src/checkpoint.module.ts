@@ -33,6 +33,11 @@ import { FailedItemsService } from './items/failed-items.service.js';
 import { CheckpointRuns } from './runs/runs.service.js';
 import { CheckpointTelemetry } from './telemetry/checkpoint.telemetry.js';
 import { CheckpointRetention } from './retention/checkpoint-retention.js';
+import {
+  CHECKPOINT_CONNECTION,
+  resolveConnectionMode,
+  type ConnectionMode,
+} from './session/connection-mode.js';
 
 /**
  * Resumable batch work on PostgreSQL. `CheckpointModule.forRoot(options)` or
@@ -44,20 +49,32 @@ import { CheckpointRetention } from './retention/checkpoint-retention.js';
   providers: [
     { provide: CHECKPOINT_OPTIONS, useFactory: resolveOptions, inject: [MODULE_OPTIONS_TOKEN] },
     {
+      provide: CHECKPOINT_CONNECTION,
+      useFactory: resolveConnectionMode,
+      inject: [CHECKPOINT_DATA_SOURCE, CHECKPOINT_OPTIONS],
+    },
+    {
       provide: CheckpointRepository,
       // Migrations run before anything can inject the service: no caller sees a missing table.
-      useFactory: async (dataSource: DataSource, options: ResolvedCheckpointOptions) => {
+      useFactory: async (
+        dataSource: DataSource,
+        options: ResolvedCheckpointOptions,
+        mode: ConnectionMode,
+      ) => {
         if (options.migrationsRun) {
           const runner = dataSource.createQueryRunner('master');
           try {
-            await runCheckpointMigrations(runner, options.schema);
+            await runCheckpointMigrations(runner, options.schema, {
+              concurrent: mode.pooling !== 'transaction',
+            });
           } finally {
             await runner.release();
           }
         }
-        return new CheckpointRepository(dataSource, checkpointSql(options.schema), options);
+        const sql = checkpointSql(options.schema);
+        return new CheckpointRepository(dataSource, sql, options, mode.pooling);
       },
-      inject: [CHECKPOINT_DATA_SOURCE, CHECKPOINT_OPTIONS],
+      inject: [CHECKPOINT_DATA_SOURCE, CHECKPOINT_OPTIONS, CHECKPOINT_CONNECTION],
     },
     {
       provide: CheckpointSession,
@@ -65,12 +82,23 @@ import { CheckpointRetention } from './retention/checkpoint-retention.js';
         dataSource: DataSource,
         repository: CheckpointRepository,
         options: ResolvedCheckpointOptions,
+        mode: ConnectionMode,
       ) =>
-        new CheckpointSession(dataSource, repository, {
-          leaseTtlMs: options.leaseTtlMs,
-          reconnectForMs: Math.max(options.leaseTtlMs, options.databaseOutageMs),
-        }),
-      inject: [CHECKPOINT_DATA_SOURCE, CheckpointRepository, CHECKPOINT_OPTIONS],
+        new CheckpointSession(
+          dataSource,
+          repository,
+          {
+            leaseTtlMs: options.leaseTtlMs,
+            reconnectForMs: Math.max(options.leaseTtlMs, options.databaseOutageMs),
+          },
+          mode,
+        ),
+      inject: [
+        CHECKPOINT_DATA_SOURCE,
+        CheckpointRepository,
+        CHECKPOINT_OPTIONS,
+        CHECKPOINT_CONNECTION,
+      ],
     },
     // Started after the DataSource (the repository waits for it and the migrations).
     {

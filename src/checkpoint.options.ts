@@ -119,6 +119,28 @@ export class CheckpointModuleOptions {
   @IsOptional()
   @IsObject({ message: '$property must be an object { days, cron? }' })
   retention?: RetentionOptions;
+
+  /**
+   * How this process reaches PostgreSQL (see docs/connections.md): `pooling` is `'none'`
+   * (direct), `'session'` or `'transaction'` (a pooler such as PgBouncer in that mode); absent,
+   * it is detected at bootstrap. `directUrl` (transaction pooling only) is a URL that reaches
+   * PostgreSQL without the pooler, for the lease session and LISTEN.
+   */
+  @IsOptional()
+  @IsObject({ message: '$property must be an object { pooling?, directUrl? }' })
+  connection?: ConnectionOptions;
+}
+
+/** The pooling in front of PostgreSQL. */
+export type Pooling = 'none' | 'session' | 'transaction';
+const POOLINGS: readonly Pooling[] = ['none', 'session', 'transaction'];
+
+/** The `connection` option. */
+export interface ConnectionOptions {
+  /** Absent: detected at bootstrap (a transaction pooler is told by its shared server connections). */
+  pooling?: Pooling;
+  /** With `pooling: 'transaction'`: PostgreSQL without the pooler (a `postgres://` URL). */
+  directUrl?: string;
 }
 
 /** The `retention` option. */
@@ -144,6 +166,7 @@ export interface ResolvedCheckpointOptions {
   databaseOutageMs: number;
   boss?: ConstructorOptions | PgBoss;
   retention?: Required<RetentionOptions>;
+  connection: ConnectionOptions;
 }
 
 /** Validates raw options and applies defaults; throws CheckpointConfigError naming each problem. */
@@ -177,7 +200,9 @@ export function resolveOptions(raw: unknown): ResolvedCheckpointOptions {
       problems.push('retention needs the boss option: the purge runs on a pg-boss schedule');
     if (problems.length > 0) throw new CheckpointConfigError(messages.invalidOptions(problems));
   }
+  const connection = checkConnection(options.connection ?? {}, options.boss);
   return {
+    connection,
     schema: options.schema ?? DEFAULT_SCHEMA,
     migrationsRun: options.migrationsRun ?? true,
     maxPayloadBytes: options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
@@ -192,4 +217,44 @@ export function resolveOptions(raw: unknown): ResolvedCheckpointOptions {
       ? {}
       : { retention: { days: retention.days, cron: retention.cron ?? DEFAULT_RETENTION_CRON } }),
   };
+}
+
+function checkConnection(
+  connection: ConnectionOptions,
+  boss: ConstructorOptions | PgBoss | undefined,
+): ConnectionOptions {
+  const problems: string[] = [];
+  const { pooling, directUrl } = connection;
+  const unknown = Object.keys(connection).filter(
+    (name) => name !== 'pooling' && name !== 'directUrl',
+  );
+  for (const name of unknown) problems.push(`unknown option "connection.${name}"`);
+  if (pooling !== undefined && !POOLINGS.includes(pooling))
+    problems.push(
+      `connection.pooling must be 'none', 'session' or 'transaction' (got ${JSON.stringify(pooling)})`,
+    );
+  if (directUrl !== undefined) {
+    if (typeof directUrl !== 'string' || !/^postgres(ql)?:\/\/./.test(directUrl))
+      problems.push(
+        'connection.directUrl must be a postgres:// URL that reaches PostgreSQL without the pooler',
+      );
+    else if (pooling !== 'transaction')
+      problems.push(
+        "connection.directUrl is for pooling: 'transaction' (the session features go through it); set pooling, or leave directUrl out",
+      );
+  }
+  // pg-boss LISTENs on its own pool's connections: a transaction pooler loses the subscription.
+  if (pooling === 'transaction' && isBossOptions(boss) && boss.useListenNotify === true)
+    problems.push(
+      'boss.useListenNotify cannot work through a transaction pooler (LISTEN needs a session); leave it off: pg-boss polls',
+    );
+  if (problems.length > 0) throw new CheckpointConfigError(messages.invalidOptions(problems));
+  return {
+    ...(pooling === undefined ? {} : { pooling }),
+    ...(directUrl === undefined ? {} : { directUrl }),
+  };
+}
+
+function isBossOptions(boss: ConstructorOptions | PgBoss | undefined): boss is ConstructorOptions {
+  return boss !== undefined && typeof (boss as { start?: unknown }).start !== 'function';
 }

@@ -5,6 +5,7 @@ import type { CheckpointControl, CheckpointState } from './checkpoint.constants.
 import { CheckpointStoreError, isConnectionFailure } from './checkpoint.errors.js';
 import { messages } from './checkpoint.messages.js';
 import type { CheckpointRecord } from './checkpoint.interfaces.js';
+import type { Pooling } from './checkpoint.options.js';
 import type { CheckpointSql, Query } from './checkpoint.sql.js';
 
 /** A row of the checkpoint table as the pg driver returns it (bigint columns arrive as strings). */
@@ -62,20 +63,27 @@ export interface StatementLimits {
  * CheckpointStoreError.
  *
  * Statements go straight to the pg client behind the runner or the pool, as named (prepared)
- * statements where the SQL names them, and are logged to the DataSource's logger as TypeORM
+ * statements where the SQL names them, except through a transaction pooler, where the next
+ * transaction may run on a server connection that another client prepared on; and are logged to the DataSource's logger as TypeORM
  * logs its own. A borrowed connection is taken from the pool directly rather than through a
  * TypeORM QueryRunner: a runner costs several objects and listeners per statement, a measurable
  * share of a batch's client CPU when many jobs advance at once (bench section 5).
  */
 export class CheckpointRepository {
   private readonly watchdog: StatementWatchdog;
+  private readonly unnamed: boolean;
 
   constructor(
     private readonly dataSource: DataSource,
     readonly sql: CheckpointSql,
     limits: StatementLimits = { statementTimeoutMs: 60_000, stallWarnMs: 5_000 },
+    readonly pooling: Pooling = 'none',
   ) {
-    this.watchdog = new StatementWatchdog(limits, sql, (query) => this.sideStatement(query));
+    this.unnamed = pooling === 'transaction';
+    // Through a pooler a client's backend pid is the pooler's own: nothing to cancel by it.
+    this.watchdog = new StatementWatchdog(limits, sql, (query) => this.sideStatement(query), {
+      byPid: pooling === 'none',
+    });
   }
 
   async run<R = CheckpointRow>(
@@ -110,7 +118,8 @@ export class CheckpointRepository {
       }
       watched = this.watchdog.start(operation, key, client);
       this.dataSource.logger.logQuery(query.text, query.values, given);
-      const result = lastResult(await client.query<QueryResultRow>(query));
+      const sent = this.unnamed ? { text: query.text, values: query.values } : query;
+      const result = lastResult(await client.query<QueryResultRow>(sent));
       return { rows: result.rows as R[], rowCount: result.rowCount ?? result.rows.length };
     } catch (error) {
       lostConnection = isConnectionFailure(error);
@@ -195,6 +204,7 @@ class StatementWatchdog {
     private readonly limits: StatementLimits,
     private readonly sql: CheckpointSql,
     private readonly sideStatement: <R>(query: Query) => Promise<R[]>,
+    private readonly backends: { byPid: boolean },
   ) {
     // Late by at most a quarter of the shorter limit (and never more than a second).
     const shorter = Math.min(limits.stallWarnMs, limits.statementTimeoutMs);
@@ -205,7 +215,9 @@ class StatementWatchdog {
     const statement: WatchedStatement = {
       operation,
       key,
-      pid: (client as unknown as { processID?: number | null }).processID ?? undefined,
+      pid: this.backends.byPid
+        ? ((client as unknown as { processID?: number | null }).processID ?? undefined)
+        : undefined,
       started: Date.now(),
       timeoutMs: this.limits.statementTimeoutMs,
       warned: false,

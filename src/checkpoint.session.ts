@@ -1,11 +1,18 @@
 import { Logger } from '@nestjs/common';
 import type { Notification, PoolClient } from 'pg';
-import type { DataSource, QueryRunner } from 'typeorm';
+import { DataSource, type QueryRunner } from 'typeorm';
 import type { CheckpointControl } from './checkpoint.constants.js';
 import { CheckpointStoreError } from './checkpoint.errors.js';
 import type { CheckpointRepository, QueryOutcome } from './checkpoint.repository.js';
 import type { Query } from './checkpoint.sql.js';
 import { withTimeout } from './with-timeout.js';
+import { ChangePoll } from './session/change-poll.js';
+import {
+  describeConnectionMode,
+  hasSession,
+  type ConnectionMode,
+} from './session/connection-mode.js';
+import { sessionSql } from './session/session.sql.js';
 
 /** How often changed keys are announced to watchers in other processes. */
 const NOTIFY_INTERVAL_MS = 100;
@@ -13,12 +20,17 @@ const NOTIFY_INTERVAL_MS = 100;
 const RECONNECT_FIRST_MS = 50;
 const RECONNECT_MAX_MS = 500;
 
-/** Who owns a lease: the backend pid and start time of the owning process's lease session. */
+/**
+ * Who owns a lease: the backend pid and start time of the owning process's lease session; both
+ * null where there is no lease session (a transaction pooler without a direct URL).
+ */
 export interface SessionIdentity {
-  pid: number;
-  /** `backend_start` as PostgreSQL prints it (text, so that it compares to the microsecond). */
-  started: string;
+  pid: number | null;
+  /** The start as PostgreSQL prints it (text, so that it compares to the microsecond). */
+  started: string | null;
 }
+
+const NO_SESSION: SessionIdentity = Object.freeze({ pid: null, started: null });
 
 /** Timing the session needs from the module options. */
 export interface SessionTiming {
@@ -37,6 +49,10 @@ export interface SessionTiming {
  * restart) it reconnects with a short backoff and tells its `onRestore` listeners, which
  * re-assert the leases under the new identity: the attempts go on without noticing.
  *
+ * Through a transaction pooler the session lives on the direct URL when there is one. Without
+ * one there is no session: statements go through the pool one by one, the identity is empty
+ * (leases end by expiry only), and announcements are rows that a shared poll reads (ChangePoll).
+ *
  * Notifications are coalesced: an advance only marks its key as changed, and a timer announces
  * all changed keys in one statement at most every NOTIFY_INTERVAL_MS. NOTIFY serialises commits
  * on a global lock, so sending one per advance would cap throughput; this keeps it off the
@@ -51,6 +67,13 @@ export class CheckpointSession {
   private reconnecting = false;
   private listening = false;
   private readonly changed = new Set<string>();
+  /** Operators' requests to record for polling processes (`<action>:<key>`). */
+  private readonly controlChanges: string[] = [];
+  /** No lease session, no LISTEN: a transaction pooler without a direct URL. */
+  private readonly sessionless: boolean;
+  private readonly poll?: ChangePoll;
+  /** The direct URL's own pool of one connection, for the lease session. */
+  private direct?: Promise<DataSource>;
   private flushTimer?: NodeJS.Timeout;
   private readonly lossListeners = new Set<(reason: string) => void>();
   private readonly restoreListeners = new Set<(identity: SessionIdentity) => void>();
@@ -65,10 +88,25 @@ export class CheckpointSession {
     private readonly dataSource: DataSource,
     private readonly repository: CheckpointRepository,
     private readonly timing: SessionTiming,
-  ) {}
+    private readonly mode: ConnectionMode = { pooling: 'none', source: 'default' },
+  ) {
+    this.sessionless = !hasSession(mode);
+    if (this.sessionless)
+      this.poll = new ChangePoll(
+        repository,
+        sessionSql(repository.sql.schema),
+        (channel, payload) => this.deliver(channel, payload),
+      );
+  }
+
+  /** Says at bootstrap which connection set-up the process runs in, and what it costs. */
+  onApplicationBootstrap(): void {
+    this.logger.log(describeConnectionMode(this.mode, this.timing.leaseTtlMs));
+  }
 
   /** The identity of the lease session, opening (or reopening) it when needed. */
   async identity(): Promise<SessionIdentity> {
+    if (this.sessionless) return NO_SESSION;
     for (;;) {
       const runner = await this.open();
       const identity = this.current;
@@ -123,6 +161,7 @@ export class CheckpointSession {
   }
 
   private async ensureListening(): Promise<void> {
+    if (this.poll !== undefined) return this.poll.start();
     if (this.listening) return;
     this.listening = true;
     try {
@@ -141,6 +180,16 @@ export class CheckpointSession {
     this.controlListeners.add(listener);
     await this.ensureListening();
     return () => this.controlListeners.delete(listener);
+  }
+
+  /**
+   * An operator's request made by this process, for processes that poll (they cannot hear the
+   * statement's NOTIFY); sent with the next announcements. Nothing to do where LISTEN works.
+   */
+  announceControl(action: string, key: string): void {
+    if (this.poll === undefined || this.closed) return;
+    this.controlChanges.push(`${action}:${key}`);
+    this.flushTimer ??= setTimeout(() => void this.flush(), NOTIFY_INTERVAL_MS).unref();
   }
 
   /** Why the session was lost, while it is and no new one has been opened; else undefined. */
@@ -171,6 +220,7 @@ export class CheckpointSession {
   async close(): Promise<void> {
     await this.flush();
     this.closed = true;
+    this.poll?.stop();
     const runner = this.runner;
     this.runner = undefined;
     this.current = undefined;
@@ -181,17 +231,28 @@ export class CheckpointSession {
       await this.query('close', undefined, this.repository.sql.resetSession(), runner);
     } finally {
       await runner.release();
+      if (this.direct !== undefined) await (await this.direct).destroy();
     }
   }
 
   private async flush(): Promise<void> {
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
-    if (this.changed.size === 0) return;
+    if (this.changed.size === 0 && this.controlChanges.length === 0) return;
     const keys = [...this.changed];
     this.changed.clear();
+    const controls = this.controlChanges.splice(0);
     try {
-      await this.query('notify', undefined, this.repository.sql.notify(keys));
+      if (this.poll === undefined) {
+        await this.query('notify', undefined, this.repository.sql.notify(keys));
+        return;
+      }
+      const channels = [...keys.map(() => 'progress'), ...controls.map(() => 'control')];
+      await this.query(
+        'notify',
+        undefined,
+        sessionSql(this.repository.sql.schema).recordChanges(channels, [...keys, ...controls]),
+      );
     } catch (error) {
       // Progress notifications are best effort: watchers re-read after their last change anyway.
       this.logger.warn(`could not announce progress: ${(error as Error).message}`);
@@ -209,7 +270,12 @@ export class CheckpointSession {
     runner?: QueryRunner,
   ): Promise<QueryOutcome<R>> {
     const result = this.tail.then(async () =>
-      this.repository.run<R>(operation, key, query, runner ?? (await this.open())),
+      this.repository.run<R>(
+        operation,
+        key,
+        query,
+        runner ?? (this.sessionless ? undefined : await this.open()),
+      ),
     );
     this.tail = result.catch(() => undefined);
     return result;
@@ -228,9 +294,27 @@ export class CheckpointSession {
     return this.opening;
   }
 
+  /** The DataSource the lease session borrows from: the host's, or the direct URL's own. */
+  private leaseSource(): Promise<DataSource> {
+    const url = this.mode.directUrl;
+    if (url === undefined) return Promise.resolve(this.dataSource);
+    this.direct ??= new DataSource({ type: 'postgres', url, poolSize: 1 })
+      .initialize()
+      .catch((error: unknown) => {
+        this.direct = undefined;
+        throw error;
+      });
+    return this.direct;
+  }
+
   /** Borrows a connection, reads its identity and sets its socket probes. */
   private async connect(): Promise<QueryRunner> {
-    const runner = this.dataSource.createQueryRunner('master');
+    let runner: QueryRunner;
+    try {
+      runner = (await this.leaseSource()).createQueryRunner('master');
+    } catch (error) {
+      throw new CheckpointStoreError('session', undefined, error);
+    }
     let client: PoolClient;
     try {
       client = await withTimeout(
@@ -263,15 +347,9 @@ export class CheckpointSession {
     const onError = (error: Error) => onLost(error.message);
     const onEnd = () => onLost('connection ended');
     const onNotification = (message: Notification) => {
-      const payload = message.payload;
-      if (payload === undefined) return;
-      if (message.channel.endsWith('_checkpoint_control')) {
-        const colon = payload.indexOf(':');
-        for (const listener of this.controlListeners)
-          listener(payload.slice(0, colon), payload.slice(colon + 1));
-        return;
-      }
-      for (const listener of this.notificationListeners) listener(payload);
+      if (message.payload === undefined) return;
+      const control = message.channel.endsWith('_checkpoint_control');
+      this.deliver(control ? 'control' : 'progress', message.payload);
     };
     client.on('error', onError);
     client.on('end', onEnd);
@@ -287,6 +365,7 @@ export class CheckpointSession {
         'session',
         undefined,
         this.repository.sql.sessionIdentity(
+          this.mode.pooling === 'session',
           Math.max(1, Math.floor(ttl / 3000)),
           Math.max(1, Math.floor(ttl / 9000)),
           ttl,
@@ -311,6 +390,17 @@ export class CheckpointSession {
     this.client = client;
     this.lostReason = undefined;
     return runner;
+  }
+
+  /** Hands a notification (or a polled change) to the listeners of its channel. */
+  private deliver(channel: string, payload: string): void {
+    if (channel === 'control') {
+      const colon = payload.indexOf(':');
+      for (const listener of this.controlListeners)
+        listener(payload.slice(0, colon), payload.slice(colon + 1));
+      return;
+    }
+    for (const listener of this.notificationListeners) listener(payload);
   }
 
   /**

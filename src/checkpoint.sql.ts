@@ -79,6 +79,7 @@ export function checkpointSql(schema: string) {
   };
 
   return {
+    schema,
     // --- migrations -------------------------------------------------------------------------
     migrationLock: () =>
       q(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`${lockSpace}migrate`]),
@@ -102,21 +103,35 @@ export function checkpointSql(schema: string) {
 
     // --- leases --------------------------------------------------------------------------------
     /**
-     * The identity of the lease session (its backend pid and start time: a pid alone is reused
-     * by PostgreSQL), read once per session. The start time stays text so that it compares
-     * exactly (a JavaScript Date would drop its microseconds). The same statement asks the server
-     * to probe this session's socket (keepalives, a user timeout), so that a silently partitioned
-     * owner's backend ends, and its leases with it, without waiting for the kernel's two hours.
+     * The identity of the lease session, read once per session: its backend pid and a start
+     * time (a pid alone is reused by PostgreSQL). Direct, the start is the backend's own, so that
+     * pg_stat_activity tells a dead owner at once. Through a session pooler (`pooled`) a server
+     * connection outlives its client, so the start is now, and the session holds an advisory
+     * lock named by pid and start, which the pooler's DISCARD ALL drops when the client goes:
+     * pg_locks tells a dead owner there (see ownerAlive). The start stays text so that it
+     * compares exactly (a JavaScript Date would drop its microseconds). The same statement asks
+     * the server to probe this session's socket (keepalives, a user timeout), so that a silently
+     * partitioned owner's backend ends, and its leases with it, without waiting two hours.
      */
-    sessionIdentity: (keepaliveIdleS: number, keepaliveIntervalS: number, userTimeoutMs: number) =>
+    sessionIdentity: (
+      pooled: boolean,
+      keepaliveIdleS: number,
+      keepaliveIntervalS: number,
+      userTimeoutMs: number,
+    ) =>
       q(
-        `SELECT pg_backend_pid() AS pid,
-           (SELECT backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()) AS started,
-           set_config('tcp_keepalives_idle', $1, false) AS idle,
-           set_config('tcp_keepalives_interval', $2, false) AS interval,
+        `WITH me AS (
+           SELECT pg_backend_pid() AS pid,
+             CASE WHEN $1 THEN clock_timestamp() ELSE (SELECT backend_start FROM pg_stat_activity
+                                                       WHERE pid = pg_backend_pid()) END AS started)
+         SELECT pid, started::text AS started,
+           pg_advisory_lock(pid, ${ownerLockId('started')}) AS locked,
+           set_config('tcp_keepalives_idle', $2, false) AS idle,
+           set_config('tcp_keepalives_interval', $3, false) AS interval,
            set_config('tcp_keepalives_count', '3', false) AS count,
-           set_config('tcp_user_timeout', $3, false) AS user_timeout`,
-        [String(keepaliveIdleS), String(keepaliveIntervalS), String(userTimeoutMs)],
+           set_config('tcp_user_timeout', $4, false) AS user_timeout
+         FROM me WHERE started IS NOT NULL`,
+        [pooled, String(keepaliveIdleS), String(keepaliveIntervalS), String(userTimeoutMs)],
       ),
     /**
      * Renews every lease of this process in one statement, and re-asserts them after the lease
@@ -127,7 +142,13 @@ export function checkpointSql(schema: string) {
      * reconnection at once. `key = ANY($1)` lets the rows be found through the primary key
      * whatever the join's estimate: a hash join would read the whole table on every renewal.
      */
-    renew: (keys: string[], epochs: number[], pid: number, started: string, ttlMs: number) =>
+    renew: (
+      keys: string[],
+      epochs: number[],
+      pid: number | null,
+      started: string | null,
+      ttlMs: number,
+    ) =>
       q(
         `UPDATE ${table} AS c SET owner_pid = $3, owner_started = $4::timestamptz,
            lease_expires_at = clock_timestamp() + $5 * interval '1 millisecond'
@@ -188,8 +209,8 @@ export function checkpointSql(schema: string) {
         previousEpoch: number | null,
         queue: string | null,
         jobId: string | null,
-        ownerPid: number,
-        ownerStarted: string,
+        ownerPid: number | null,
+        ownerStarted: string | null,
         ttlMs: number,
       ) => [
         key,
@@ -496,11 +517,14 @@ export function checkpointSql(schema: string) {
     // Progress on one channel, operators' requests on another (one round trip for both).
     ping: () => q(`SELECT 1`),
     listen: () => q(`LISTEN "${channel}"; LISTEN "${controlChannel}"`),
-    /** Leaves a borrowed connection as the pool lent it: no LISTEN, default socket probes. */
+    /**
+     * Leaves a borrowed connection as the pool lent it: no LISTEN, no owner's lock, default
+     * socket probes.
+     */
     resetSession: () =>
       q(
-        `UNLISTEN *; RESET tcp_keepalives_idle; RESET tcp_keepalives_interval;
-         RESET tcp_keepalives_count; RESET tcp_user_timeout`,
+        `UNLISTEN *; SELECT pg_advisory_unlock_all(); RESET tcp_keepalives_idle;
+         RESET tcp_keepalives_interval; RESET tcp_keepalives_count; RESET tcp_user_timeout`,
       ),
     /** The sessions that block `pid` (for the log line of a stalled statement). */
     blockingPids: (pid: number) => q(`SELECT pg_blocking_pids($1) AS pids`, [pid]),
@@ -515,13 +539,30 @@ export function checkpointSql(schema: string) {
 export type CheckpointSql = ReturnType<typeof checkpointSql>;
 
 /**
- * Whether the owner recorded on row `c` is alive: its lease session (pid and start time) is
- * still in pg_stat_activity. A pid alone is not enough, PostgreSQL reuses them. A session of
- * another role shows no start time without pg_read_all_stats: it counts as alive (the lease's
- * expiry still bounds it).
+ * Whether the owner recorded on row `c` is alive. No pid: the owner has no lease session (a
+ * transaction pooler without a direct URL) and only its lease's expiry tells. Otherwise its lease
+ * session is alive: the backend with that pid and start time is in pg_stat_activity (a direct
+ * session; a pid alone is not enough, PostgreSQL reuses them), or that backend holds the
+ * owner's advisory lock (a session through a pooler, whose server connection outlives it). A
+ * session of another role shows no start time without pg_read_all_stats: it counts as alive
+ * (the lease's expiry still bounds it).
  */
 function ownerAlive(c: string): string {
-  return `EXISTS (SELECT 1 FROM pg_stat_activity a
-                   WHERE a.pid = ${c}.owner_pid
-                     AND (a.backend_start = ${c}.owner_started OR a.backend_start IS NULL))`;
+  return `(${c}.owner_pid IS NULL
+           OR EXISTS (SELECT 1 FROM pg_stat_activity a
+                       WHERE a.pid = ${c}.owner_pid
+                         AND (a.backend_start = ${c}.owner_started OR a.backend_start IS NULL))
+           OR EXISTS (SELECT 1 FROM pg_locks l
+                       WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted
+                         AND l.pid = ${c}.owner_pid AND l.classid = ${c}.owner_pid::oid
+                         AND l.objid = ${ownerLockId(`${c}.owner_started`)}::oid))`;
+}
+
+/**
+ * The second half of an owner's advisory lock (the first is its pid): its start time in
+ * microseconds, folded into a positive int4. Computed from the timestamp, not its text, which
+ * depends on the session's TimeZone.
+ */
+function ownerLockId(started: string): string {
+  return `((extract(epoch FROM ${started}) * 1000000)::bigint % 2147483647)::int`;
 }

@@ -68,7 +68,7 @@ export class CheckpointControls {
       query,
       options.manager,
     );
-    for (const row of rows) this.obeyLocally(action, row.key);
+    for (const row of rows) this.requested(action, row.key);
     return rows.length;
   }
 
@@ -146,8 +146,15 @@ export class CheckpointControls {
     const query =
       action === 'pause' ? sql.pause(key) : action === 'cancel' ? sql.cancel(key) : sql.resume(key);
     const { rows } = await this.repository.run(action, key, query);
-    if (rows.length > 0) this.obeyLocally(action, key);
+    if (rows.length > 0) this.requested(action, key);
     return rows.length;
+  }
+
+  /** A request made here: announced to processes that poll, obeyed here at once. */
+  private requested(action: ControlAction, key: string): void {
+    // Processes that poll cannot hear the statement's NOTIFY: they read it as a change.
+    this.session.announceControl(action, key);
+    this.obeyLocally(action, key);
   }
 
   /** An attempt of this very process stops without waiting for the notification to come back. */

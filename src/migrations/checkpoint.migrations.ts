@@ -7,6 +7,7 @@ import { createRuns } from './000006-runs.js';
 import { failedItems } from './000007-failed-items.js';
 import { runCounts } from './000008-run-counts.js';
 import { listIndexes } from './000009-list-indexes.js';
+import { changes } from './000010-changes.js';
 import { checkpointSql } from '../checkpoint.sql.js';
 import { assertSchemaName } from '../checkpoint.validation.js';
 
@@ -38,6 +39,7 @@ export const checkpointMigrations: readonly CheckpointMigration[] = Object.freez
   failedItems,
   runCounts,
   listIndexes,
+  changes,
 ]);
 
 /** How often a process waiting for another's concurrent migration asks for the lock again. */
@@ -49,10 +51,15 @@ const CONCURRENT_LOCK_POLL_MS = 250;
  * safe: the first applies them, the others wait and then find nothing to do. A `concurrent`
  * migration ends that transaction and runs on its own (see CheckpointMigration.concurrent); the
  * ones after it follow in a new transaction. Returns the versions it applied.
+ *
+ * `concurrent: false` (a transaction pooler, whose statements outside a transaction may each run
+ * on another server connection: no session lock holds across them) applies the concurrent
+ * migrations in their plain, blocking form inside the transaction.
  */
 export async function runCheckpointMigrations(
   queryRunner: QueryRunner,
   schema: string,
+  options: { concurrent: boolean } = { concurrent: true },
 ): Promise<number[]> {
   assertSchemaName(schema);
   const applied: number[] = [];
@@ -60,7 +67,7 @@ export async function runCheckpointMigrations(
     await queryRunner.startTransaction();
     let next: CheckpointMigration | undefined;
     try {
-      next = await applyMissing(queryRunner, schema, Infinity, applied, true);
+      next = await applyMissing(queryRunner, schema, Infinity, applied, options.concurrent);
       await queryRunner.commitTransaction();
     } catch (error) {
       await queryRunner.rollbackTransaction();

@@ -2,93 +2,11 @@
 // killed with SIGKILL again and again (inside a batch, between batches, after the advance but
 // before its commit, and at random times), then restarted each time.
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
-import { createEffectTable, sleep } from '../fixtures/batch-job.js';
-import { dropSchema, sql, uniqueSchema } from '../support/database.js';
-import { Child } from '../support/process.js';
+import { describe, it } from 'node:test';
+import { sql } from '../support/database.js';
+import { BATCH, ITEMS, crashAndResume, dropCrashSchemasAfterAll } from '../support/crash.js';
 
-const ITEMS = 5000;
-const BATCH = 50;
-const schemas: string[] = [];
-
-after(async () => {
-  for (const schema of schemas) await dropSchema(schema);
-});
-
-type Phase = 'inside' | 'between' | 'before-commit' | 'random';
-
-/** Crashes the job `kills` times at the given phases in turn, then lets it finish. */
-async function crashAndResume(mode: 'transactional' | 'plain', phases: Phase[], kills: number) {
-  const schema = uniqueSchema(`crash_${mode}`);
-  schemas.push(schema);
-  await sql(`CREATE SCHEMA "${schema}"`);
-  await sql(createEffectTable(schema));
-  const env = {
-    SCHEMA: schema,
-    KEY: 'job',
-    ITEMS: String(ITEMS),
-    MODE: mode,
-    BATCH_DELAY_MS: '10',
-  };
-  const resumePoints: number[] = [];
-  for (let round = 0; round < kills; round++) {
-    const phase = phases[round % phases.length];
-    // The first child creates the checkpoint table; later rounds aim past the committed point.
-    const [row] =
-      round === 0
-        ? []
-        : await sql<{ current_index: string }>(
-            `SELECT current_index FROM "${schema}".checkpoint WHERE key = 'job'`,
-          );
-    const resumed = Number(row?.current_index ?? 0);
-    const target = Math.floor(resumed / BATCH) + 1 + Math.floor(Math.random() * 3);
-    const child = Child.start('batch-worker', {
-      ...env,
-      CRASH_PHASE: phase === 'random' ? 'none' : phase,
-      CRASH_BATCH: String(target),
-    });
-    const start = await child.waitFor((line) => line.startsWith('start '));
-    resumePoints.push(Number(start.split(' ')[1]));
-    if (phase === 'random') {
-      // A kill before the claim would be no attempt at all: wait until this round has claimed.
-      for (;;) {
-        const claimed = await sql<{ attempt: number }>(
-          `SELECT attempt FROM "${schema}".checkpoint WHERE key = 'job'`,
-        ).catch(() => []);
-        if ((claimed[0]?.attempt ?? 0) > round) break;
-        await sleep(5);
-      }
-      await sleep(20 + Math.random() * 100);
-      child.process.kill('SIGKILL');
-    }
-    const exit = await child.exited;
-    assert.equal(
-      exit.signal,
-      'SIGKILL',
-      `round ${round} (${phase}) was killed; stderr: ${child.stderr}`,
-    );
-  }
-  const last = Child.start('batch-worker', env);
-  await last.waitFor((line) => line === 'completed', 60_000);
-  const exit = await last.exited;
-  assert.equal(exit.code, 0, last.stderr);
-
-  const rows = await sql<{ state: string; current_index: string; attempt: number }>(
-    `SELECT state, current_index, attempt FROM "${schema}".checkpoint WHERE key = 'job'`,
-  );
-  assert.equal(rows[0]?.state, 'completed');
-  assert.equal(Number(rows[0]?.current_index), ITEMS);
-  assert.equal(rows[0]?.attempt, kills + 1);
-  // Each restart resumed at or after where the previous one did: nothing committed was lost.
-  for (let i = 1; i < resumePoints.length; i++) {
-    assert.ok(
-      (resumePoints[i] ?? 0) >= (resumePoints[i - 1] ?? 0),
-      `resume points ${resumePoints.join(', ')}`,
-    );
-  }
-  assert.ok((resumePoints.at(-1) ?? 0) > 0, 'the job made progress between crashes');
-  return schema;
-}
+dropCrashSchemasAfterAll();
 
 describe('@Checkpointed() across SIGKILLs', () => {
   it('transactional: every item has exactly one effect row after 12 crashes', async () => {

@@ -48,7 +48,11 @@ export async function createTestApp(options: TestAppOptions): Promise<INestAppli
         extra: { max: options.poolSize ?? 10 },
       }),
       options.checkpointModule ??
-        CheckpointModule.forRoot({ schema: options.schema, ...options.checkpoint }),
+        CheckpointModule.forRoot({
+          schema: options.schema,
+          ...optionsFromEnvironment(),
+          ...options.checkpoint,
+        }),
       ...(options.imports ?? []),
     ],
     providers: options.providers ?? [],
@@ -68,6 +72,15 @@ export async function createTestApp(options: TestAppOptions): Promise<INestAppli
     throw error;
   }
   return moduleRef;
+}
+
+/**
+ * Module options a parent test gives a fixture process (JSON in CHECKPOINT_OPTIONS): the
+ * connection set-up of the pooler tests, a short lease.
+ */
+function optionsFromEnvironment(): Partial<CheckpointModuleOptions> {
+  const json = process.env.CHECKPOINT_OPTIONS;
+  return json === undefined ? {} : (JSON.parse(json) as Partial<CheckpointModuleOptions>);
 }
 
 /** A TypeORM logger that counts the statements it sees, to prove one statement per write. */

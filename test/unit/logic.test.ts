@@ -31,6 +31,8 @@ describe('resolveOptions', () => {
       stallWarnMs: 5_000,
       databaseOutageMs: 60_000,
       boss: undefined,
+      // The connection set-up is detected at bootstrap.
+      connection: {},
     });
   });
 
