@@ -56,7 +56,7 @@ export async function fillHistory(
      SELECT 'history:' || g, 'completed', 1, 1, 1000, 10, 10, 10, 1000, '{"items":1000}',
             'history', g::text, t, t + interval '5 minutes'
      FROM generate_series(1, ${size.keys}) g,
-          LATERAL (SELECT ${year} + g * interval '365 days' / ${Math.max(1, size.keys)} AS t) at`,
+          LATERAL (SELECT ${year} + g::float8 / ${Math.max(1, size.keys)} * interval '365 days' AS t) at`,
     `INSERT INTO ${s}.run (id, queue, state, mode, total_items, chunk_count, chunk_size,
         created_at, updated_at, completed_at, completed_hook_at, item_ms,
         chunks_completed, chunks_started, items_settled, settled_at)
@@ -65,14 +65,14 @@ export async function fillHistory(
             t + interval '10 minutes', 1.5, ${size.chunksPerRun}, ${size.chunksPerRun},
             100 * ${size.chunksPerRun}, t + interval '10 minutes'
      FROM generate_series(1, ${size.runs}) r,
-          LATERAL (SELECT ${year} + r * interval '365 days' / ${Math.max(1, size.runs)} AS t) at`,
+          LATERAL (SELECT ${year} + r::float8 / ${Math.max(1, size.runs)} * interval '365 days' AS t) at`,
     `INSERT INTO ${s}.checkpoint (key, state, epoch, attempt, current_index, current_batch_index,
         processed_batches, total_batches, total_items, result, queue, job_id, run_id, run_chunk,
         attempt_started_at, attempt_start_index, created_at, updated_at)
      SELECT 'run:' || r || ':' || c, 'completed', 1, 1, 100, 1, 1, 1, 100, '{"items":100}',
             'history', r || '.' || c, 'run:' || r, c, t, 0, t, t + interval '10 minutes'
      FROM generate_series(1, ${size.runs}) r,
-          LATERAL (SELECT ${year} + r * interval '365 days' / ${Math.max(1, size.runs)} AS t) at,
+          LATERAL (SELECT ${year} + r::float8 / ${Math.max(1, size.runs)} * interval '365 days' AS t) at,
           generate_series(0, ${size.chunksPerRun - 1}) c`,
     // The ledger: one key with most of it (a redrive pages through it), and one run's chunks.
     `INSERT INTO ${s}.checkpoint (key, state, epoch, attempt, current_index, total_items,

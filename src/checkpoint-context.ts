@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { setTimeout as wait } from 'node:timers/promises';
-import type { DataSource, EntityManager } from 'typeorm';
+import type { DataSource, QueryRunner } from 'typeorm';
 import type { BatchSizer } from './batch-sizer.js';
 import {
   CheckpointAbortedError,
@@ -200,7 +200,7 @@ export class AttemptContext implements CheckpointContext {
           yield* this.handOver(
             { index: this.batchIndex, startIndex: this.nextIndex, items, mode },
             cursor,
-            (manager) => this.advance(items.length, normalSize, cursor, endsBatch, manager),
+            (transaction) => this.advance(items.length, normalSize, cursor, endsBatch, transaction),
           );
           committed = true;
         } finally {
@@ -233,7 +233,7 @@ export class AttemptContext implements CheckpointContext {
   private async *handOver<T>(
     batch: Omit<CheckpointBatch<T>, 'manager'>,
     cursor: unknown,
-    write: (manager: EntityManager | undefined) => Promise<void>,
+    write: (transaction: QueryRunner | undefined) => Promise<void>,
   ): AsyncGenerator<CheckpointBatch<T>> {
     const open: OpenBatch = {
       startIndex: batch.startIndex,
@@ -258,11 +258,12 @@ export class AttemptContext implements CheckpointContext {
         this.open = open;
         yield { ...batch, manager: runner.manager };
         this.open = undefined;
-        await write(runner.manager);
-        try {
-          await runner.commitTransaction();
-        } catch (error) {
-          throw new CheckpointStoreError('commit batch', this.key, error);
+        // The advance sends the COMMIT along with it; other writes leave it to this.
+        await write(runner);
+        if (runner.isTransactionActive) {
+          await runner.commitTransaction().catch((error: unknown) => {
+            throw new CheckpointStoreError('commit batch', this.key, error);
+          });
         }
         committed = true;
         announce();
@@ -301,7 +302,8 @@ export class AttemptContext implements CheckpointContext {
         yield* this.handOver(
           { index: this.batchIndex, startIndex: row.itemIndex, items: [item], mode: 'redrive' },
           undefined,
-          (manager) => this.ledger.passed(this.key, this.epoch, row.itemIndex, manager),
+          (transaction) =>
+            this.ledger.passed(this.key, this.epoch, row.itemIndex, transaction?.manager),
         );
         this.recovery?.committed();
         this.skippedItems -= 1;
@@ -416,29 +418,26 @@ export class AttemptContext implements CheckpointContext {
     size: number,
     cursor: unknown,
     endsBatch: boolean,
-    manager: EntityManager | undefined,
+    transaction: QueryRunner | undefined,
   ): Promise<void> {
     const currentIndex = this.nextIndex + count;
     const processedBatches = this.processedBatches + (endsBatch ? 1 : 0);
     const remaining = this.totalItems === null ? null : Math.max(0, this.totalItems - currentIndex);
-    await this.service.advance(
-      this.key,
-      this.epoch,
-      {
-        currentIndex,
-        currentBatchIndex: this.batchIndex + (endsBatch ? 1 : 0),
-        processedBatches,
-        // Inside a replayed batch the total is left as stored: one-item steps would distort it.
-        totalBatches:
-          remaining === null || !endsBatch
-            ? undefined
-            : processedBatches + Math.ceil(remaining / size),
-        totalItems: this.totalItems ?? undefined,
-        cursor,
-        intermediateResult: this.pendingIntermediate,
-      },
-      { manager },
-    );
+    const progress = {
+      currentIndex,
+      currentBatchIndex: this.batchIndex + (endsBatch ? 1 : 0),
+      processedBatches,
+      // Inside a replayed batch the total is left as stored: one-item steps would distort it.
+      totalBatches:
+        remaining === null || !endsBatch
+          ? undefined
+          : processedBatches + Math.ceil(remaining / size),
+      totalItems: this.totalItems ?? undefined,
+      cursor,
+      intermediateResult: this.pendingIntermediate,
+    };
+    if (transaction === undefined) await this.service.advance(this.key, this.epoch, progress);
+    else await this.service.advanceAndCommit(this.key, this.epoch, progress, transaction);
   }
 
   private throwIfAborted(): void {

@@ -93,16 +93,7 @@ export class CheckpointRepository {
     on?: EntityManager | QueryRunner,
   ): Promise<QueryOutcome<R>> {
     const given = on === undefined ? undefined : 'connect' in on ? on : on.queryRunner;
-    if (given?.isReleased === true) {
-      // The connection is back in the pool, maybe another caller's now: never send on it.
-      // TypeORM also releases a runner whose connection failed, and leaves its transaction
-      // marked open: that is the database going away (08003, which a decorated method rides
-      // out), not a transaction that ended.
-      const cause = given.isTransactionActive
-        ? Object.assign(new Error(messages.managerConnectionLost()), { code: '08003' })
-        : new Error(messages.managerReleased());
-      throw new CheckpointStoreError(operation, key, cause);
-    }
+    if (given !== undefined) assertUsable(operation, key, given);
     let borrowed: PoolClient | undefined;
     let watched: WatchedStatement | undefined;
     let lostConnection = false;
@@ -143,6 +134,59 @@ export class CheckpointRepository {
     }
   }
 
+  /**
+   * Runs `query` in `runner`'s transaction and commits it, the COMMIT sent right behind the
+   * statement instead of after its answer: one round trip where pg pipelines (its pipeline mode,
+   * switched on for the two), two back to back otherwise. A statement that must keep the
+   * transaction from committing has to fail, not match no row: PostgreSQL answers a COMMIT
+   * after an error by rolling back. The statement's failure is thrown before the commit's.
+   */
+  async runAndCommit<R>(
+    operation: string,
+    key: string,
+    query: Query,
+    runner: QueryRunner,
+  ): Promise<QueryOutcome<R>> {
+    assertUsable(operation, key, runner);
+    let client: PoolClient;
+    try {
+      client = (await runner.connect()) as PoolClient;
+    } catch (error) {
+      throw new CheckpointStoreError(operation, key, error);
+    }
+    const watched = this.watchdog.start(operation, key, client);
+    this.dataSource.logger.logQuery(query.text, query.values, runner);
+    const pipelining = startPipeline(client);
+    try {
+      const sent = client.query<QueryResultRow>(query).then(
+        (result) => ({ result }),
+        (error: unknown) => ({ error }),
+      );
+      // TypeORM's own commit (its subscribers, its transaction state), queued behind the query.
+      const committed = runner.commitTransaction().then(
+        () => undefined,
+        (error: unknown) => ({ error }),
+      );
+      const [outcome, commit] = await Promise.all([sent, committed]);
+      if ('error' in outcome) {
+        if (watched.cancelled) {
+          throw new CheckpointStoreError(
+            operation,
+            key,
+            new Error(messages.statementTimedOut(watched.timeoutMs), { cause: outcome.error }),
+          );
+        }
+        throw new CheckpointStoreError(operation, key, outcome.error);
+      }
+      if (commit !== undefined) throw new CheckpointStoreError('commit batch', key, commit.error);
+      const result = outcome.result;
+      return { rows: result.rows as R[], rowCount: result.rowCount ?? result.rows.length };
+    } finally {
+      if (pipelining) stopPipeline(client);
+      this.watchdog.stop(watched);
+    }
+  }
+
   /** The pg pool of the host's DataSource (TypeORM's PostgresDriver keeps it as `master`). */
   private pool(): Pool {
     const pool = (this.dataSource.driver as { master?: Pool }).master;
@@ -154,6 +198,40 @@ export class CheckpointRepository {
   private async sideStatement<R>(query: Query): Promise<R[]> {
     return this.dataSource.query<R[]>(query.text, query.values);
   }
+}
+
+/**
+ * Refuses a runner that is back in the pool, maybe another caller's now: never send on it.
+ * TypeORM also releases a runner whose connection failed, and leaves its transaction marked
+ * open: that is the database going away (08003, which a decorated method rides out), not a
+ * transaction that ended.
+ */
+function assertUsable(operation: string, key: string | undefined, runner: QueryRunner): void {
+  if (!runner.isReleased) return;
+  const cause = runner.isTransactionActive
+    ? Object.assign(new Error(messages.managerConnectionLost()), { code: '08003' })
+    : new Error(messages.managerReleased());
+  throw new CheckpointStoreError(operation, key, cause);
+}
+
+/** A pg client's pipeline switch (the documented `pipeline` option; absent in older pg). */
+type Pipelining = { pipeline?: unknown; readyForQuery?: unknown };
+
+/**
+ * Switches an idle client into pg's pipeline mode (the `pipeline` option, which pg reads on
+ * every send): the queries sent next go out without waiting for the answers of the ones before.
+ * Returns whether it did; with a pg without pipelining, or a client already pipelining, the
+ * queries still run in order, one round trip each.
+ */
+function startPipeline(client: PoolClient): boolean {
+  const switchable = client as unknown as Pipelining;
+  if (switchable.pipeline !== false || switchable.readyForQuery !== true) return false;
+  switchable.pipeline = true;
+  return true;
+}
+
+function stopPipeline(client: PoolClient): void {
+  (client as unknown as Pipelining).pipeline = false;
 }
 
 /**

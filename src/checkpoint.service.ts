@@ -209,6 +209,20 @@ export class CheckpointService {
     return this.ownership.advance(key, epoch, progress, options);
   }
 
+  /**
+   * The advance of a batch in the library's own transaction, sent with its COMMIT (one round
+   * trip); fenced, the batch rolls back and it throws `CheckpointFencedError`.
+   * @internal used by the batch loop
+   */
+  async advanceAndCommit(
+    key: string,
+    epoch: number,
+    progress: AdvanceProgress,
+    runner: QueryRunner,
+  ): Promise<void> {
+    return this.ownership.advanceAndCommit(key, epoch, progress, runner);
+  }
+
   /** Marks `key` completed with the work's return value and ends the attempt's ownership. */
   async complete(
     key: string,

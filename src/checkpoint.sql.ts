@@ -16,6 +16,12 @@ export interface Query {
   name?: string;
 }
 
+/**
+ * What a fenced advanceAtCommit says in its error (SQLSTATE 22P02): the statement, not a
+ * database failure, refused the write.
+ */
+export const FENCED_ADVANCE = 'checkpoint advance fenced';
+
 const { running, released, paused, completed, failed, cancelled } = CHECKPOINT_STATES;
 const { pause, cancel } = CHECKPOINT_CONTROLS;
 
@@ -77,6 +83,55 @@ export function checkpointSql(schema: string) {
     const statementName = `checkpoint_${name}_${schema}`;
     return (...args) => ({ name: statementName, text, values: values(...args) });
   };
+
+  // Counts left out (null) follow from the old row (the right-hand sides read it): one more
+  // batch when the position moved on, and, with a known item total, the batches done plus the
+  // remaining items at this batch's size.
+  const advanceUpdate = `UPDATE ${table} SET
+       current_index = $3,
+       current_batch_index = COALESCE($4,
+         current_batch_index + CASE WHEN $3 > current_index THEN 1 ELSE 0 END),
+       processed_batches = COALESCE($5,
+         processed_batches + CASE WHEN $3 > current_index THEN 1 ELSE 0 END),
+       total_batches = COALESCE($6,
+         CASE WHEN COALESCE($7, total_items) IS NOT NULL AND $3 > current_index THEN
+           COALESCE($5, processed_batches + 1)
+             + ceil(GREATEST(COALESCE($7, total_items) - $3, 0)::numeric
+                    / ($3 - current_index))::bigint
+         ELSE total_batches END),
+       total_items = COALESCE($7, total_items),
+       cursor = COALESCE($8::jsonb, cursor),
+       intermediate_result = COALESCE($9::jsonb, intermediate_result),
+       metadata = COALESCE($10::jsonb, metadata),
+       updated_at = clock_timestamp()
+     WHERE key = $1 AND running_epoch = $2
+       AND ($11::text IS NULL
+            OR set_config('idle_in_transaction_session_timeout', $11::text, true) IS NOT NULL)`;
+  const advanceValues = (
+    key: string,
+    epoch: number,
+    currentIndex: number,
+    currentBatchIndex: number | null,
+    processedBatches: number | null,
+    totalBatches: number | null,
+    totalItems: number | null,
+    cursor: string | null,
+    intermediateResult: string | null,
+    metadata: string | null,
+    idleTimeoutMs: number | null = null,
+  ) => [
+    key,
+    epoch,
+    currentIndex,
+    currentBatchIndex,
+    processedBatches,
+    totalBatches,
+    totalItems,
+    cursor,
+    intermediateResult,
+    metadata,
+    idleTimeoutMs === null ? null : String(idleTimeoutMs),
+  ];
 
   return {
     schema,
@@ -235,56 +290,22 @@ export function checkpointSql(schema: string) {
      * every claimant until PostgreSQL noticed. The same statement bounds that (SET LOCAL
      * idle_in_transaction_session_timeout, through set_config), at no extra round trip.
      */
-    advance: prepared(
-      'advance',
-      // Counts left out (null) follow from the old row (the right-hand sides read it): one more
-      // batch when the position moved on, and, with a known item total, the batches done plus
-      // the remaining items at this batch's size.
-      `UPDATE ${table} SET
-           current_index = $3,
-           current_batch_index = COALESCE($4,
-             current_batch_index + CASE WHEN $3 > current_index THEN 1 ELSE 0 END),
-           processed_batches = COALESCE($5,
-             processed_batches + CASE WHEN $3 > current_index THEN 1 ELSE 0 END),
-           total_batches = COALESCE($6,
-             CASE WHEN COALESCE($7, total_items) IS NOT NULL AND $3 > current_index THEN
-               COALESCE($5, processed_batches + 1)
-                 + ceil(GREATEST(COALESCE($7, total_items) - $3, 0)::numeric
-                        / ($3 - current_index))::bigint
-             ELSE total_batches END),
-           total_items = COALESCE($7, total_items),
-           cursor = COALESCE($8::jsonb, cursor),
-           intermediate_result = COALESCE($9::jsonb, intermediate_result),
-           metadata = COALESCE($10::jsonb, metadata),
-           updated_at = clock_timestamp()
-         WHERE key = $1 AND running_epoch = $2
-           AND ($11::text IS NULL
-                OR set_config('idle_in_transaction_session_timeout', $11::text, true) IS NOT NULL)`,
-      (
-        key: string,
-        epoch: number,
-        currentIndex: number,
-        currentBatchIndex: number | null,
-        processedBatches: number | null,
-        totalBatches: number | null,
-        totalItems: number | null,
-        cursor: string | null,
-        intermediateResult: string | null,
-        metadata: string | null,
-        idleTimeoutMs: number | null = null,
-      ) => [
-        key,
-        epoch,
-        currentIndex,
-        currentBatchIndex,
-        processedBatches,
-        totalBatches,
-        totalItems,
-        cursor,
-        intermediateResult,
-        metadata,
-        idleTimeoutMs === null ? null : String(idleTimeoutMs),
-      ],
+    advance: prepared('advance', advanceUpdate, advanceValues),
+    /**
+     * The advance of the library's own batch transaction, sent with its COMMIT right behind it
+     * (CheckpointRepository.runAndCommit). A fenced advance must not let that COMMIT keep the
+     * batch's writes, so instead of matching no row it fails, naming FENCED_ADVANCE (a cast of
+     * a text built from the row count: nothing the planner can fold), and PostgreSQL answers
+     * the COMMIT that follows an error by rolling back.
+     */
+    advanceAtCommit: prepared(
+      'advance_at_commit',
+      `WITH advanced AS (${advanceUpdate} RETURNING 1)
+       SELECT CASE count(*) WHEN 1 THEN 1
+                ELSE format('${FENCED_ADVANCE} (key %s, epoch %s, %s rows)', $1, $2, count(*))::int
+              END AS advanced
+       FROM advanced`,
+      advanceValues,
     ),
     // complete, fail, release and abandon end the attempt: running_epoch goes back to NULL.
     complete: prepared(

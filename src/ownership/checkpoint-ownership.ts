@@ -3,6 +3,7 @@ import { MAX_KEY_LENGTH } from '../checkpoint.constants.js';
 import {
   CheckpointFencedError,
   CheckpointLeaseConflictError,
+  CheckpointStoreError,
   CheckpointValidationError,
   controlError,
 } from '../checkpoint.errors.js';
@@ -19,8 +20,11 @@ import {
   toRecord,
   type CheckpointRepository,
   type CheckpointRow,
+  type QueryOutcome,
 } from '../checkpoint.repository.js';
+import { FENCED_ADVANCE, type CheckpointSql, type Query } from '../checkpoint.sql.js';
 import type { CheckpointSession } from '../checkpoint.session.js';
+import type { QueryRunner } from 'typeorm';
 import {
   assertCount,
   assertKey,
@@ -183,6 +187,40 @@ export class CheckpointOwnership {
   ): Promise<void> {
     assertOwnership(key, epoch);
     assertWriteOptions('advance', options);
+    const query = this.advanceQuery(key, epoch, progress, this.repository.sql.advance);
+    await this.write('advance', key, epoch, query, options);
+  }
+
+  /**
+   * The advance of a batch in the library's own transaction `runner`, sent together with its
+   * COMMIT (one round trip): fenced, the advance fails in the database, the COMMIT rolls the
+   * batch back, and the call throws CheckpointFencedError as advance() does.
+   */
+  async advanceAndCommit(
+    key: string,
+    epoch: number,
+    progress: AdvanceProgress,
+    runner: QueryRunner,
+  ): Promise<void> {
+    assertOwnership(key, epoch);
+    const query = this.advanceQuery(key, epoch, progress, this.repository.sql.advanceAtCommit);
+    await this.write('advance', key, epoch, query, { manager: runner.manager }, async () => {
+      try {
+        return await this.repository.runAndCommit('advance', key, query, runner);
+      } catch (error) {
+        if (isFencedAdvance(error)) return { rows: [], rowCount: 0 };
+        throw error;
+      }
+    });
+  }
+
+  /** Validates an advance and builds its statement with `statement`. */
+  private advanceQuery(
+    key: string,
+    epoch: number,
+    progress: AdvanceProgress,
+    statement: CheckpointSql['advance'],
+  ): Query {
     if (typeof progress !== 'object' || progress === null) {
       throw new CheckpointValidationError(messages.notAnObject('progress', progress));
     }
@@ -206,7 +244,7 @@ export class CheckpointOwnership {
         messages.indexOverTotal(progress.currentIndex, progress.totalItems),
       );
     }
-    const query = this.repository.sql.advance(
+    return statement(
       key,
       epoch,
       progress.currentIndex,
@@ -217,10 +255,10 @@ export class CheckpointOwnership {
       this.json('cursor', progress.cursor),
       this.json('intermediateResult', progress.intermediateResult),
       this.json('metadata', progress.metadata),
-      // In the library's own batch transaction, bound how long it may hold the row lock idle.
-      this.announcements.isDeferring(options.manager) ? this.options.leaseTtlMs : null,
+      // In the library's own batch transaction, bound how long it may hold the row lock idle
+      // (without pg's pipelining the COMMIT follows one round trip later).
+      statement === this.repository.sql.advanceAtCommit ? this.options.leaseTtlMs : null,
     );
-    await this.write('advance', key, epoch, query, options);
   }
 
   /** See CheckpointService.complete. */
@@ -327,10 +365,12 @@ export class CheckpointOwnership {
     operation: string,
     key: string,
     epoch: number,
-    query: { text: string; values: unknown[] },
+    query: Query,
     options: WriteOptions,
+    send: () => Promise<QueryOutcome<R>> = () =>
+      this.repository.run<R>(operation, key, query, options.manager),
   ): Promise<{ rows: R[] }> {
-    const { rows, rowCount } = await this.repository.run<R>(operation, key, query, options.manager);
+    const { rows, rowCount } = await send();
     if (rowCount === 0) {
       this.observers.emit('fenced', { key, epoch });
       const lease = this.leases.get(key);
@@ -350,6 +390,17 @@ export class CheckpointOwnership {
   private json(field: string, value: unknown): string | null {
     return toJson(field, value, this.options.maxPayloadBytes);
   }
+}
+
+/** Whether `error` is advanceAtCommit refusing a fenced write (see checkpoint.sql.ts). */
+function isFencedAdvance(error: unknown): boolean {
+  if (!(error instanceof CheckpointStoreError)) return false;
+  const cause = error.cause as { code?: unknown; message?: unknown } | undefined;
+  return (
+    cause?.code === '22P02' &&
+    typeof cause.message === 'string' &&
+    cause.message.includes(FENCED_ADVANCE)
+  );
 }
 
 /** Whether a claim with dispatch `mine` may take over from a live attempt with dispatch `theirs`. */
