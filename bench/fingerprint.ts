@@ -8,7 +8,7 @@
 import 'reflect-metadata';
 import { Injectable } from '@nestjs/common';
 import { CheckpointCtx, Checkpointed, type CheckpointContext } from '../src/index.js';
-import { inputDigest } from '../src/checkpoint.runner.js';
+import { inputDigest } from '../src/attempt/fingerprint.js';
 import { bootApp } from './app.js';
 import type { BenchEnv } from './env.js';
 import { interleave, samplesOf, summarize, timed, type Variant } from './harness.js';

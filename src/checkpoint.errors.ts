@@ -75,6 +75,15 @@ export class CheckpointAbortedError extends CheckpointError {
   }
 }
 
+/**
+ * Why an attempt stopped, from its signal's reason: a reason that is the library's own error as
+ * it is, any other (an AbortError from fetch, say) as a CheckpointAbortedError saying why.
+ */
+export function abortedBy(key: string, reason: unknown): CheckpointError {
+  if (reason instanceof CheckpointError) return reason;
+  return new CheckpointAbortedError(key, reason instanceof Error ? reason.message : String(reason));
+}
+
 /** An operator paused the key: the attempt stopped at a batch boundary, or was not started. */
 export class CheckpointPausedError extends CheckpointAbortedError {
   constructor(key: string) {

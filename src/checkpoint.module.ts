@@ -27,7 +27,7 @@ import {
 } from './boss/checkpoint-boss.js';
 import { CheckpointJobs } from './boss/checkpoint-jobs.js';
 import { CheckpointQueues } from './boss/checkpoint-queues.js';
-import { CheckpointRunner } from './checkpoint.runner.js';
+import { CheckpointRunner } from './attempt/checkpoint.runner.js';
 import { runCheckpointMigrations } from './migrations/checkpoint.migrations.js';
 import { FailedItemsService } from './items/failed-items.service.js';
 import { CheckpointRuns } from './runs/runs.service.js';

@@ -2,7 +2,6 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Observable } from 'rxjs';
 import type { QueryRunner } from 'typeorm';
 import { CHECKPOINT_OPTIONS } from './checkpoint.constants.js';
-import { CheckpointValidationError } from './checkpoint.errors.js';
 import type {
   AdvanceProgress,
   CheckpointData,
@@ -15,13 +14,11 @@ import type {
   RewindOptions,
   WriteOptions,
 } from './checkpoint.interfaces.js';
-import { messages } from './checkpoint.messages.js';
 import { CheckpointObservers } from './checkpoint.observers.js';
 import type { ResolvedCheckpointOptions } from './checkpoint.options.js';
 import { CheckpointRepository } from './checkpoint.repository.js';
 import { CheckpointSession } from './checkpoint.session.js';
 import type { CheckpointPage } from './page-cursor.js';
-import { assertCount, assertKey, assertWriteOptions, toJson } from './checkpoint.validation.js';
 import { CheckpointControls } from './control/checkpoint-control.js';
 import { CheckpointLeases } from './leases/checkpoint-leases.js';
 import { CheckpointOrphans, type OrphanedJob } from './ownership/checkpoint-orphans.js';
@@ -29,8 +26,8 @@ import { CheckpointOwnership, type ClaimedCheckpoint } from './ownership/checkpo
 import { ChunkCompletions, type ChunkCompletionListener } from './ownership/chunk-completions.js';
 import { CheckpointAnnouncements } from './progress/checkpoint-announcements.js';
 import { CheckpointInspection } from './progress/checkpoint-inspection.js';
-import { findRow } from './progress/checkpoint-reads.js';
 import { CheckpointWatch } from './progress/checkpoint-watch.js';
+import { CheckpointRecords } from './records/checkpoint-records.js';
 import { CheckpointSessionHealth } from './session/session-health.js';
 
 export type { ChunkCompletionListener } from './ownership/chunk-completions.js';
@@ -46,7 +43,7 @@ export type { ClaimedCheckpoint } from './ownership/checkpoint-ownership.js';
  * `@Checkpointed()` uses; they are public for work that cannot use the decorator.
  *
  * The service is a façade: each job lives in a room of its own (ownership/, leases/, control/,
- * progress/, session/) and the methods here hand over to it.
+ * progress/, records/, session/) and the methods here hand over to it.
  */
 @Injectable()
 export class CheckpointService {
@@ -61,10 +58,11 @@ export class CheckpointService {
   private readonly progress: CheckpointWatch;
   private readonly health: CheckpointSessionHealth;
   private readonly inspection: CheckpointInspection;
+  private readonly records: CheckpointRecords;
 
   constructor(
-    @Inject(CHECKPOINT_OPTIONS) private readonly options: ResolvedCheckpointOptions,
-    private readonly repository: CheckpointRepository,
+    @Inject(CHECKPOINT_OPTIONS) options: ResolvedCheckpointOptions,
+    repository: CheckpointRepository,
     private readonly session: CheckpointSession,
   ) {
     this.leases = new CheckpointLeases(options, session);
@@ -84,6 +82,7 @@ export class CheckpointService {
     this.progress = new CheckpointWatch(repository, session);
     this.health = new CheckpointSessionHealth(repository, session);
     this.inspection = new CheckpointInspection(repository);
+    this.records = new CheckpointRecords(options, repository, session);
   }
 
   /** Fired when the application shuts down: in-flight work stops at its next batch boundary. */
@@ -102,58 +101,17 @@ export class CheckpointService {
     checkpoint: CheckpointData,
     options: WriteOptions = {},
   ): Promise<void> {
-    assertKey(key);
-    assertWriteOptions('saveCheckpoint', options);
-    if (typeof checkpoint !== 'object' || checkpoint === null) {
-      throw new CheckpointValidationError(messages.notAnObject('checkpoint', checkpoint));
-    }
-    for (const field of [
-      'currentBatchIndex',
-      'currentIndex',
-      'processedBatches',
-      'totalBatches',
-    ] as const) {
-      assertCount(field, checkpoint?.[field]);
-    }
-    if (checkpoint.processedBatches > checkpoint.totalBatches) {
-      throw new CheckpointValidationError(
-        messages.processedOverTotal(checkpoint.processedBatches, checkpoint.totalBatches),
-      );
-    }
-    const query = this.repository.sql.save(
-      key,
-      checkpoint.currentBatchIndex,
-      checkpoint.currentIndex,
-      checkpoint.processedBatches,
-      checkpoint.totalBatches,
-      this.json('intermediateResult', checkpoint.intermediateResult),
-      this.json('metadata', checkpoint.metadata),
-    );
-    await this.repository.run('save', key, query, options.manager);
-    this.session.announce(key);
+    return this.records.save(key, checkpoint, options);
   }
 
   /** The checkpoint of `key`, or null when there is none. A failed read throws. */
   async loadCheckpoint(key: string): Promise<CheckpointData | null> {
-    const row = await findRow(this.repository, 'load', key);
-    if (row === undefined) return null;
-    const data: CheckpointData = {
-      currentBatchIndex: Number(row.current_batch_index),
-      currentIndex: Number(row.current_index),
-      processedBatches: Number(row.processed_batches),
-      totalBatches: Number(row.total_batches),
-      lastUpdate: row.updated_at,
-    };
-    if (row.intermediate_result !== null) data.intermediateResult = row.intermediate_result;
-    if (row.metadata !== null) data.metadata = row.metadata;
-    return data;
+    return this.records.load(key);
   }
 
   /** Deletes the checkpoint of `key`. An attempt still running on it is fenced at its next write. */
   async clearCheckpoint(key: string): Promise<void> {
-    assertKey(key);
-    await this.repository.run('clear', key, this.repository.sql.remove(key));
-    this.session.announce(key);
+    return this.records.clear(key);
   }
 
   /** Progress of `key`: the original four fields and rate, ETA and state; null when none. */
@@ -439,9 +397,5 @@ export class CheckpointService {
    */
   onChunkCompleted(listener: ChunkCompletionListener): () => void {
     return this.chunkCompletions.on(listener);
-  }
-
-  private json(field: string, value: unknown): string | null {
-    return toJson(field, value, this.options.maxPayloadBytes);
   }
 }

@@ -3,7 +3,7 @@ import type { Job } from 'pg-boss';
 import { batchSizeProblems } from '../batch-sizer.js';
 import { CheckpointValidationError } from '../checkpoint.errors.js';
 import { messages } from '../checkpoint.messages.js';
-import type { CheckpointedMethod } from '../checkpoint.runner.js';
+import type { CheckpointedMethod } from '../attempt/attempt.interfaces.js';
 import { assertKey } from '../checkpoint.validation.js';
 import type { CheckpointContext, CheckpointedOptions } from '../checkpointed.interface.js';
 import { bossJobOf } from './boss-job.js';

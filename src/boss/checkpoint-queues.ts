@@ -7,39 +7,28 @@ import {
   OnModuleDestroy,
   OnModuleInit,
 } from '@nestjs/common';
-import type { Job, JobWithMetadata, PgBoss, QueueOptions } from 'pg-boss';
+import type { Job, JobWithMetadata, PgBoss } from 'pg-boss';
 import type { DataSource } from 'typeorm';
 import { CHECKPOINT_DATA_SOURCE, CHECKPOINT_OPTIONS } from '../checkpoint.constants.js';
-import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
 import {
   CheckpointAbortedError,
   CheckpointCancelledError,
   CheckpointConfigError,
   CheckpointPausedError,
 } from '../checkpoint.errors.js';
-import type { ControlAction } from '../checkpoint.interfaces.js';
 import { messages } from '../checkpoint.messages.js';
 import type { ResolvedCheckpointOptions } from '../checkpoint.options.js';
-import {
-  CheckpointRunner,
-  type AttemptHooks,
-  type CheckpointedMethod,
-} from '../checkpoint.runner.js';
+import type { AttemptHooks, CheckpointedMethod } from '../attempt/attempt.interfaces.js';
+import { CheckpointRunner } from '../attempt/checkpoint.runner.js';
 import { CheckpointService } from '../checkpoint.service.js';
-import { bossMessages } from './boss.messages.js';
 import { CHECKPOINT_BOSS_HANDLE, guardStop, type BossHandle } from './checkpoint-boss.js';
-import { affected, bossDb, handBackJob } from './checkpoint-hand-back.js';
+import { bossDb, handBackJob } from './checkpoint-hand-back.js';
 import { CheckpointReaper } from './checkpoint-reaper.js';
+import { JobControl } from './job-control.js';
+import { defined, ensureQueue } from './queue-setup.js';
 
 /** @internal the runs room joins pg-boss statements to its transactions with it. */
 export { bossDb };
-
-/**
- * The reaper hands back a dead worker's job within about two seconds, but only once its
- * checkpoint row is running. A worker killed between pg-boss's fetch and the claim leaves no such row; the
- * heartbeat makes pg-boss retry that job after this long instead of after its expiry.
- */
-const DEFAULT_HEARTBEAT_SECONDS = 30;
 
 interface QueueRegistration {
   queue: string;
@@ -64,6 +53,8 @@ export class CheckpointQueues
   /** Queues whose jobs hand-written handlers ran: their fetching stops at shutdown too. */
   private readonly borrowedQueues = new Set<string>();
   private readonly boss: PgBoss | null;
+  /** Moves the jobs of paused, resumed and cancelled keys (none without pg-boss). */
+  private readonly jobControl: JobControl | null;
   private reaper?: CheckpointReaper;
   private stopControl?: () => void;
   private draining?: Promise<void>;
@@ -77,6 +68,16 @@ export class CheckpointQueues
     private readonly runner: CheckpointRunner,
   ) {
     this.boss = handle.boss;
+    this.jobControl =
+      handle.boss === null
+        ? null
+        : new JobControl(
+            handle.boss,
+            dataSource,
+            service,
+            this.logger,
+            (queue) => this.registrations.has(queue) || this.borrowedQueues.has(queue),
+          );
   }
 
   /** Called by the explorer for each `@Checkpointed({ queue })` method. */
@@ -107,7 +108,7 @@ export class CheckpointQueues
     this.reaper.start();
     for (const { queue, method, instance } of this.registrations.values()) {
       const { options } = method;
-      await this.ensureQueue(
+      await ensureQueue(
         boss,
         queue,
         defined({
@@ -120,6 +121,7 @@ export class CheckpointQueues
           deleteAfterSeconds: options.deleteAfterSeconds,
           heartbeatSeconds: options.heartbeatSeconds,
         }),
+        this.logger,
       );
       await boss.work(
         queue,
@@ -139,54 +141,13 @@ export class CheckpointQueues
     }
     if (this.registrations.size === 0) return;
     this.stopControl = await this.service.onControl((action, key) => {
-      void this.followControl(action, key);
+      void this.jobControl?.followControl(action, key);
     });
   }
 
   /** The queues this process works (its `@Checkpointed({ queue })` methods). */
   get queues(): string[] {
     return [...this.registrations.keys()];
-  }
-
-  /**
-   * Creates the queue with the decorator's options, or, when it already exists (created by a
-   * wrapper, or by a `send` first), applies the options that differ with `updateQueue()` and
-   * says so: pg-boss's `createQueue` leaves an existing queue as it is, and a queue without the
-   * heartbeat would leave a dead worker's job waiting for its expiry. The default heartbeat is
-   * applied only where the queue has none.
-   */
-  private async ensureQueue(boss: PgBoss, queue: string, wanted: QueueOptions): Promise<void> {
-    const existing = await boss.getQueue(queue);
-    if (existing === null) {
-      await boss.createQueue(queue, {
-        ...wanted,
-        heartbeatSeconds: wanted.heartbeatSeconds ?? DEFAULT_HEARTBEAT_SECONDS,
-      });
-      return;
-    }
-    const target: QueueOptions = { ...wanted };
-    if (target.heartbeatSeconds === undefined && existing.heartbeatSeconds == null) {
-      target.heartbeatSeconds = DEFAULT_HEARTBEAT_SECONDS;
-    }
-    const changes: Partial<QueueOptions> = {};
-    for (const [name, value] of Object.entries(target) as Array<[keyof QueueOptions, unknown]>) {
-      if (value !== undefined && existing[name] !== value) {
-        Object.assign(changes, { [name]: value });
-      }
-    }
-    const described = Object.entries(changes).map(
-      ([name, value]) =>
-        `${name} ${JSON.stringify(existing[name as keyof QueueOptions] ?? null)} -> ${JSON.stringify(value)}`,
-    );
-    if (described.length === 0) return;
-    try {
-      await boss.updateQueue(queue, changes);
-      this.logger.warn(bossMessages.queueOptionsApplied(queue, described));
-    } catch (error) {
-      this.logger.warn(
-        bossMessages.queueOptionsNotApplied(queue, described, (error as Error).message),
-      );
-    }
   }
 
   /**
@@ -329,10 +290,10 @@ export class CheckpointQueues
       return await run;
     } catch (error) {
       if (
-        boss !== null &&
+        this.jobControl !== null &&
         (error instanceof CheckpointPausedError || error instanceof CheckpointCancelledError)
       ) {
-        await this.park(queue, job, error);
+        await this.jobControl.park(queue, job, error);
         return undefined;
       }
       if (
@@ -369,81 +330,6 @@ export class CheckpointQueues
       'shutdown',
     );
   }
-
-  /**
-   * Takes the job of a paused or cancelled key out of the queue without spending a retry
-   * (pg-boss's cancel); `resume` puts a paused one back. A resume that came in while the attempt
-   * was stopping would find the job still active: it is put back here.
-   */
-  private async park(
-    queue: string,
-    job: Job<unknown>,
-    error: CheckpointPausedError | CheckpointCancelledError,
-  ): Promise<void> {
-    const boss = this.boss as PgBoss;
-    await boss.cancel(queue, { id: job.id, retryCount: job.retryCount });
-    if (error instanceof CheckpointPausedError) {
-      const record = await this.service.find(error.key);
-      if (record !== null && record.control === null) await this.requeue(queue, job.id);
-    }
-    this.logger.log(
-      `job ${job.id} of "${queue}" ${error instanceof CheckpointPausedError ? 'paused' : 'cancelled'}`,
-    );
-  }
-
-  /**
-   * Moves the job of a key an operator paused, resumed or cancelled in any process: a key nobody
-   * runs has its job taken out of the queue or put back now; a running one is parked by its own
-   * handler when it stops. Every process working the queue does it; pg-boss's cancel and resume
-   * change nothing the second time.
-   */
-  private async followControl(action: ControlAction, key: string): Promise<void> {
-    const boss = this.boss;
-    if (boss === null || this.service.shutdownSignal.aborted) return;
-    try {
-      const record = await this.service.find(key);
-      if (record?.queue == null || record.jobId === null) return;
-      if (!this.registrations.has(record.queue) && !this.borrowedQueues.has(record.queue)) return;
-      if (action === 'resume') {
-        if (record.control === null) await this.requeue(record.queue, record.jobId);
-      } else if (
-        record.state === CHECKPOINT_STATES.paused ||
-        record.state === CHECKPOINT_STATES.cancelled
-      ) {
-        await boss.cancel(record.queue, record.jobId);
-      }
-    } catch (error) {
-      this.logger.warn(
-        `could not move the job of "${key}" (${action}): ${(error as Error).message}`,
-      );
-    }
-  }
-
-  /**
-   * Puts a paused job back in the queue. pg-boss counts the next fetch of a job that had started
-   * as a retry, so its retry limit is raised by one in the same transaction: a pause spends none.
-   * Only the process whose resume moved the job raises it.
-   */
-  private async requeue(queue: string, jobId: string): Promise<void> {
-    const boss = this.boss as PgBoss;
-    const current = await boss.getJobById(queue, jobId);
-    if (current === null || current.state !== 'cancelled') return;
-    await this.dataSource.transaction(async (manager) => {
-      const db = bossDb(manager);
-      const resumed = await boss.resume(queue, jobId, { db });
-      if (affected(resumed) === 0) return;
-      if (current.startedOn !== null && current.startedOn !== undefined) {
-        await boss.update(queue, undefined, { id: jobId, retryLimit: current.retryLimit + 1, db });
-      }
-    });
-  }
-}
-
-/** pg-boss validates every key it is given, so options the user left out are not passed at all. */
-function defined<T extends object>(options: T): Partial<T> {
-  return Object.fromEntries(
-    Object.entries(options).filter(([, value]) => value !== undefined),
-  ) as Partial<T>;
 }
 
 /** pg-boss stores objects as a job's output; other values are wrapped. */

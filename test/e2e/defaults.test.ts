@@ -13,7 +13,7 @@ import {
   CheckpointValidationError,
   type CheckpointContext,
 } from '../../src/index.js';
-import { inputDigest } from '../../src/checkpoint.runner.js';
+import { inputDigest } from '../../src/attempt/fingerprint.js';
 import { createTestApp } from '../support/app.js';
 import { DATABASE_URL, dropSchema, uniqueSchema } from '../support/database.js';
 

@@ -1,27 +1,23 @@
 import { Logger } from '@nestjs/common';
 import { setTimeout as wait } from 'node:timers/promises';
 import type { DataSource, QueryRunner } from 'typeorm';
-import type { BatchSizer } from './batch-sizer.js';
-import {
-  CheckpointAbortedError,
-  CheckpointError,
-  CheckpointStoreError,
-  CheckpointValidationError,
-} from './checkpoint.errors.js';
-import type { CheckpointRunChunk } from './checkpoint.interfaces.js';
-import { messages } from './checkpoint.messages.js';
-import type { CheckpointService, ClaimedCheckpoint } from './checkpoint.service.js';
+import type { BatchSizer } from '../batch-sizer.js';
+import { abortedBy, CheckpointError, CheckpointValidationError } from '../checkpoint.errors.js';
+import type { CheckpointRunChunk } from '../checkpoint.interfaces.js';
+import { messages } from '../checkpoint.messages.js';
+import { batchInTransaction } from './batch-transaction.js';
+import type { CheckpointService, ClaimedCheckpoint } from '../checkpoint.service.js';
 import type {
   CheckpointAttemptProgress,
   CheckpointBatch,
   CheckpointContext,
   FetchPage,
-} from './checkpointed.interface.js';
-import type { FailedItemsService } from './items/failed-items.service.js';
-import type { ItemPolicies } from './items/item-policy.js';
-import { ItemRecovery, type OpenBatch } from './items/item-recovery.js';
-import { CheckpointSkipLimitError, describe } from './items/items.errors.js';
-import { itemMessages } from './items/items.messages.js';
+} from '../checkpointed.interface.js';
+import type { FailedItemsService } from '../items/failed-items.service.js';
+import type { ItemPolicies } from '../items/item-policy.js';
+import { ItemRecovery, type OpenBatch } from '../items/item-recovery.js';
+import { CheckpointSkipLimitError, describe } from '../items/items.errors.js';
+import { itemMessages } from '../items/items.messages.js';
 
 const logger = new Logger('Checkpoint');
 /** Ledger items a redrive reads per statement. */
@@ -243,39 +239,14 @@ export class AttemptContext implements CheckpointContext {
       cursor,
     };
     if (this.transactional) {
-      const runner = this.dataSource.createQueryRunner('master');
-      try {
-        await runner.connect();
-        await runner.startTransaction();
-      } catch (error) {
-        await runner.release().catch(() => undefined);
-        throw new CheckpointStoreError('begin batch', this.key, error);
-      }
-      // The advance's announcement waits for the commit: a watcher must not read before it.
-      const announce = this.service.deferAnnouncements(runner);
-      let committed = false;
-      try {
-        this.open = open;
-        yield { ...batch, manager: runner.manager };
-        this.open = undefined;
-        // The advance sends the COMMIT along with it; other writes leave it to this.
-        await write(runner);
-        if (runner.isTransactionActive) {
-          await runner.commitTransaction().catch((error: unknown) => {
-            throw new CheckpointStoreError('commit batch', this.key, error);
-          });
-        }
-        committed = true;
-        announce();
-      } finally {
-        if (!committed && runner.isTransactionActive) {
-          await runner
-            .rollbackTransaction()
-            .catch((error: Error) => logger.warn(`rollback failed: ${error.message}`));
-        }
-        // A runner whose connection failed was released already.
-        await runner.release().catch(() => undefined);
-      }
+      yield* batchInTransaction(
+        this.dataSource,
+        this.service,
+        this.key,
+        batch,
+        (held) => (this.open = held ? open : undefined),
+        write,
+      );
     } else {
       this.open = open;
       yield { ...batch, manager: this.dataSource.manager };
@@ -441,12 +412,6 @@ export class AttemptContext implements CheckpointContext {
   }
 
   private throwIfAborted(): void {
-    if (!this.signal.aborted) return;
-    const reason: unknown = this.signal.reason;
-    if (reason instanceof CheckpointError) throw reason;
-    throw new CheckpointAbortedError(
-      this.key,
-      reason instanceof Error ? reason.message : String(reason),
-    );
+    if (this.signal.aborted) throw abortedBy(this.key, this.signal.reason);
   }
 }

@@ -1,0 +1,243 @@
+import { CHECKPOINT_CONTROLS, CHECKPOINT_STATES } from '../checkpoint.constants.js';
+import { ownerAlive, type StatementKit } from './statement-kit.js';
+
+/**
+ * What a fenced advanceAtCommit says in its error (SQLSTATE 22P02): the statement, not a
+ * database failure, refused the write.
+ */
+export const FENCED_ADVANCE = 'checkpoint advance fenced';
+
+const { running, released, paused, completed, failed, cancelled } = CHECKPOINT_STATES;
+const { pause, cancel } = CHECKPOINT_CONTROLS;
+
+/** The attempt's statements: claim, advance, its end, and the reaper's look-ups. */
+export function ownershipSql({ table, q, prepared }: StatementKit) {
+  // Counts left out (null) follow from the old row (the right-hand sides read it): one more
+  // batch when the position moved on, and, with a known item total, the batches done plus the
+  // remaining items at this batch's size.
+  const advanceUpdate = `UPDATE ${table} SET
+       current_index = $3,
+       current_batch_index = COALESCE($4,
+         current_batch_index + CASE WHEN $3 > current_index THEN 1 ELSE 0 END),
+       processed_batches = COALESCE($5,
+         processed_batches + CASE WHEN $3 > current_index THEN 1 ELSE 0 END),
+       total_batches = COALESCE($6,
+         CASE WHEN COALESCE($7, total_items) IS NOT NULL AND $3 > current_index THEN
+           COALESCE($5, processed_batches + 1)
+             + ceil(GREATEST(COALESCE($7, total_items) - $3, 0)::numeric
+                    / ($3 - current_index))::bigint
+         ELSE total_batches END),
+       total_items = COALESCE($7, total_items),
+       cursor = COALESCE($8::jsonb, cursor),
+       intermediate_result = COALESCE($9::jsonb, intermediate_result),
+       metadata = COALESCE($10::jsonb, metadata),
+       updated_at = clock_timestamp()
+     WHERE key = $1 AND running_epoch = $2
+       AND ($11::text IS NULL
+            OR set_config('idle_in_transaction_session_timeout', $11::text, true) IS NOT NULL)`;
+  const advanceValues = (
+    key: string,
+    epoch: number,
+    currentIndex: number,
+    currentBatchIndex: number | null,
+    processedBatches: number | null,
+    totalBatches: number | null,
+    totalItems: number | null,
+    cursor: string | null,
+    intermediateResult: string | null,
+    metadata: string | null,
+    idleTimeoutMs: number | null = null,
+  ) => [
+    key,
+    epoch,
+    currentIndex,
+    currentBatchIndex,
+    processedBatches,
+    totalBatches,
+    totalItems,
+    cursor,
+    intermediateResult,
+    metadata,
+    idleTimeoutMs === null ? null : String(idleTimeoutMs),
+  ];
+
+  return {
+    // --- ownership --------------------------------------------------------------------------
+    /**
+     * Takes the key: bumps the epoch (fencing any earlier attempt), records the owner's lease
+     * session and lease expiry, and returns the resume point. It takes a key that no attempt
+     * runs, one whose owner is dead (its lease session is gone from pg_stat_activity, or its
+     * lease expired), one a newer dispatch of the same pg-boss job supersedes, or one this very
+     * attempt owned (`previousEpoch`: resuming in place after a database outage). Deciding all
+     * of it in this one statement serialises racing claimants on the row lock. A completed key
+     * stays completed, so that the caller can return its stored result.
+     */
+    claim: prepared(
+      'claim',
+      `INSERT INTO ${table} AS c (key, state, epoch, running_epoch, owner, fingerprint,
+                                    total_items, dispatch, queue, job_id, attempt,
+                                    attempt_started_at, attempt_start_index,
+                                    owner_pid, owner_started, lease_expires_at)
+         VALUES ($1, '${running}', 1, 1, $2, $3, $4, $5, $7, $8, 1, clock_timestamp(), 0,
+                 $9, $10::timestamptz, clock_timestamp() + $11 * interval '1 millisecond')
+         ON CONFLICT (key) DO UPDATE SET
+           epoch = c.epoch + 1,
+           running_epoch = CASE WHEN c.state = '${completed}' THEN NULL ELSE c.epoch + 1 END,
+           owner = EXCLUDED.owner,
+           dispatch = EXCLUDED.dispatch,
+           queue = EXCLUDED.queue,
+           job_id = EXCLUDED.job_id,
+           state = CASE WHEN c.state = '${completed}' THEN c.state ELSE '${running}' END,
+           attempt = c.attempt + CASE WHEN c.state = '${completed}' THEN 0 ELSE 1 END,
+           fingerprint = COALESCE(c.fingerprint, EXCLUDED.fingerprint),
+           total_items = COALESCE(EXCLUDED.total_items, c.total_items),
+           attempt_started_at = clock_timestamp(),
+           attempt_start_index = c.current_index,
+           owner_pid = EXCLUDED.owner_pid,
+           owner_started = EXCLUDED.owner_started,
+           lease_expires_at = EXCLUDED.lease_expires_at,
+           updated_at = clock_timestamp()
+         WHERE (c.running_epoch IS NULL
+                OR c.running_epoch = $6
+                OR c.dispatch < EXCLUDED.dispatch
+                OR c.lease_expires_at IS NULL OR c.lease_expires_at < clock_timestamp()
+                OR NOT ${ownerAlive('c')})
+           AND c.control IS NULL
+         RETURNING *, (SELECT p.state FROM ${table} p WHERE p.key = $1) AS prior_state`,
+      (
+        key: string,
+        owner: string,
+        fingerprint: string | null,
+        totalItems: number | null,
+        dispatch: number | null,
+        previousEpoch: number | null,
+        queue: string | null,
+        jobId: string | null,
+        ownerPid: number | null,
+        ownerStarted: string | null,
+        ttlMs: number,
+      ) => [
+        key,
+        owner,
+        fingerprint,
+        totalItems,
+        dispatch,
+        previousEpoch,
+        queue,
+        jobId,
+        ownerPid,
+        ownerStarted,
+        ttlMs,
+      ],
+    ),
+    /**
+     * One statement per batch: absolute progress, applied only while `epoch` may write. It
+     * matches on the primary key and the unindexed running_epoch (see migration 2).
+     *
+     * `idleTimeoutMs` (the library's own batch transactions): from here to the commit the
+     * transaction holds the key's row lock, so an owner frozen or cut off in between would block
+     * every claimant until PostgreSQL noticed. The same statement bounds that (SET LOCAL
+     * idle_in_transaction_session_timeout, through set_config), at no extra round trip.
+     */
+    advance: prepared('advance', advanceUpdate, advanceValues),
+    /**
+     * The advance of the library's own batch transaction, sent with its COMMIT right behind it
+     * (CheckpointRepository.runAndCommit). A fenced advance must not let that COMMIT keep the
+     * batch's writes, so instead of matching no row it fails, naming FENCED_ADVANCE (a cast of
+     * a text built from the row count: nothing the planner can fold), and PostgreSQL answers
+     * the COMMIT that follows an error by rolling back.
+     */
+    advanceAtCommit: prepared(
+      'advance_at_commit',
+      `WITH advanced AS (${advanceUpdate} RETURNING 1)
+       SELECT CASE count(*) WHEN 1 THEN 1
+                ELSE format('${FENCED_ADVANCE} (key %s, epoch %s, %s rows)', $1, $2, count(*))::int
+              END AS advanced
+       FROM advanced`,
+      advanceValues,
+    ),
+    // complete, fail, release and abandon end the attempt: running_epoch goes back to NULL.
+    complete: prepared(
+      'complete',
+      `UPDATE ${table} SET state = '${completed}', running_epoch = NULL, result = $3::jsonb,
+           error = NULL, owner = NULL, updated_at = clock_timestamp()
+         WHERE key = $1 AND running_epoch = $2
+         RETURNING run_id`,
+      (key: string, epoch: number, result: string | null) => [key, epoch, result],
+    ),
+    fail: (key: string, epoch: number, error: string) =>
+      q(
+        `UPDATE ${table} SET state = '${failed}', running_epoch = NULL, error = $3::jsonb,
+           owner = NULL, updated_at = clock_timestamp()
+         WHERE key = $1 AND running_epoch = $2`,
+        [key, epoch, error],
+      ),
+    /** Ends the attempt at a batch boundary: paused or cancelled when an operator asked. */
+    release: (key: string, epoch: number) =>
+      q(
+        `UPDATE ${table} SET running_epoch = NULL, owner = NULL, updated_at = clock_timestamp(),
+           state = CASE control WHEN '${pause}' THEN '${paused}' WHEN '${cancel}' THEN '${cancelled}'
+                   ELSE '${released}' END
+         WHERE key = $1 AND running_epoch = $2
+         RETURNING state`,
+        [key, epoch],
+      ),
+    /** Starts the key over (input changed, or a completed key run again) under a new fingerprint. */
+    restart: (key: string, epoch: number, fingerprint: string | null) =>
+      q(
+        `UPDATE ${table} SET state = '${running}', running_epoch = epoch, fingerprint = $3,
+           current_index = 0, current_batch_index = 0, processed_batches = 0, total_batches = 0,
+           cursor = NULL, intermediate_result = NULL, result = NULL, error = NULL,
+           attempt_start_index = 0, attempt_started_at = clock_timestamp(),
+           updated_at = clock_timestamp()
+         WHERE key = $1 AND epoch = $2`,
+        [key, epoch, fingerprint],
+      ),
+    /** Keeps the progress but records the new input's fingerprint (onInputChange: 'resume'). */
+    setFingerprint: (key: string, epoch: number, fingerprint: string) =>
+      q(
+        `UPDATE ${table} SET fingerprint = $3, updated_at = clock_timestamp()
+         WHERE key = $1 AND running_epoch = $2`,
+        [key, epoch, fingerprint],
+      ),
+
+    /**
+     * Running keys of pg-boss jobs whose owner is dead: its lease expired, or its lease session is
+     * gone from pg_stat_activity. Any queue: hand-written handlers record theirs too.
+     */
+    orphans: () =>
+      q(
+        `SELECT c.key, c.running_epoch AS epoch, c.queue, c.job_id, c.dispatch, c.owner_pid,
+                c.owner_started::text AS owner_started,
+                (c.lease_expires_at IS NULL OR c.lease_expires_at < clock_timestamp()) AS expired
+           FROM ${table} c
+          WHERE c.state = '${running}' AND c.queue IS NOT NULL AND c.job_id IS NOT NULL
+            AND c.running_epoch IS NOT NULL
+            AND (c.lease_expires_at IS NULL OR c.lease_expires_at < clock_timestamp()
+                 OR NOT ${ownerAlive('c')})`,
+      ),
+    /**
+     * Marks a dead owner's attempt failed, unless it came back meanwhile: the same epoch, and
+     * either its lease expired or the very session the reaper saw dead is still gone (a live
+     * owner whose session reconnected has re-asserted the lease under a new identity).
+     */
+    abandon: (
+      key: string,
+      epoch: number,
+      error: string,
+      ownerPid: number | null,
+      ownerStarted: string | null,
+    ) =>
+      q(
+        `UPDATE ${table} AS c SET state = '${failed}', running_epoch = NULL, error = $3::jsonb,
+           owner = NULL, owner_pid = NULL, owner_started = NULL, lease_expires_at = NULL,
+           updated_at = clock_timestamp()
+         WHERE c.key = $1 AND c.running_epoch = $2
+           AND (c.lease_expires_at IS NULL OR c.lease_expires_at < clock_timestamp()
+                OR (c.owner_pid IS NOT DISTINCT FROM $4::integer
+                    AND c.owner_started IS NOT DISTINCT FROM $5::timestamptz
+                    AND NOT ${ownerAlive('c')}))`,
+        [key, epoch, error, ownerPid, ownerStarted],
+      ),
+  };
+}

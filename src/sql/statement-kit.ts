@@ -1,0 +1,91 @@
+// The building blocks of the statements: the schema's names, quoted once, and the two ways a
+// statement is made (a plain one, a prepared one). Nothing else builds SQL: the schema name is
+// validated against IDENTIFIER_PATTERN before it gets here, and every value is a bound parameter.
+// Times are clock_timestamp(), not now(): now() is the start of the transaction, and a batch's
+// transaction starts before its work does, so progress rates would be wrong.
+
+/** A statement and its bound values. */
+export interface Query {
+  text: string;
+  values: unknown[];
+  /**
+   * Set on the statements of the batch path: they go out as named (prepared) statements, so
+   * that PostgreSQL parses and plans them once per connection instead of on every batch.
+   */
+  name?: string;
+}
+
+/** The names of one schema's objects and the statement builders, shared by every *.sql.ts. */
+export interface StatementKit {
+  schema: string;
+  /** `"schema"."checkpoint"`, quoted. */
+  table: string;
+  /** The prefix of the schema's advisory locks. */
+  lockSpace: string;
+  /** The progress channel (heard by watchers). */
+  channel: string;
+  /** The operators' channel (heard by the owning process). */
+  controlChannel: string;
+  q: (text: string, values?: unknown[]) => Query;
+  prepared: <A extends unknown[]>(
+    name: string,
+    text: string,
+    values: (...args: A) => unknown[],
+  ) => (...args: A) => Query;
+}
+
+/** The kit of one schema; the caller validated the name. */
+export function statementKit(schema: string): StatementKit {
+  const q = (text: string, values: unknown[] = []): Query => ({ text, values });
+  /**
+   * A prepared statement: its text is built once, here, so that every call sends the very same
+   * string (pg checks it against the one it prepared on the connection). Names are per connection
+   * and must not clash between two schemas on one DataSource.
+   */
+  const prepared = <A extends unknown[]>(
+    name: string,
+    text: string,
+    values: (...args: A) => unknown[],
+  ): ((...args: A) => Query) => {
+    const statementName = `checkpoint_${name}_${schema}`;
+    return (...args) => ({ name: statementName, text, values: values(...args) });
+  };
+  return {
+    schema,
+    table: `"${schema}"."checkpoint"`,
+    lockSpace: `nestjs-checkpoint:${schema}:`,
+    channel: `${schema}_checkpoint`,
+    controlChannel: `${schema}_checkpoint_control`,
+    q,
+    prepared,
+  };
+}
+
+/**
+ * Whether the owner recorded on row `c` is alive. No pid: the owner has no lease session (a
+ * transaction pooler without a direct URL) and only its lease's expiry tells. Otherwise its lease
+ * session is alive: the backend with that pid and start time is in pg_stat_activity (a direct
+ * session; a pid alone is not enough, PostgreSQL reuses them), or that backend holds the
+ * owner's advisory lock (a session through a pooler, whose server connection outlives it). A
+ * session of another role shows no start time without pg_read_all_stats: it counts as alive
+ * (the lease's expiry still bounds it).
+ */
+export function ownerAlive(c: string): string {
+  return `(${c}.owner_pid IS NULL
+           OR EXISTS (SELECT 1 FROM pg_stat_activity a
+                       WHERE a.pid = ${c}.owner_pid
+                         AND (a.backend_start = ${c}.owner_started OR a.backend_start IS NULL))
+           OR EXISTS (SELECT 1 FROM pg_locks l
+                       WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted
+                         AND l.pid = ${c}.owner_pid AND l.classid = ${c}.owner_pid::oid
+                         AND l.objid = ${ownerLockId(`${c}.owner_started`)}::oid))`;
+}
+
+/**
+ * The second half of an owner's advisory lock (the first is its pid): its start time in
+ * microseconds, folded into a positive int4. Computed from the timestamp, not its text, which
+ * depends on the session's TimeZone.
+ */
+export function ownerLockId(started: string): string {
+  return `((extract(epoch FROM ${started}) * 1000000)::bigint % 2147483647)::int`;
+}
