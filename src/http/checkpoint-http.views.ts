@@ -98,7 +98,14 @@ export function toKeyView(row: CheckpointRow): KeyView {
   return {
     key: row.key,
     state: row.state,
-    control: row.control,
+    // A request is pending until the key reaches the state it asks for: a cancelled key whose
+    // worker stopped reads `cancelled`, not "cancel requested" (the row keeps `control`, which
+    // keeps claims away from it).
+    control:
+      (row.control === 'cancel' && row.state === CHECKPOINT_STATES.cancelled) ||
+      (row.control === 'pause' && row.state === CHECKPOINT_STATES.paused)
+        ? null
+        : row.control,
     runId: row.run_id,
     queue: row.queue,
     jobId: row.job_id,

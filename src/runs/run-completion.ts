@@ -8,7 +8,7 @@ import type { DataSource, EntityManager } from 'typeorm';
 import { CheckpointQueues } from '../boss/checkpoint-queues.js';
 import { CheckpointRepository } from '../checkpoint.repository.js';
 import { CheckpointSession } from '../checkpoint.session.js';
-import { toRun, type RunRow } from './run-reads.js';
+import type { RunReads } from './run-reads.js';
 import { RUN_NOTIFY_PREFIX, SWEEP_INTERVAL_MS, WORKER_BEAT_MS } from './runs.constants.js';
 import type { Run } from './runs.interfaces.js';
 import type { RunsSql } from './runs.sql.js';
@@ -32,6 +32,7 @@ export class RunCompletion {
     private readonly repository: CheckpointRepository,
     private readonly session: CheckpointSession,
     private readonly queues: CheckpointQueues,
+    private readonly reads: RunReads,
   ) {}
 
   /** An `@OnRunCompleted(queue)` method. */
@@ -119,11 +120,8 @@ export class RunCompletion {
       await this.dataSource.transaction(async (manager) => {
         const claimed = await this.repository.run('run-hook', id, this.sql.claimHook(id), manager);
         if (claimed.rows.length === 0) return;
-        const row = (
-          await this.repository.run<RunRow>('run-hook', id, this.sql.progress(id), manager)
-        ).rows[0];
-        if (row === undefined) return;
-        const run = toRun(row);
+        const run = await this.reads.read(id, manager);
+        if (run === null) return;
         for (const hook of this.hooks.get(run.queue) ?? []) await hook(run, manager);
       });
     } catch (error) {

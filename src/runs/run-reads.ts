@@ -1,6 +1,9 @@
 // Reading runs: one run with its progress, a page of them, a run's chunks, and the watch that
 // follows a run from any process.
+import type { PgBoss } from 'pg-boss';
 import { finalize, Observable, shareReplay } from 'rxjs';
+import type { EntityManager } from 'typeorm';
+import { bossSchemaOf } from '../boss/boss-schema.js';
 import { CheckpointValidationError } from '../checkpoint.errors.js';
 import { CheckpointRepository } from '../checkpoint.repository.js';
 import { CheckpointSession } from '../checkpoint.session.js';
@@ -12,7 +15,10 @@ import type { ListRunsOptions, Run, RunChunk } from './runs.interfaces.js';
 import { runMessages } from './runs.messages.js';
 import type { RunsSql } from './runs.sql.js';
 
-/** States after which a run never changes again (a failed direct run may be started again). */
+/**
+ * The states in which `watch` completes. A failed run changes again only when someone acts (a
+ * redrive, a direct run started again, a job retried by hand): watch it again then.
+ */
 const FINAL_STATES: ReadonlySet<RunState> = new Set([
   RUN_STATES.completed,
   RUN_STATES.cancelled,
@@ -23,7 +29,8 @@ const FINAL_STATES: ReadonlySet<RunState> = new Set([
 export interface RunRow {
   id: string;
   queue: string;
-  state: RunState;
+  /** The state as `runState` in runs.sql.ts reads it (the row's `state` is what was decided). */
+  run_state: RunState;
   mode: 'queued' | 'direct';
   total_items: string;
   chunk_count: number;
@@ -48,15 +55,29 @@ export interface RunRow {
 export class RunReads {
   private readonly watchers = new Map<string, Observable<Run>>();
 
+  /** The schema of pg-boss's job table (a run is failed only when no chunk job will run). */
+  private readonly bossSchema: Promise<string | null>;
+
   constructor(
     private readonly sql: RunsSql,
     private readonly repository: CheckpointRepository,
     private readonly session: CheckpointSession,
-  ) {}
+    boss: PgBoss | null,
+  ) {
+    this.bossSchema = boss === null ? Promise.resolve(null) : bossSchemaOf(boss);
+    // Read when first needed; a failure surfaces there, not as an unhandled rejection.
+    this.bossSchema.catch(() => undefined);
+  }
 
   async get(id: string): Promise<Run | null> {
     assertRunId(id);
-    const { rows } = await this.repository.run<RunRow>('run-get', id, this.sql.progress(id));
+    return this.read(id);
+  }
+
+  /** The run as get() reads it, inside `manager`'s transaction when one is given. */
+  async read(id: string, manager?: EntityManager): Promise<Run | null> {
+    const query = this.sql.progress(id, await this.bossSchema);
+    const { rows } = await this.repository.run<RunRow>('run-get', id, query, manager);
     return rows[0] === undefined ? null : toRun(rows[0]);
   }
 
@@ -74,14 +95,14 @@ export class RunReads {
     if (filter.queue !== undefined) assertQueueName(filter.queue);
     const after =
       filter.after === undefined ? null : decodeCursor('runs.list', filter.after, TIME_AND_KEY);
-    const state =
-      filter.state === RUN_STATES.created || filter.state === RUN_STATES.running
-        ? 'open'
-        : (filter.state ?? null);
+    const state = filter.state ?? null;
+    if (state !== null && !(Object.values(RUN_STATES) as unknown[]).includes(state)) {
+      throw new CheckpointValidationError(runMessages.badFilter('state', state));
+    }
     const { rows } = await this.repository.run<RunRow & { page_at: string }>(
       'run-list',
       undefined,
-      this.sql.list(filter.queue ?? null, state, limit, after),
+      this.sql.list(filter.queue ?? null, state, limit, after, await this.bossSchema),
     );
     return toPage(rows, limit, (row) => [row.page_at, row.id], toRun);
   }
@@ -160,10 +181,7 @@ export class RunReads {
               lastSeen = seen;
               subscriber.next(run);
             }
-            if (
-              FINAL_STATES.has(run.state) &&
-              (run.state !== RUN_STATES.failed || run.mode === 'direct')
-            ) {
+            if (FINAL_STATES.has(run.state)) {
               subscriber.complete();
               return;
             }
@@ -200,17 +218,7 @@ export class RunReads {
 export function toRun(row: RunRow): Run {
   const total = Number(row.total_items);
   const done = Number(row.items_done);
-  const settled = row.chunks_done + row.chunks_failed + row.chunks_cancelled;
-  let state = row.state;
-  if (state === RUN_STATES.created && row.chunks_started > 0) state = RUN_STATES.running;
-  // Every chunk settled and some failed: nothing will complete it unless a job is retried.
-  if (
-    (state === RUN_STATES.created || state === RUN_STATES.running) &&
-    row.chunks_failed > 0 &&
-    settled === row.chunk_count
-  ) {
-    state = RUN_STATES.failed;
-  }
+  const state = row.run_state;
   const seconds = (row.last_update.getTime() - row.created_at.getTime()) / 1000;
   const itemsPerSecond = done > 0 && seconds > 0 ? done / seconds : null;
   return {

@@ -75,7 +75,7 @@ export class CheckpointRuns
     private readonly reflector: Reflector,
   ) {
     const sql = runsSql(options.schema);
-    this.reads = new RunReads(sql, repository, session);
+    this.reads = new RunReads(sql, repository, session, boss);
     this.starts = new RunStarts(
       options,
       sql,
@@ -86,7 +86,7 @@ export class CheckpointRuns
       queues,
       this.reads,
     );
-    this.completion = new RunCompletion(sql, dataSource, repository, session, queues);
+    this.completion = new RunCompletion(sql, dataSource, repository, session, queues, this.reads);
     this.cancels = new RunCancel(sql, dataSource, boss, repository, session, service, this.reads);
   }
 
@@ -120,8 +120,8 @@ export class CheckpointRuns
   }
 
   /**
-   * A page of runs with their progress, newest first; `state: 'created'` or `'running'` matches
-   * open runs. Pass the page's `after` for the next one while `more` is true.
+   * A page of runs with their progress, newest first, of one state if `state` is given (the
+   * state `get()` reads). Pass the page's `after` for the next one while `more` is true.
    */
   list(filter: ListRunsOptions = {}): Promise<CheckpointPage<Run>> {
     return this.reads.list(filter);
@@ -135,8 +135,9 @@ export class CheckpointRuns
   /**
    * The run's progress as it changes, from any process (LISTEN/NOTIFY on its chunks' keys, and a
    * read every two seconds in case a notification was missed): the current value first, then one
-   * value per change; completes with the run's final state (completed, cancelled, or a direct
-   * run's failure). Subscribers in one process share one reader.
+   * value per change; completes with the run's final state (completed, cancelled or failed: a
+   * run is failed once no chunk of it will run again). Subscribers in one process share one
+   * reader.
    */
   watch(id: string): Observable<Run> {
     return this.reads.watch(id);

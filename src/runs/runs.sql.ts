@@ -3,10 +3,12 @@
 import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
 import type { Query } from '../checkpoint.sql.js';
 import { assertSchemaName } from '../checkpoint.validation.js';
-import { RUN_STATES } from './runs.constants.js';
+import { RUN_STATES, type RunState } from './runs.constants.js';
 
 const { pending, completed, cancelled, failed } = CHECKPOINT_STATES;
-const open = `'${RUN_STATES.created}', '${RUN_STATES.running}'`;
+/** The states a run row holds while its chunks may still move. */
+const OPEN: readonly RunState[] = [RUN_STATES.created, RUN_STATES.running];
+const open = OPEN.map((state) => `'${state}'`).join(', ');
 
 /** Builds the statements of runs for one schema. */
 export function runsSql(schema: string) {
@@ -19,7 +21,8 @@ export function runsSql(schema: string) {
   // that changes a chunk), with the items of its chunks that are done moving; the items of the
   // others, which every advance moves, are summed over them alone (a partial index of migration
   // 9): a finished run reads no chunk, a list reads its page's runs and nothing else.
-  const summary = `SELECT r.*,
+  const summary = (boss: string | null) => `SELECT r.*,
+           ${runState(boss)} AS run_state,
            (r.items_settled + s.items_open)::bigint AS items_done,
            (r.skipped_settled + s.skipped_open)::bigint AS items_skipped,
            r.chunks_completed AS chunks_done,
@@ -31,6 +34,28 @@ export function runsSql(schema: string) {
                   max(c.updated_at) AS last_update
            FROM ${checkpoint} c
            WHERE c.run_id = r.id AND c.state NOT IN ('${completed}', '${cancelled}', '${failed}')) s`;
+  /**
+   * The one definition of a run's state, read by get, list, its filters and watch. The row holds
+   * what was decided (created, completed, cancelled, a direct run's failure); an open run is
+   * `running` once a chunk was claimed, and `failed` once every chunk settled, some failed, and
+   * no failed chunk's pg-boss job will run again (none `created`, `retry` or `active`). The job
+   * table is read only for runs whose counts say every chunk settled with a failure, by its
+   * primary key (name, id).
+   */
+  const runState = (boss: string | null) => {
+    const settledWithFailure = `r.state IN (${open}) AND r.chunks_failed > 0
+           AND r.chunks_completed + r.chunks_failed + r.chunks_cancelled = r.chunk_count`;
+    const willRunAgain =
+      boss === null
+        ? 'false'
+        : `EXISTS (SELECT 1 FROM ${checkpoint} fc JOIN ${boss}.job j
+                     ON j.name = fc.queue AND j.id = fc.job_id::uuid
+                   WHERE fc.run_id = r.id AND fc.state = '${failed}'
+                     AND j.state IN ('created', 'retry', 'active'))`;
+    return `CASE WHEN ${settledWithFailure} AND NOT ${willRunAgain} THEN '${RUN_STATES.failed}'
+           WHEN r.state = '${RUN_STATES.created}' AND r.chunks_started > 0 THEN '${RUN_STATES.running}'
+           ELSE r.state END`;
+  };
 
   return {
     /** The run row; no row back when the id exists (then `start` sends nothing). */
@@ -69,30 +94,36 @@ export function runsSql(schema: string) {
      * A run with its progress summed over its chunks' rows, in one statement (one row per chunk
      * through the run_id index; no item is read).
      */
-    progress: (id: string) => q(`${summary} WHERE r.id = $1`, [id]),
+    progress: (id: string, boss: string | null) => q(`${summary(boss)} WHERE r.id = $1`, [id]),
     /**
-     * A page of runs, newest first (created_at, then id), after the position of an earlier page;
-     * `open` matches created and running runs. Reads `limit + 1` rows (the extra one says that
-     * more follow), through an index of migration 9 at any depth.
+     * A page of runs, newest first (created_at, then id), after the position of an earlier page,
+     * of one state as `progress` reads it: the row's state narrows the rows first (a run reads
+     * `running` or `failed` while its row says created or running). Reads `limit + 1` rows (the
+     * extra one says that more follow), through an index of migration 9 at any depth.
      */
     list: (
       queue: string | null,
-      state: string | null,
+      state: RunState | null,
       limit: number,
       after: readonly [string, string] | null,
+      boss: string | null,
     ) => {
       const values: unknown[] = [];
       const where: string[] = [];
       if (queue !== null) where.push(`r.queue = $${values.push(queue)}`);
-      if (state === 'open') where.push(`r.state IN (${open})`);
-      else if (state !== null) where.push(`r.state = $${values.push(state)}`);
+      if (state !== null) {
+        const stored =
+          state === RUN_STATES.failed ? [...OPEN, state] : OPEN.includes(state) ? OPEN : [state];
+        where.push(`r.state IN (${stored.map((s) => `'${s}'`).join(', ')})`);
+        if (stored.length > 1) where.push(`${runState(boss)} = $${values.push(state)}`);
+      }
       if (after !== null) {
         where.push(
           `(r.created_at, r.id) < ($${values.push(after[0])}::timestamptz, $${values.push(after[1])})`,
         );
       }
       return q(
-        `${summary} ${where.length === 0 ? '' : `WHERE ${where.join(' AND ')}`}
+        `${summary(boss)} ${where.length === 0 ? '' : `WHERE ${where.join(' AND ')}`}
          ORDER BY r.created_at DESC, r.id DESC LIMIT $${values.push(limit + 1)}`,
         values,
       );
