@@ -7,7 +7,7 @@ export { CheckpointQueues } from './boss/checkpoint-queues.js';
 export { CheckpointRuns, chunkJobId } from './runs/runs.service.js';
 export { OnRunCompleted } from './runs/on-run-completed.decorator.js';
 export { RUN_STATES, type RunState } from './runs/runs.constants.js';
-export { CheckpointRunNotFoundError } from './runs/runs.errors.js';
+export { CheckpointRunConflictError, CheckpointRunNotFoundError } from './runs/runs.errors.js';
 export type {
   ListRunsOptions,
   PlanRunOptions,

@@ -1,7 +1,8 @@
 // Starting runs: the fan-out (run row, chunk rows and chunk jobs in one transaction), a direct
 // run worked inline, and the planner behind chunkSize 'auto'.
+import { createHash } from 'node:crypto';
 import type { PgBoss } from 'pg-boss';
-import type { DataSource } from 'typeorm';
+import type { DataSource, EntityManager } from 'typeorm';
 import { bossDb, CheckpointQueues } from '../boss/checkpoint-queues.js';
 import {
   CheckpointConfigError,
@@ -28,11 +29,24 @@ import type {
   StartedRun,
   StartRunOptions,
 } from './runs.interfaces.js';
+import { CheckpointRunConflictError } from './runs.errors.js';
 import { runMessages } from './runs.messages.js';
 import { chunkSlices, planChunks } from './runs.plan.js';
 import type { RunsSql } from './runs.sql.js';
 
 const DEFAULT_TARGET_CHUNK_MS = 60_000;
+
+/** What a run was started with, kept in its row's `options` (a second start compares it). */
+interface StartedWith {
+  chunkSize: number | 'auto';
+  directThreshold: number;
+  /** sha-256 of the items as JSON. */
+  items: string;
+}
+
+function itemsDigest(items: readonly unknown[]): string {
+  return createHash('sha256').update(JSON.stringify(items)).digest('hex');
+}
 const DEFAULT_MAX_CHUNK_SIZE = 50_000;
 
 /** The start of runs (CheckpointRuns hands over to it). @internal */
@@ -88,6 +102,11 @@ export class RunStarts {
       run: { id, chunk: i, chunks: chunkCount, offset: slices[i].offset },
     });
 
+    const startedWith: StartedWith = {
+      chunkSize: chunkOption,
+      directThreshold: threshold,
+      items: itemsDigest(items),
+    };
     const created = await this.dataSource.transaction(async (manager) => {
       const inserted = await this.repository.run(
         'run-start',
@@ -99,13 +118,17 @@ export class RunStarts {
           total,
           chunkCount,
           chunkSize,
-          JSON.stringify({ chunkSize: chunkOption, directThreshold: threshold }),
+          JSON.stringify(startedWith),
           metadata,
         ),
         manager,
       );
-      // The id exists: that run stands as it is, and nothing is sent twice.
-      if (inserted.rows.length === 0) return false;
+      // The id exists: the same call gets that run back and nothing is sent twice; other input
+      // is refused, naming what differs.
+      if (inserted.rows.length === 0) {
+        await this.assertSameStart(id, queue, startedWith, manager);
+        return false;
+      }
       await this.repository.run(
         'run-start',
         id,
@@ -195,6 +218,36 @@ export class RunStarts {
         maxChunkSize,
       }),
     };
+  }
+
+  /** Refuses a second start of `id` with another queue, other items or another chunk size. */
+  private async assertSameStart(
+    id: string,
+    queue: string,
+    startedWith: StartedWith,
+    manager: EntityManager,
+  ): Promise<void> {
+    const { rows } = await this.repository.run<{
+      queue: string;
+      options: Partial<StartedWith> | null;
+    }>('run-start', id, this.sql.startedWith(id), manager);
+    const stored = rows[0];
+    if (stored === undefined) return;
+    const differences: string[] = [];
+    if (stored.queue !== queue) differences.push(`queue ("${stored.queue}", not "${queue}")`);
+    // Runs started before the digest was stored are not compared on their items.
+    if (stored.options?.items !== undefined && stored.options.items !== startedWith.items) {
+      differences.push('items');
+    }
+    if (
+      stored.options?.chunkSize !== undefined &&
+      stored.options.chunkSize !== startedWith.chunkSize
+    ) {
+      differences.push(
+        `chunkSize (${JSON.stringify(stored.options.chunkSize)}, not ${JSON.stringify(startedWith.chunkSize)})`,
+      );
+    }
+    if (differences.length > 0) throw new CheckpointRunConflictError(id, differences);
   }
 
   private requireBoss(): PgBoss {

@@ -7,3 +7,16 @@ export class CheckpointRunNotFoundError extends CheckpointError {
     super(runMessages.notFound(runId));
   }
 }
+
+/**
+ * `start()` with the id of an existing run and other input: other items, another queue or another
+ * chunk size. `differences` names each (`items`, `queue`, `chunkSize`); the run is unchanged.
+ */
+export class CheckpointRunConflictError extends CheckpointError {
+  constructor(
+    readonly runId: string,
+    readonly differences: string[],
+  ) {
+    super(runMessages.conflict(runId, differences));
+  }
+}

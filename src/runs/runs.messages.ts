@@ -24,6 +24,9 @@ export const runMessages = {
   bossMissing: () =>
     'runs need pg-boss: give CheckpointModule the `boss` option (connection options or a PgBoss instance)',
   notFound: (id: string) => `run "${id}" does not exist`,
+  conflict: (id: string, differences: string[]) =>
+    `runs.start: run "${id}" exists with other ${differences.join(', ')}; ` +
+    'start it with the same queue, items and chunkSize to get it back, or give the new input another id',
   badFilter: (field: string, value: unknown) =>
     `runs.list: ${field} is invalid (got ${describe(value)})`,
 };

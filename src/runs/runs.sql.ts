@@ -76,6 +76,8 @@ export function runsSql(schema: string) {
          RETURNING id`,
         [id, queue, mode, totalItems, chunkCount, chunkSize, options, metadata],
       ),
+    /** What an existing run was started with (a second start compares it). */
+    startedWith: (id: string) => q(`SELECT queue, options FROM ${run} WHERE id = $1`, [id]),
     /** Every chunk's checkpoint row, `pending` until its job is claimed: one statement. */
     insertChunks: (
       runId: string,

@@ -6,6 +6,8 @@ import { PgBoss } from 'pg-boss';
 import { getDataSourceToken } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
 import {
+  CHECKPOINT_BOSS,
+  CheckpointRunConflictError,
   CheckpointRuns,
   CheckpointService,
   CheckpointValidationError,
@@ -94,7 +96,7 @@ async function effects(schema: string, runId: string) {
 describe('runs', () => {
   it('direct mode: small inputs run inline in the caller, checkpointed; a failed one resumes', async () => {
     const { schema } = await setUp('rdirect');
-    const { runs } = await app(schema, true, 200);
+    const { app: application, runs } = await app(schema, true, 200);
 
     const small = await runs.start(RUN_QUEUE, { id: 'small', items: range(30) });
     assert.equal(small.mode, 'direct');
@@ -123,6 +125,32 @@ describe('runs', () => {
     // Starting a completed run again returns it and runs nothing.
     const again = await runs.start(RUN_QUEUE, { id: 'direct-resume', items: range(150) });
     assert.equal(again.created, false);
+    assert.deepEqual(await effects(schema, 'direct-resume'), { rows: 150, distinct: 150 });
+
+    // The same id with other input is refused, naming what differs; nothing runs or changes.
+    const conflict = (differences: string[]) => (error: unknown) =>
+      error instanceof CheckpointRunConflictError &&
+      error.runId === 'direct-resume' &&
+      JSON.stringify(error.differences.map((d) => d.split(' ')[0])) ===
+        JSON.stringify(differences) &&
+      differences.every((d) => error.message.includes(d));
+    await assert.rejects(
+      runs.start(RUN_QUEUE, { id: 'direct-resume', items: range(151) }),
+      conflict(['items']),
+    );
+    await assert.rejects(
+      runs.start(RUN_QUEUE, { id: 'direct-resume', items: [...range(149), 150] }),
+      conflict(['items']),
+    );
+    await assert.rejects(
+      runs.start(RUN_QUEUE, { id: 'direct-resume', items: range(150), chunkSize: 10 }),
+      conflict(['chunkSize']),
+    );
+    await application.get<PgBoss>(CHECKPOINT_BOSS).createQueue('other-queue');
+    await assert.rejects(
+      runs.start('other-queue', { id: 'direct-resume', items: range(2), chunkSize: 10 }),
+      conflict(['queue', 'items', 'chunkSize']),
+    );
     assert.deepEqual(await effects(schema, 'direct-resume'), { rows: 150, distinct: 150 });
 
     // Over the threshold: queued, one job per chunk, worked by this process's worker.
