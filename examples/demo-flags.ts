@@ -30,7 +30,7 @@ export function parseDemoFlags(args: string[]): ParsedDemoFlags {
   let values;
   try {
     ({ values } = parseArgs({
-      args,
+      args: joinNegativeValues(args),
       strict: true,
       allowPositionals: false,
       options: {
@@ -98,6 +98,25 @@ export function parseDemoFlags(args: string[]): ParsedDemoFlags {
     },
   };
 }
+
+/**
+ * `--items -5` as `--items=-5`: parseArgs takes a value starting with a dash for an option and
+ * calls it ambiguous; joined, the value reaches the checks below, which say what is wrong with it.
+ */
+function joinNegativeValues(args: string[]): string[] {
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] ?? '';
+    const next = args[i + 1];
+    if (VALUED.has(arg) && next !== undefined && /^-[\d.]/.test(next)) {
+      joined.push(`${arg}=${next}`);
+      i += 1;
+    } else joined.push(arg);
+  }
+  return joined;
+}
+
+const VALUED = new Set(['--items', '--chunks', '--workers', '--item-ms', '--crash-at']);
 
 /** A plain decimal number ("2", "0.5"), or undefined: Number() would also take "", "0x10", "1e3". */
 function decimal(value: string): number | undefined {

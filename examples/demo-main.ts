@@ -217,7 +217,8 @@ async function runDemo(database: DemoDatabase): Promise<void> {
   async function finish(): Promise<void> {
     view.done();
     const seconds = (Date.now() - started) / 1000;
-    const attempts = await lastAttempt(current.id);
+    // The attempt this process announced, or a later one of a chunk retried meanwhile.
+    const attempts = Math.max(attempt, await lastAttempt(current.id));
     const check = await dataSource
       .getRepository(Decision)
       .createQueryBuilder('d')
@@ -228,7 +229,7 @@ async function runDemo(database: DemoDatabase): Promise<void> {
     const rows = check?.rows ?? 0;
     const distinct = check?.distinct ?? 0;
     view.say(
-      `Completed run ${current.id.slice(0, 8)}: ${formatNumber.format(current.totalItems)} items in ${formatSeconds(seconds)} this time, over ${attempts} attempt(s).`,
+      `Completed run ${current.id.slice(0, 8)}: ${formatNumber.format(current.totalItems)} items in ${formatSeconds(seconds)} this time, over ${attempts} ${attempts === 1 ? 'attempt' : 'attempts'}.`,
     );
     view.say(
       `Checked in the database: ${formatNumber.format(rows)} decision rows for ${formatNumber.format(distinct)} items: ` +

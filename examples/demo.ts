@@ -10,8 +10,10 @@ if (parsed.kind === 'help') {
   process.exit(0);
 }
 if (parsed.kind === 'invalid') {
-  for (const problem of parsed.problems) process.stderr.write(`demo: ${problem}\n`);
-  process.stderr.write('Run `npm run demo -- --help` for the options.\n');
+  // One line, whatever went wrong: each problem, then where the options are listed.
+  process.stderr.write(
+    `demo: ${parsed.problems.join('; ')} (\`npm run demo -- --help\` lists the options)\n`,
+  );
   process.exit(2);
 }
 

@@ -1,6 +1,7 @@
 import { Inject, Logger } from '@nestjs/common';
 import { createRequire } from 'node:module';
-import { dirname } from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { PgBoss } from 'pg-boss';
 import { CHECKPOINT_BOSS } from '../checkpoint.constants.js';
 import { CheckpointConfigError } from '../checkpoint.errors.js';
@@ -44,6 +45,44 @@ export function loadedBossVersion(): { version: string; path: string } {
 }
 
 /**
+ * The copies of pg-boss installed under `root`'s node_modules, other than the one at
+ * `loadedPath`: where a foreign instance most likely comes from (a package with its own pg-boss,
+ * two majors side by side). Looks two levels deep, as npm lays nested copies out.
+ */
+export function otherBossCopies(root: string, loadedPath: string): string[] {
+  const found: string[] = [];
+  const look = (dir: string) => {
+    const path = join(dir, 'pg-boss');
+    if (resolve(path) === resolve(loadedPath)) return;
+    try {
+      const { version } = JSON.parse(readFileSync(join(path, 'package.json'), 'utf8')) as {
+        version?: string;
+      };
+      found.push(`pg-boss ${version ?? '(no version)'} at ${path}`);
+    } catch {
+      // no copy here
+    }
+  };
+  const top = join(root, 'node_modules');
+  look(top);
+  for (const entry of safeList(top)) {
+    const packages = entry.startsWith('@')
+      ? safeList(join(top, entry)).map((name) => join(top, entry, name))
+      : [join(top, entry)];
+    for (const dir of packages) look(join(dir, 'node_modules'));
+  }
+  return found;
+}
+
+function safeList(dir: string): string[] {
+  try {
+    return readdirSync(dir).filter((name) => !name.startsWith('.'));
+  } catch {
+    return [];
+  }
+}
+
+/**
  * Builds the module's handle: the application's instance (given in `boss` or through the
  * `bossToken` extra), or a PgBoss the module creates from constructor options and starts before
  * anything can inject it. Refuses anything that is not an instance of the PgBoss class this
@@ -67,7 +106,12 @@ export async function createBoss(
   if (given instanceof PgBoss) return { boss: given, owned: false };
   if (source !== undefined || looksLikeInstance(given)) {
     throw new CheckpointConfigError(
-      bossMessages.foreignBoss(describeForeign(given), loaded.version, loaded.path),
+      bossMessages.foreignBoss(
+        describeForeign(given),
+        loaded.version,
+        loaded.path,
+        otherBossCopies(process.cwd(), loaded.path),
+      ),
     );
   }
   const boss = new PgBoss(given);

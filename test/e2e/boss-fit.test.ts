@@ -3,6 +3,9 @@
 // transaction.
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import {
   ConsoleLogger,
@@ -15,6 +18,8 @@ import {
 } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { TypeOrmModule, getDataSourceToken } from '@nestjs/typeorm';
+import { bossMessages } from '../../src/boss/boss.messages.js';
+import { loadedBossVersion, otherBossCopies } from '../../src/boss/checkpoint-boss.js';
 import { PgBoss, type ConstructorOptions, type Job } from 'pg-boss';
 import type { DataSource } from 'typeorm';
 import {
@@ -169,6 +174,31 @@ describe('a foreign pg-boss is refused at bootstrap', () => {
         return true;
       },
     );
+  });
+
+  it('names the other copies of pg-boss installed, with their versions', async () => {
+    // A real layout: a package carrying its own pg-boss 10 beside the application's copy.
+    const root = await mkdtemp(join(tmpdir(), 'checkpoint-boss-copies-'));
+    try {
+      const nested = join(root, 'node_modules', 'legacy-jobs', 'node_modules', 'pg-boss');
+      await mkdir(nested, { recursive: true });
+      await writeFile(join(nested, 'package.json'), '{"name":"pg-boss","version":"10.1.6"}');
+      const loaded = loadedBossVersion();
+      const copies = otherBossCopies(root, loaded.path);
+      assert.deepEqual(copies, [`pg-boss 10.1.6 at ${nested}`]);
+      const message = bossMessages.foreignBoss(
+        'an instance of PgBoss',
+        loaded.version,
+        loaded.path,
+        copies,
+      );
+      assert.match(message, new RegExp(`pg-boss ${loaded.version.replace(/\./g, '\\.')}, from `));
+      assert.match(message, /Other copies found: pg-boss 10\.1\.6 at /);
+      // The application's own tree holds only the copy the library loads.
+      assert.deepEqual(otherBossCopies(process.cwd(), loaded.path), []);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
   });
 
   it('a duck-typed object literal, and a foreign instance behind bossToken', async () => {
