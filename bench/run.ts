@@ -32,6 +32,7 @@ import { measureResume } from './resume.js';
 import { measureRuns } from './runs.js';
 import { measureSaveCost } from './save-cost.js';
 import { measureStatements } from './statements.js';
+import { measureTakeover } from './takeover.js';
 import { measureTransactional } from './transactional.js';
 import { measureWatchers } from './watchers.js';
 
@@ -101,6 +102,7 @@ async function main(): Promise<void> {
       publish(history.retention);
     }
     if (wanted('13')) publish(await measureWatchers(env));
+    if (wanted('14')) publish(await measureTakeover(env));
     const diagnostics = wanted('7')
       ? await measureDiagnostics(env)
       : { sections: [], findings: [] };

@@ -350,6 +350,23 @@ export class CheckpointService {
     return this.orphans.abandon(orphan);
   }
 
+  /**
+   * Tells every process that a job of `queue` went back to pg-boss, so that an idle worker of
+   * the queue fetches it at once.
+   * @internal used by the reaper
+   */
+  async announceHandBack(queue: string): Promise<void> {
+    return this.orphans.announceHandBack(queue);
+  }
+
+  /**
+   * Calls `listener` with the queue of each job handed back by any process's reaper.
+   * @internal used by the reaper
+   */
+  async onHandBack(listener: (queue: string) => void): Promise<() => void> {
+    return this.orphans.onHandBack(listener);
+  }
+
   // --- session health (session/) --------------------------------------------------------------
 
   /**

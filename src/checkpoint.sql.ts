@@ -7,7 +7,7 @@ import { ownershipSql } from './sql/ownership.sql.js';
 import { sessionSql } from './sql/session.sql.js';
 import { statementKit } from './sql/statement-kit.js';
 
-export { FENCED_ADVANCE } from './sql/ownership.sql.js';
+export { FENCED_ADVANCE, HANDED_BACK } from './sql/ownership.sql.js';
 export type { Query } from './sql/statement-kit.js';
 
 /** Builds the statements for one schema. */

@@ -123,7 +123,7 @@ export class CheckpointQueues
         }),
         this.logger,
       );
-      await boss.work(
+      const worker = await boss.work(
         queue,
         {
           ...defined({
@@ -137,6 +137,7 @@ export class CheckpointQueues
         async ([job]: JobWithMetadata<object>[]) =>
           job === undefined ? undefined : this.runJob(method, instance, [job], job, true),
       );
+      this.reaper.wakes(queue, worker);
       this.logger.log(`${method.where} works queue "${queue}"`);
     }
     if (this.registrations.size === 0) return;

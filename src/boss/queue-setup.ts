@@ -3,7 +3,7 @@ import type { PgBoss, QueueOptions } from 'pg-boss';
 import { bossMessages } from './boss.messages.js';
 
 /**
- * The reaper hands back a dead worker's job within about two seconds, but only once its
+ * The reaper hands back a dead worker's job within a second or so, but only once its
  * checkpoint row is running. A worker killed between pg-boss's fetch and the claim leaves no such row; the
  * heartbeat makes pg-boss retry that job after this long instead of after its expiry.
  */

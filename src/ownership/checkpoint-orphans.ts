@@ -1,6 +1,7 @@
 import type { CheckpointObservers } from '../checkpoint.observers.js';
 import type { CheckpointRepository } from '../checkpoint.repository.js';
 import type { CheckpointSession } from '../checkpoint.session.js';
+import { HANDED_BACK } from '../checkpoint.sql.js';
 
 /** A running pg-boss key whose owner died, as the reaper saw it. */
 export interface OrphanedJob {
@@ -9,6 +10,8 @@ export interface OrphanedJob {
   queue: string;
   jobId: string;
   dispatch: number;
+  /** The attempt's owner (`host:pid:n` unless the caller named it). */
+  owner: string | null;
   ownerPid: number | null;
   ownerStarted: string | null;
   /** The lease expired (a frozen or partitioned owner); otherwise its session is gone. */
@@ -34,6 +37,7 @@ export class CheckpointOrphans {
       queue: string;
       job_id: string;
       dispatch: number | null;
+      owner: string | null;
       owner_pid: number | null;
       owner_started: string | null;
       expired: boolean;
@@ -44,6 +48,7 @@ export class CheckpointOrphans {
       queue: row.queue,
       jobId: row.job_id,
       dispatch: row.dispatch ?? 0,
+      owner: row.owner,
       ownerPid: row.owner_pid,
       ownerStarted: row.owner_started,
       expired: row.expired,
@@ -74,5 +79,17 @@ export class CheckpointOrphans {
       this.observers.emit('reaped', { key: orphan.key, epoch: orphan.epoch });
     }
     return rowCount > 0;
+  }
+
+  /** See CheckpointService.announceHandBack. */
+  async announceHandBack(queue: string): Promise<void> {
+    await this.repository.run('reap', undefined, this.repository.sql.handedBack(queue));
+  }
+
+  /** See CheckpointService.onHandBack. */
+  async onHandBack(listener: (queue: string) => void): Promise<() => void> {
+    return this.session.subscribeControl((action, queue) => {
+      if (action === HANDED_BACK) listener(queue);
+    });
   }
 }

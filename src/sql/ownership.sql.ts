@@ -7,11 +7,14 @@ import { ownerAlive, type StatementKit } from './statement-kit.js';
  */
 export const FENCED_ADVANCE = 'checkpoint advance fenced';
 
+/** The control channel's word for a job handed back to its queue (see handedBack). */
+export const HANDED_BACK = 'handback';
+
 const { running, released, paused, completed, failed, cancelled } = CHECKPOINT_STATES;
 const { pause, cancel } = CHECKPOINT_CONTROLS;
 
 /** The attempt's statements: claim, advance, its end, and the reaper's look-ups. */
-export function ownershipSql({ table, q, prepared }: StatementKit) {
+export function ownershipSql({ table, controlChannel, q, prepared }: StatementKit) {
   // Counts left out (null) follow from the old row (the right-hand sides read it): one more
   // batch when the position moved on, and, with a known item total, the batches done plus the
   // remaining items at this batch's size.
@@ -207,8 +210,8 @@ export function ownershipSql({ table, q, prepared }: StatementKit) {
      */
     orphans: () =>
       q(
-        `SELECT c.key, c.running_epoch AS epoch, c.queue, c.job_id, c.dispatch, c.owner_pid,
-                c.owner_started::text AS owner_started,
+        `SELECT c.key, c.running_epoch AS epoch, c.queue, c.job_id, c.dispatch, c.owner,
+                c.owner_pid, c.owner_started::text AS owner_started,
                 (c.lease_expires_at IS NULL OR c.lease_expires_at < clock_timestamp()) AS expired
            FROM ${table} c
           WHERE c.state = '${running}' AND c.queue IS NOT NULL AND c.job_id IS NOT NULL
@@ -239,5 +242,11 @@ export function ownershipSql({ table, q, prepared }: StatementKit) {
                     AND NOT ${ownerAlive('c')}))`,
         [key, epoch, error, ownerPid, ownerStarted],
       ),
+    /**
+     * Tells every process that a job of `queue` was handed back (control channel, `handback:`),
+     * so that an idle worker of the queue fetches it now instead of at its next poll.
+     */
+    handedBack: (queue: string) =>
+      q(`SELECT pg_notify($1, $2)`, [controlChannel, `${HANDED_BACK}:${queue}`]),
   };
 }
