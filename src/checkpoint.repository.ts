@@ -109,8 +109,7 @@ export class CheckpointRepository {
       }
       watched = this.watchdog.start(operation, key, client);
       this.dataSource.logger.logQuery(query.text, query.values, given);
-      const sent = this.unnamed ? { text: query.text, values: query.values } : query;
-      const result = lastResult(await client.query<QueryResultRow>(sent));
+      const result = lastResult(await client.query<QueryResultRow>(this.asSent(query)));
       return { rows: result.rows as R[], rowCount: result.rowCount ?? result.rows.length };
     } catch (error) {
       lostConnection = isConnectionFailure(error);
@@ -158,7 +157,7 @@ export class CheckpointRepository {
     this.dataSource.logger.logQuery(query.text, query.values, runner);
     const pipelining = startPipeline(client);
     try {
-      const sent = client.query<QueryResultRow>(query).then(
+      const sent = client.query<QueryResultRow>(this.asSent(query)).then(
         (result) => ({ result }),
         (error: unknown) => ({ error }),
       );
@@ -185,6 +184,11 @@ export class CheckpointRepository {
       if (pipelining) stopPipeline(client);
       this.watchdog.stop(watched);
     }
+  }
+
+  /** Through a transaction pooler a statement goes unnamed: no server connection keeps it. */
+  private asSent(query: Query): Query {
+    return this.unnamed ? { text: query.text, values: query.values } : query;
   }
 
   /** The pg pool of the host's DataSource (TypeORM's PostgresDriver keeps it as `master`). */
