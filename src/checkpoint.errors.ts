@@ -116,6 +116,21 @@ export class CheckpointEpochMovedError extends CheckpointError {
  */
 export class CheckpointLeaseLapsedError extends CheckpointAbortedError {}
 
+/**
+ * A migration could not take the table locks its DDL needs within the bootstrap's patience:
+ * long transactions of live workers (usually of the previous build) held them. Nothing was
+ * applied; the process can start again once they committed (see docs/connections.md, Upgrading).
+ */
+export class CheckpointMigrationLockError extends CheckpointError {
+  constructor(
+    readonly version: number,
+    readonly waitedMs: number,
+    readonly blockers: string,
+  ) {
+    super(messages.migrationLocked(version, waitedMs, blockers));
+  }
+}
+
 const CONNECTION_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',

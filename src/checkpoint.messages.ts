@@ -1,6 +1,10 @@
 // Every error message of the library, in one place, each saying what to fix.
 
 export const messages = {
+  migrationLocked: (version: number, waitedMs: number, blockers: string) =>
+    `checkpoint migration ${version} could not lock its tables within ${waitedMs} ms (held by ${blockers}). Nothing was applied: start again when those transactions have ended, or stop the workers of the previous build first (docs/connections.md, Upgrading)`,
+  migrationWaiting: (version: number, lockTimeoutMs: number, blockers: string, pauseMs: number) =>
+    `checkpoint migration ${version} gave way after waiting ${lockTimeoutMs} ms for its table locks (held by ${blockers}); live workers go on, trying again in ${pauseMs} ms`,
   invalidOptions: (problems: string[]) =>
     `CheckpointModule options are invalid:\n  - ${problems.join('\n  - ')}`,
   invalidText: (field: string, value: unknown, max: number) =>

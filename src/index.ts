@@ -42,6 +42,7 @@ export {
   CheckpointPausedError,
   CheckpointCancelledError,
   CheckpointEpochMovedError,
+  CheckpointMigrationLockError,
 } from './checkpoint.errors.js';
 export type {
   AdvanceProgress,

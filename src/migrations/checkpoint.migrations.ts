@@ -1,4 +1,5 @@
 import { setTimeout as wait } from 'node:timers/promises';
+import { Logger } from '@nestjs/common';
 import type { MigrationInterface, QueryRunner } from 'typeorm';
 import { createCheckpoint } from './000001-create-checkpoint.js';
 import { addRunningEpoch } from './000002-running-epoch.js';
@@ -8,6 +9,8 @@ import { failedItems } from './000007-failed-items.js';
 import { runCounts } from './000008-run-counts.js';
 import { listIndexes } from './000009-list-indexes.js';
 import { changes } from './000010-changes.js';
+import { CheckpointMigrationLockError } from '../checkpoint.errors.js';
+import { messages } from '../checkpoint.messages.js';
 import { checkpointSql } from '../checkpoint.sql.js';
 import { assertSchemaName } from '../checkpoint.validation.js';
 
@@ -46,36 +49,114 @@ export const checkpointMigrations: readonly CheckpointMigration[] = Object.freez
 const CONCURRENT_LOCK_POLL_MS = 250;
 
 /**
+ * How the bootstrap's transactional migrations share the tables with live workers (of this
+ * build or the previous one). DDL waiting for a table lock makes every later statement on that
+ * table queue behind it: one long transaction of a worker would stall all of them, lease
+ * renewals included. So each attempt waits at most `lockTimeoutMs` for a lock, then rolls back
+ * (nothing applied), logs who held the tables and tries again after a pause in which the queued
+ * statements go on; after `patienceMs` it gives up with CheckpointMigrationLockError.
+ */
+export interface MigrationLockPatience {
+  lockTimeoutMs: number;
+  patienceMs: number;
+}
+
+const DEFAULT_PATIENCE: MigrationLockPatience = { lockTimeoutMs: 2_000, patienceMs: 120_000 };
+/** The pause between attempts grows to this. */
+const MAX_PAUSE_MS = 5_000;
+
+const logger = new Logger('CheckpointMigrations');
+
+/** A migration's DDL gave way: lock_timeout (55P03) or a deadlock (40P01) with a live worker. */
+class MigrationGaveWay extends Error {
+  constructor(readonly version: number) {
+    super(`checkpoint migration ${version} gave way`);
+  }
+}
+
+const LOCK_CODES = new Set(['55P03', '40P01']);
+function isLockWait(error: unknown): boolean {
+  const { code, driverError } = error as { code?: unknown; driverError?: { code?: unknown } };
+  return LOCK_CODES.has(String(code ?? driverError?.code));
+}
+
+/**
  * Applies the missing migrations of `schema`. The transactional ones go in one transaction,
  * under a transaction-level advisory lock, so that any number of processes booting at once is
  * safe: the first applies them, the others wait and then find nothing to do. A `concurrent`
  * migration ends that transaction and runs on its own (see CheckpointMigration.concurrent); the
- * ones after it follow in a new transaction. Returns the versions it applied.
+ * ones after it follow in a new transaction. Returns the versions it applied, and logs them.
  *
  * `concurrent: false` (a transaction pooler, whose statements outside a transaction may each run
  * on another server connection: no session lock holds across them) applies the concurrent
- * migrations in their plain, blocking form inside the transaction.
+ * migrations in their plain, blocking form inside the transaction. `lockTimeoutMs` and
+ * `patienceMs`: see MigrationLockPatience.
  */
 export async function runCheckpointMigrations(
   queryRunner: QueryRunner,
   schema: string,
-  options: { concurrent: boolean } = { concurrent: true },
+  options: { concurrent?: boolean } & Partial<MigrationLockPatience> = {},
 ): Promise<number[]> {
   assertSchemaName(schema);
+  const patience = { ...DEFAULT_PATIENCE, ...options };
   const applied: number[] = [];
-  for (;;) {
+  const started = Date.now();
+  for (let pauseMs = 500; ;) {
     await queryRunner.startTransaction();
     let next: CheckpointMigration | undefined;
+    const attempt: number[] = [];
     try {
-      next = await applyMissing(queryRunner, schema, Infinity, applied, options.concurrent);
+      next = await applyMissing(
+        queryRunner,
+        schema,
+        Infinity,
+        attempt,
+        options.concurrent ?? true,
+        patience.lockTimeoutMs,
+      );
       await queryRunner.commitTransaction();
     } catch (error) {
       await queryRunner.rollbackTransaction();
-      throw error;
+      if (!(error instanceof MigrationGaveWay)) throw error;
+      const blockers = await describeBlockers(queryRunner, schema);
+      const waitedMs = Date.now() - started;
+      if (waitedMs + pauseMs > patience.patienceMs) {
+        throw new CheckpointMigrationLockError(error.version, waitedMs, blockers);
+      }
+      logger.warn(
+        messages.migrationWaiting(error.version, patience.lockTimeoutMs, blockers, pauseMs),
+      );
+      await wait(pauseMs);
+      pauseMs = Math.min(pauseMs * 2, MAX_PAUSE_MS);
+      continue;
     }
-    if (next === undefined) return applied;
-    if (await applyConcurrent(queryRunner, schema, next)) applied.push(next.version);
+    applied.push(...attempt);
+    if (next !== undefined && (await applyConcurrent(queryRunner, schema, next))) {
+      applied.push(next.version);
+    }
+    if (next === undefined) {
+      if (applied.length > 0) {
+        logger.log(
+          `applied checkpoint migrations ${applied.join(', ')} to schema "${schema}" in ${Date.now() - started} ms`,
+        );
+      }
+      return applied;
+    }
   }
+}
+
+/** Who holds the library's tables, for the log line: "pid 123 (transaction open 45000 ms: …)". */
+async function describeBlockers(queryRunner: QueryRunner, schema: string): Promise<string> {
+  const query = checkpointSql(schema).migrationBlockers();
+  const rows = (await queryRunner.query(query.text, query.values)) as Array<{
+    pid: number;
+    ms: string;
+    query: string;
+  }>;
+  if (rows.length === 0) return 'transactions that have ended since';
+  return rows
+    .map((row) => `pid ${row.pid} (transaction open ${row.ms} ms: ${row.query})`)
+    .join(', ');
 }
 
 /**
@@ -169,9 +250,11 @@ async function applyMissing(
   upTo: number,
   applied: number[],
   stopAtConcurrent: boolean,
+  lockTimeoutMs?: number,
 ): Promise<CheckpointMigration | undefined> {
   const sql = checkpointSql(schema);
   const lock = sql.migrationLock();
+  // Another process's migrations may hold this one as long as they take: no timeout on it.
   await queryRunner.query(lock.text, lock.values);
   await queryRunner.query(sql.createSchema().text);
   await queryRunner.query(sql.createMigrationTable().text);
@@ -179,11 +262,21 @@ async function applyMissing(
     version: number;
   }>;
   const doneVersions = new Set(done.map((row) => Number(row.version)));
+  if (lockTimeoutMs !== undefined) {
+    const timeout = sql.migrationLockTimeout(lockTimeoutMs);
+    await queryRunner.query(timeout.text, timeout.values);
+  }
   for (const migration of checkpointMigrations) {
     if (migration.version > upTo || doneVersions.has(migration.version)) continue;
     if (migration.concurrent === true && stopAtConcurrent) return migration;
-    for (const statement of migration.up(schema, { concurrently: false })) {
-      await queryRunner.query(statement);
+    try {
+      for (const statement of migration.up(schema, { concurrently: false })) {
+        await queryRunner.query(statement);
+      }
+    } catch (error) {
+      if (lockTimeoutMs !== undefined && isLockWait(error))
+        throw new MigrationGaveWay(migration.version);
+      throw error;
     }
     const record = sql.recordMigration(migration.version, migration.name);
     await queryRunner.query(record.text, record.values);

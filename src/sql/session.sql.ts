@@ -13,6 +13,20 @@ export function sessionSql({ schema, table, lockSpace, channel, controlChannel, 
       ]),
     concurrentMigrationUnlock: () =>
       q(`SELECT pg_advisory_unlock(hashtextextended($1, 0))`, [`${lockSpace}migrate-concurrently`]),
+    /** A migration's DDL waits this long for a table lock, then gives way (see the runner). */
+    migrationLockTimeout: (ms: number) =>
+      q(`SELECT set_config('lock_timeout', $1, true)`, [`${ms}ms`]),
+    /** Transactions of other sessions holding locks on the library's tables: what DDL waits for. */
+    migrationBlockers: () =>
+      q(
+        `SELECT DISTINCT a.pid, (extract(epoch FROM clock_timestamp() - a.xact_start) * 1000)::bigint AS ms,
+                left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80) AS query
+           FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+          WHERE l.granted AND l.pid <> pg_backend_pid() AND a.xact_start IS NOT NULL
+            AND l.relation IN (to_regclass($1), to_regclass($2))
+          ORDER BY ms DESC LIMIT 3`,
+        [table, `"${schema}"."run"`],
+      ),
     createSchema: () => q(`CREATE SCHEMA IF NOT EXISTS "${schema}"`),
     createMigrationTable: () =>
       q(`CREATE TABLE IF NOT EXISTS "${schema}"."migration" (

@@ -37,7 +37,7 @@ for (const mode of MODES) {
         'the job to leave the active state',
       );
       const handedBackMs = Date.now() - stoppedAt;
-      const started = await spare.waitFor((line) => line.startsWith(`start ${id}`), 30_000);
+      const started = await spare.waitFor((line) => line.startsWith(`start ${id}`));
       const resumedMs = Date.now() - stoppedAt;
       const exit = await holder.exited;
       assert.equal(exit.signal, 'SIGTERM', `stopped by its own shutdown: ${holder.stderr}`);

@@ -6,6 +6,7 @@ import { PgBoss } from 'pg-boss';
 import { QUEUE, type ScreeningData } from '../fixtures/queue-job.js';
 import { sql } from '../support/database.js';
 import { cleanUpAfterAll, workerBed } from '../support/workers.js';
+import { DEFAULT_LEASE_TTL_MS } from '../../src/checkpoint.constants.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 cleanUpAfterAll();
@@ -112,7 +113,7 @@ describe('pg-boss workers', () => {
       const stoppedAt = Date.now();
       current.process.kill('SIGTERM');
       const next = spare;
-      const started = await next.waitFor((line) => line.startsWith(`start ${id}`), 20_000);
+      const started = await next.waitFor((line) => line.startsWith(`start ${id}`));
       handoffs.push(Date.now() - stoppedAt);
       const exit = await current.exited;
       // After a graceful close Nest re-raises the signal, so a clean stop ends by SIGTERM.
@@ -139,8 +140,10 @@ describe('pg-boss workers', () => {
       'the job to complete',
     );
     t.diagnostic(`handoff after SIGTERM (ms): ${handoffs.join(', ')}`);
+    // Handed over, not left to the lease's expiry (how fast goes to the bench: a bound in
+    // seconds fails on a busy machine).
     assert.ok(
-      handoffs.every((ms) => ms < 5_000),
+      handoffs.every((ms) => ms < DEFAULT_LEASE_TTL_MS / 2),
       `handoffs ${handoffs.join(', ')} ms`,
     );
     assert.deepEqual(await effectCounts(schema, [id]), { rows: 8000, distinct: 8000 });
@@ -160,10 +163,10 @@ describe('pg-boss workers', () => {
     });
     await stale.waitFor((line) => line === `batch ${id} 150`);
     const fresh = startWorker(env);
-    const resumed = await fresh.waitFor((line) => line.startsWith(`start ${id}`), 20_000);
+    const resumed = await fresh.waitFor((line) => line.startsWith(`start ${id}`));
     assert.equal(resumed.split(' ')[2], '150');
-    await fresh.waitFor((line) => line === `done ${id}`, 20_000);
-    await stale.waitFor((line) => line.startsWith(`stopped ${id}`), 20_000);
+    await fresh.waitFor((line) => line === `done ${id}`);
+    await stale.waitFor((line) => line.startsWith(`stopped ${id}`));
     assert.equal(
       stale.lines.find((line) => line.startsWith(`stopped ${id}`)),
       `stopped ${id} CheckpointFencedError`,

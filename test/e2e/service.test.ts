@@ -20,6 +20,7 @@ import { checkpointSql } from '../../src/checkpoint.sql.js';
 import { CountingLogger, createTestApp } from '../support/app.js';
 import { DATABASE_URL, dropSchema, sql, uniqueSchema } from '../support/database.js';
 import { Child } from '../support/process.js';
+import { DEFAULT_LEASE_TTL_MS } from '../../src/checkpoint.constants.js';
 
 const schema = uniqueSchema('svc');
 const apps: INestApplicationContext[] = [];
@@ -384,7 +385,9 @@ describe('ownership', () => {
     }
     const takeoverMs = Date.now() - killedAt;
     t.diagnostic(`takeover ${takeoverMs} ms after SIGKILL of the owner`);
-    assert.ok(takeoverMs < 1000, `takeover took ${takeoverMs} ms`);
+    // At once, not at the lease's expiry (how fast goes to the bench: a bound in seconds fails
+    // on a busy machine).
+    assert.ok(takeoverMs < DEFAULT_LEASE_TTL_MS / 2, `takeover took ${takeoverMs} ms`);
     assert.equal(claim.epoch, heldEpoch + 1);
     assert.equal(claim.attempt, 2);
     await service.complete('killed-owner', claim.epoch);

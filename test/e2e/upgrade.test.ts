@@ -9,24 +9,34 @@ import { describe, it, type TestContext } from 'node:test';
 import type { PgBoss } from 'pg-boss';
 import { QUEUE } from '../fixtures/queue-job.js';
 import { createRunTables } from '../fixtures/run-job.js';
-import { sql } from '../support/database.js';
+import pg from 'pg';
+import { DataSource } from 'typeorm';
+import { DATABASE_URL, sql } from '../support/database.js';
 import { buildPrevious } from '../support/previous-build.js';
 import { Child } from '../support/process.js';
 import { cleanUpAfterAll, workerBed } from '../support/workers.js';
-import { checkpointMigrations } from '../../src/index.js';
+import {
+  CheckpointMigrationLockError,
+  checkpointMigrations,
+  runCheckpointMigrations,
+} from '../../src/index.js';
 
 cleanUpAfterAll();
 
 const JOB_ITEMS = 1000;
 /** Two runs: one started by the previous build before the upgrade, one after it. */
-const RUNS = { before: 20_000, after: 5_000 };
+const RUNS = { before: 40_000, after: 5_000 };
 const RUN_CHUNK = 500;
 /** The run workers' batch delay: the first run outlasts the upgrade on a slow machine. */
 const WORK = { BATCH_DELAY_MS: '60' };
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: () => string) {
+async function waitUntil(
+  check: () => Promise<boolean> | boolean,
+  timeoutMs: number,
+  what: () => string,
+) {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) assert.fail(`timed out waiting for ${what()}`);
@@ -157,12 +167,53 @@ describe('live upgrade', () => {
     const stopFeeding = feedJobs(boss, schema);
     await Promise.all(old.map((w) => w.waitFor((l) => l.startsWith('batch '), 60_000)));
 
-    // This build boots on the same schema while they work: it applies migrations 8 and 9.
+    // A long transaction holds the checkpoint table in a mode that DDL waits for, as a worker's
+    // long batch transaction that wrote its checkpoint would.
+    const blocker = new pg.Client({ connectionString: DATABASE_URL });
+    await blocker.connect();
+    t.after(() => blocker.end());
+    await blocker.query('BEGIN');
+    await blocker.query(`LOCK TABLE "${schema}".checkpoint IN ROW EXCLUSIVE MODE`);
+    const blockerPid = (await blocker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid'))
+      .rows[0]?.pid;
+    // With little patience, this build's migration runner gives up: nothing applied, the holder
+    // named.
+    const dataSource = new DataSource({ type: 'postgres', url: DATABASE_URL, extra: { max: 1 } });
+    await dataSource.initialize();
+    const runner = dataSource.createQueryRunner();
+    await assert.rejects(
+      runCheckpointMigrations(runner, schema, { lockTimeoutMs: 300, patienceMs: 1_500 }),
+      (error: unknown) =>
+        error instanceof CheckpointMigrationLockError &&
+        error.version === 8 &&
+        error.blockers.includes(`pid ${blockerPid} `),
+    );
+    await runner.release();
+    await dataSource.destroy();
+    assert.deepEqual(await versions(), [1, 2, 3, 6, 7]);
+
+    // This build boots on the same schema while they work: its migrations give way to the
+    // blocker again and again (logged), and the old workers go on meanwhile.
     const all = checkpointMigrations.map((migration) => migration.version);
     const stopSampling = sampleLockWaits(schema);
     const booting = Date.now();
     const fresh = [startWorker(), Child.start('run-worker', env)];
     children.push(...fresh);
+    const gaveWay = (l: string) => l.includes('checkpoint migration 8 gave way');
+    await Promise.race(fresh.map((w) => w.waitFor(gaveWay, 120_000)));
+    for (let round = 0; round < 2; round++)
+      await Promise.all(old.map((w) => nextLine(w, (l) => l.startsWith('batch '))));
+    const warnings = () => fresh.flatMap((w) => w.lines.filter(gaveWay));
+    await waitUntil(
+      () => warnings().length >= 2,
+      60_000,
+      () => 'a second attempt',
+    );
+    assert.deepEqual(await versions(), [1, 2, 3, 6, 7]);
+    t.diagnostic(
+      `while a transaction held the table: ${warnings()[0]?.replace(/^.*checkpoint migration/, 'checkpoint migration')}`,
+    );
+    await blocker.query('COMMIT');
     await waitUntil(
       async () => (await versions()).length === all.length,
       120_000,
@@ -171,7 +222,9 @@ describe('live upgrade', () => {
     const migratedMs = Date.now() - booting;
     const waits = await stopSampling();
     assert.deepEqual(await versions(), all);
-    t.diagnostic(`this build's processes migrated ${migratedMs} ms after they were started`);
+    t.diagnostic(
+      `this build's processes migrated ${migratedMs} ms after they were started (${warnings().length} attempts gave way to the blocker)`,
+    );
     for (const wait of waits.sort((a, b) => b.ms - a.ms).slice(0, 8))
       t.diagnostic(`waited for a lock ${wait.ms} ms: ${wait.query}`);
 

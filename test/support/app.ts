@@ -35,7 +35,16 @@ export interface TestAppOptions {
  * database, and CheckpointModule.forRoot() in the test's own schema.
  */
 export async function createTestApp(options: TestAppOptions): Promise<INestApplicationContext> {
-  const moduleRef = await Test.createTestingModule({
+  // The testing module's own logger drops everything but errors: LOG_LEVELS=all prints it all.
+  // Without a loggerService, the same logger also hears what providers log while the module
+  // compiles (the migrations' lines), which Nest's testing logger would drop.
+  const bootLogger =
+    options.loggerService === undefined
+      ? new ConsoleLogger({
+          logLevels: process.env.LOG_LEVELS === 'all' ? undefined : ['error', 'warn'],
+        })
+      : undefined;
+  const builder = Test.createTestingModule({
     imports: [
       TypeOrmModule.forRoot({
         type: 'postgres',
@@ -56,15 +65,13 @@ export async function createTestApp(options: TestAppOptions): Promise<INestAppli
       ...(options.imports ?? []),
     ],
     providers: options.providers ?? [],
-  }).compile();
+  });
+  if (bootLogger !== undefined) builder.setLogger(bootLogger);
+  const moduleRef = await builder.compile();
   // A library has no HTTP layer: the testing module itself is the application context and
   // runs every lifecycle hook (init, bootstrap, shutdown), as NestFactory's would. Fixtures that
   // must react to SIGTERM call enableShutdownHooks() themselves.
-  // The testing module's own logger drops everything but errors: LOG_LEVELS=all prints it all.
-  moduleRef.useLogger(
-    options.loggerService ??
-      (process.env.LOG_LEVELS === 'all' ? new ConsoleLogger() : ['error', 'warn']),
-  );
+  moduleRef.useLogger(options.loggerService ?? (bootLogger as ConsoleLogger));
   try {
     await moduleRef.init();
   } catch (error) {

@@ -58,7 +58,7 @@ export async function startJob(boss: PgBoss, workers: [Child, Child], count: num
   const id = await boss.send(QUEUE, { count, batchDelayMs: 60 });
   assert.ok(id);
   const started = (worker: Child) =>
-    worker.waitFor((line) => line.startsWith(`start ${id}`), 30_000).then(() => worker);
+    worker.waitFor((line) => line.startsWith(`start ${id}`)).then(() => worker);
   const holder = await Promise.race(workers.map(started));
   const spare = holder === workers[0] ? workers[1] : workers[0];
   await holder.waitFor(

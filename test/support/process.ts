@@ -53,8 +53,12 @@ export class Child {
     return new Child(child);
   }
 
-  /** Resolves with the first line (already seen or to come) that matches. */
-  waitFor(test: (line: string) => boolean, timeoutMs = 30_000): Promise<string> {
+  /**
+   * Resolves with the first line (already seen or to come) that matches. The default bound is
+   * for a busy machine: a fixture boots Nest, TypeORM and pg-boss in about 3 s of CPU, which
+   * took over 30 s next to two CPU burners and the rest of a shared 2-core machine.
+   */
+  waitFor(test: (line: string) => boolean, timeoutMs = 120_000): Promise<string> {
     const seen = this.lines.find(test);
     if (seen !== undefined) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
