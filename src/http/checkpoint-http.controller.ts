@@ -18,7 +18,6 @@ import {
   type MessageEvent,
 } from '@nestjs/common';
 import { map, Observable } from 'rxjs';
-import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
 import type { ControlAction } from '../checkpoint.interfaces.js';
 import type { FailedItem, RedriveRequest } from '../items/failed-item.interface.js';
 import { DASHBOARD_CSS } from './dashboard/dashboard.css.js';
@@ -37,6 +36,7 @@ import {
 import { CheckpointHttpExceptionFilter } from './checkpoint-http.filter.js';
 import { Access, CheckpointAccessGuard } from './checkpoint-http.guard.js';
 import { CheckpointLiveFeed } from './checkpoint-http.live.js';
+import { httpMessages } from './checkpoint-http.messages.js';
 import { CheckpointHttpPipe } from './checkpoint-http.pipe.js';
 import { CheckpointHttpService, type LiveEvent } from './checkpoint-http.service.js';
 import type {
@@ -308,14 +308,15 @@ export class CheckpointHttpController {
         : action === 'resume'
           ? await service.resume(key)
           : await service.cancel(key);
-    if (!changed) throw new ConflictException(refusal(action, before.state, before.control));
+    if (!changed)
+      throw new ConflictException(httpMessages.refusal(action, before.state, before.control));
     return this.http.key(key);
   }
 
   private async controlRun(id: string, action: ControlAction): Promise<RunView> {
     const before = await this.http.run(id);
     if ((await this.http.controlRun(id, action)) === 0) {
-      throw new ConflictException(refusal(action, before.state, null));
+      throw new ConflictException(httpMessages.refusal(action, before.state, null));
     }
     return this.http.run(id);
   }
@@ -328,11 +329,4 @@ function startWithEvent(first: LiveEvent) {
       subscriber.next(toMessage(first));
       return source.pipe(map(toMessage)).subscribe(subscriber);
     });
-}
-
-function refusal(action: ControlAction, state: string, control: string | null): string {
-  if (action === 'resume') return `nothing to resume: it is ${state} and not paused`;
-  if (state === CHECKPOINT_STATES.completed || state === CHECKPOINT_STATES.cancelled)
-    return `cannot ${action}: it is already ${state}`;
-  return `cannot ${action}: it is ${state}${control === null ? '' : ` (${control} requested)`}`;
 }

@@ -1,4 +1,7 @@
-// Every message the HTTP module answers or logs, in one place, each saying what to do.
+// Every message the HTTP module answers or logs, in one place, each saying what to do. The
+// command line (src/cli) answers with the same texts.
+import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
+import type { ControlAction } from '../checkpoint.interfaces.js';
 
 export const httpMessages = {
   crossSite: (origin: string) =>
@@ -27,5 +30,14 @@ export const httpMessages = {
     `items ${items.join(', ')} are not in the failed-item ledger of ${JSON.stringify(key)}`,
   partialRedrive: (key: string) =>
     `a redrive runs the whole failed-item ledger of ${JSON.stringify(key)}: name all of its items, or none`,
+  redriveRunning: (key: string) =>
+    `checkpoint key ${JSON.stringify(key)} is running: redrive it when its attempt ends`,
   nothingToRedrive: (what: string) => `${what} has no failed items to redrive`,
+  /** Why pause, resume or cancel changed nothing, from the state read before it. */
+  refusal: (action: ControlAction, state: string, control: string | null) => {
+    if (action === 'resume') return `nothing to resume: it is ${state} and not paused`;
+    if (state === CHECKPOINT_STATES.completed || state === CHECKPOINT_STATES.cancelled)
+      return `cannot ${action}: it is already ${state}`;
+    return `cannot ${action}: it is ${state}${control === null ? '' : ` (${control} requested)`}`;
+  },
 };

@@ -181,7 +181,7 @@ export class CheckpointHttpService implements OnModuleInit {
     if (request.items === 0) {
       throw new ConflictException(
         view.state === CHECKPOINT_STATES.running
-          ? `checkpoint key ${JSON.stringify(key)} is running: redrive it when its attempt ends`
+          ? httpMessages.redriveRunning(key)
           : httpMessages.nothingToRedrive(`checkpoint key ${JSON.stringify(key)}`),
       );
     }
