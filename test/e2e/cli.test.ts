@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type { INestApplicationContext } from '@nestjs/common';
 import { CheckpointService, checkpointMigrations, FailedItemsService } from '../../src/index.js';
 import { MAX_KEY_LENGTH } from '../../src/checkpoint.constants.js';
+import { COMMANDS } from '../../src/cli/cli.args.js';
 import { createTestApp } from '../support/app.js';
 import { DATABASE_URL, dropSchema, sql, uniqueSchema } from '../support/database.js';
 
@@ -99,17 +100,7 @@ describe('nestjs-checkpoint (the command line)', () => {
     assert.ok(readFileSync(CLI, 'utf8').startsWith('#!/usr/bin/env node\n'));
     const help = await cli(['--help']);
     assert.equal(help.code, 0);
-    for (const command of [
-      'list',
-      'show',
-      'pause',
-      'resume',
-      'cancel',
-      'rewind',
-      'redrive',
-      'purge',
-      'migrate',
-    ]) {
+    for (const command of COMMANDS) {
       assert.ok(help.stdout.includes(`  ${command}`), command);
     }
     assert.ok(help.stdout.includes('Exit codes: 0 done, 1 refused'));
