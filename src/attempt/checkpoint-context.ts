@@ -2,6 +2,8 @@ import { Logger } from '@nestjs/common';
 import { setTimeout as wait } from 'node:timers/promises';
 import type { DataSource, QueryRunner } from 'typeorm';
 import type { BatchSizer } from '../batch-sizer.js';
+import { CheckpointInterruptedError } from './attempt-interrupter.js';
+import type { AttemptInterrupter, InterruptionPhase } from './attempt-interrupter.js';
 import { abortedBy, CheckpointError, CheckpointValidationError } from '../checkpoint.errors.js';
 import type { CheckpointRunChunk } from '../checkpoint.interfaces.js';
 import { messages } from '../checkpoint.messages.js';
@@ -49,6 +51,8 @@ export class AttemptContext implements CheckpointContext {
   private open: OpenBatch | undefined;
   /** Present only with a retry or skip policy: without one, a failing batch fails the attempt. */
   private readonly recovery: ItemRecovery | undefined;
+  /** Set when the attempt was stopped dead at a boundary (nestjs-checkpoint/testing). */
+  interrupted = false;
 
   constructor(
     claim: ClaimedCheckpoint,
@@ -59,6 +63,7 @@ export class AttemptContext implements CheckpointContext {
     private readonly transactional: boolean,
     private readonly ledger: FailedItemsService,
     private readonly policies: ItemPolicies = {},
+    private readonly interrupter?: AttemptInterrupter,
   ) {
     this.key = claim.key;
     this.epoch = claim.epoch;
@@ -245,14 +250,32 @@ export class AttemptContext implements CheckpointContext {
         this.key,
         batch,
         (held) => (this.open = held ? open : undefined),
-        write,
+        (manager) => {
+          // Thrown inside the batch's transaction: it rolls back, as a dead process's would.
+          this.interruptAt(batch, 'before-commit');
+          return write(manager);
+        },
       );
     } else {
       this.open = open;
       yield { ...batch, manager: this.dataSource.manager };
       this.open = undefined;
+      this.interruptAt(batch, 'before-commit');
       await write(undefined);
     }
+    this.interruptAt(batch, 'after-commit');
+  }
+
+  /** Stops the attempt dead here when the testing entry point's interrupter says so. */
+  private interruptAt(
+    batch: { index: number; startIndex: number; items: unknown[] },
+    phase: InterruptionPhase,
+  ): void {
+    if (this.interrupter === undefined) return;
+    const boundary = { ...batch, key: this.key, items: batch.items.length };
+    if (!this.interrupter.interrupts(boundary, phase)) return;
+    this.interrupted = true;
+    throw new CheckpointInterruptedError(boundary, phase);
   }
 
   /**

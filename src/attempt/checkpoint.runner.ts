@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { DataSource } from 'typeorm';
 import { BatchSizer } from '../batch-sizer.js';
+import type { AttemptInterrupter } from './attempt-interrupter.js';
 import { AttemptContext } from './checkpoint-context.js';
 import { fingerprintOf } from './fingerprint.js';
 import {
@@ -42,6 +43,8 @@ const MAX_LOSSES_WITHOUT_PROGRESS = 10;
 export class CheckpointRunner {
   private readonly logger = new Logger('Checkpoint');
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** @internal set by nestjs-checkpoint/testing only */
+  interrupter: AttemptInterrupter | undefined;
 
   constructor(
     private readonly service: CheckpointService,
@@ -103,6 +106,11 @@ export class CheckpointRunner {
       if (claim.resumeFrom > lastResumeFrom) losses = 0;
       lastResumeFrom = claim.resumeFrom;
       const outcome = await this.once(method, instance, args, hooks, claim, fingerprint);
+      if (outcome.interrupted) {
+        // Stopped dead at a boundary (nestjs-checkpoint/testing): a new attempt takes the key over.
+        previousEpoch = claim.epoch;
+        continue;
+      }
       if (!outcome.lost) return outcome.result;
       // The database went away under the attempt: wait for it, then go on where it stopped.
       if (++losses > MAX_LOSSES_WITHOUT_PROGRESS) {
@@ -156,7 +164,9 @@ export class CheckpointRunner {
     claim: ClaimedCheckpoint,
     fingerprint: string | undefined,
   ): Promise<
-    { lost: false; result: unknown } | { lost: true; error: unknown; signal: AbortSignal }
+    | { interrupted?: false; lost: false; result: unknown }
+    | { interrupted?: false; lost: true; error: unknown; signal: AbortSignal }
+    | { interrupted: true }
   > {
     const { options } = method;
     const key = claim.key;
@@ -165,6 +175,7 @@ export class CheckpointRunner {
         (s): s is AbortSignal => s !== undefined,
       ),
     );
+    let context: AttemptContext | undefined;
     try {
       if (claim.state === CHECKPOINT_STATES.completed) {
         if ((options.onCompleted ?? 'return') === 'return') {
@@ -184,20 +195,23 @@ export class CheckpointRunner {
           `${method.where}: resuming "${key}" at item ${claim.resumeFrom} (attempt ${claim.attempt})`,
         );
       }
-      const context = new AttemptContext(
+      context = new AttemptContext(
         claim,
         signal,
         this.service,
         this.dataSource,
-        new BatchSizer(options.batchSize),
+        new BatchSizer(this.interrupter?.batchSize(key) ?? options.batchSize),
         options.transactional === true,
         this.failedItems,
         { retry: options.retry, skip: options.skip },
+        this.interrupter,
       );
       const callArgs = [...args];
       if (method.contextIndex !== undefined) callArgs[method.contextIndex] = context;
       // call() runs the method again after a batch that the retry or skip policy handles.
       const result = await context.call(() => method.original.apply(instance, callArgs));
+      // A dead process completes nothing, even when the body swallowed its interruption.
+      if (context.interrupted) return { interrupted: true };
       if (options.transactional && hooks.completeJob !== undefined) {
         const completeJob = hooks.completeJob;
         let announce: (() => void) | undefined;
@@ -220,6 +234,7 @@ export class CheckpointRunner {
       }
       return { lost: false, result };
     } catch (error) {
+      if (context?.interrupted === true) return { interrupted: true };
       // A fenced attempt lost the key to another one: nothing to resume.
       const reason: unknown = signal.aborted ? signal.reason : undefined;
       if (

@@ -106,7 +106,7 @@ export class CheckpointQueues
     // Every process with pg-boss reaps, for any queue: hand-written handlers record theirs too.
     this.reaper = new CheckpointReaper(boss, this.service);
     this.reaper.start();
-    for (const { queue, method, instance } of this.registrations.values()) {
+    for (const { queue, method } of this.registrations.values()) {
       const { options } = method;
       await ensureQueue(
         boss,
@@ -135,7 +135,7 @@ export class CheckpointQueues
           includeMetadata: true,
         },
         async ([job]: JobWithMetadata<object>[]) =>
-          job === undefined ? undefined : this.runJob(method, instance, [job], job, true),
+          job === undefined ? undefined : this.runFetched(job),
       );
       this.reaper.wakes(queue, worker);
       this.logger.log(`${method.where} works queue "${queue}"`);
@@ -152,18 +152,30 @@ export class CheckpointQueues
   }
 
   /**
+   * Runs one fetched job of a queue this process works, as the queue's worker does.
+   * @internal the worker and nestjs-checkpoint/testing's drain()
+   */
+  runFetched(job: JobWithMetadata<object>): Promise<unknown> {
+    const { method, instance } = this.registration(job.name);
+    return this.runJob(method, instance, [job], job, true);
+  }
+
+  private registration(queue: string): QueueRegistration {
+    const registration = this.registrations.get(queue);
+    if (registration !== undefined) return registration;
+    throw new CheckpointConfigError(
+      `no @Checkpointed({ queue: '${queue}' }) method is registered in this process`,
+    );
+  }
+
+  /**
    * Runs one job of `queue` inline in the caller, through the same checkpointed path as a
    * pg-boss job (key `<queue>:<id>`, so a second call with the same id resumes). Only for a
    * queue this process works (see `queues`).
    * @internal used by CheckpointRuns for runs at or under `directThreshold` items
    */
   async runInline(queue: string, job: { id: string; data: object }): Promise<unknown> {
-    const registration = this.registrations.get(queue);
-    if (registration === undefined) {
-      throw new CheckpointConfigError(
-        `no @Checkpointed({ queue: '${queue}' }) method is registered in this process`,
-      );
-    }
+    const registration = this.registration(queue);
     const inline = {
       id: job.id,
       name: queue,
@@ -334,7 +346,7 @@ export class CheckpointQueues
 }
 
 /** pg-boss stores objects as a job's output; other values are wrapped. */
-function toOutput(result: unknown): object | null {
+export function toOutput(result: unknown): object | null {
   if (result === undefined) return null;
   return typeof result === 'object' && result !== null ? result : { value: result };
 }
