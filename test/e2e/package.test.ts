@@ -7,6 +7,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
@@ -98,5 +99,86 @@ describe('migrations run by the application', () => {
       (await sql(`SELECT version FROM "${schema}".migration`)).length,
       checkpointMigrations.length,
     );
+  });
+});
+
+describe('nestjs-checkpoint/testing in a consumer', () => {
+  it("installs the packed package and runs the docs' spec with Test.createTestingModule", () => {
+    // A fresh application: the packed tarball installed with npm (its peers are this checkout's
+    // node_modules, linked in), the demo's handler and entity as its own files, and
+    // examples/testing/screening.spec.ts as it stands in docs/testing.md, compiled against the
+    // installed package's types and run with node:test on an embedded PostgreSQL (no DATABASE_URL).
+    const app = mkdtempSync(join(tmpdir(), 'checkpoint-testing-app-'));
+    try {
+      const packed = execFileSync('npm', ['pack', '--silent', '--pack-destination', app], {
+        cwd: root,
+        encoding: 'utf8',
+      }).trim();
+      writeFileSync(
+        join(app, 'package.json'),
+        JSON.stringify({ name: 'consumer', private: true, type: 'module' }),
+      );
+      execFileSync(
+        'npm',
+        [
+          'install',
+          '--offline',
+          '--ignore-scripts',
+          '--legacy-peer-deps',
+          '--no-audit',
+          '--no-fund',
+          '--no-package-lock',
+          join(app, packed),
+        ],
+        { cwd: app, stdio: 'ignore' },
+      );
+      const modules = join(app, 'node_modules');
+      assert.ok(existsSync(join(modules, 'nestjs-checkpoint', 'dist', 'testing', 'index.js')));
+      for (const entry of readdirSync(join(root, 'node_modules'))) {
+        if (entry === 'nestjs-checkpoint' || entry.startsWith('.')) continue;
+        symlinkSync(join(root, 'node_modules', entry), join(modules, entry), 'dir');
+      }
+      mkdirSync(join(app, 'src', 'testing'), { recursive: true });
+      const copy = (from: string, to: string, edit = (text: string) => text) =>
+        writeFileSync(join(app, to), edit(readFileSync(join(root, from), 'utf8')));
+      copy('examples/screening.entities.ts', 'src/screening.entities.ts');
+      copy('examples/screening.service.ts', 'src/screening.service.ts', (text) =>
+        text.replace("'../src/index.js'", "'nestjs-checkpoint'"),
+      );
+      copy('examples/testing/screening.spec.ts', 'src/testing/screening.spec.ts');
+      writeFileSync(
+        join(app, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: {
+            target: 'ES2023',
+            module: 'NodeNext',
+            moduleResolution: 'NodeNext',
+            types: ['node'],
+            strict: true,
+            experimentalDecorators: true,
+            emitDecoratorMetadata: true,
+            useDefineForClassFields: false,
+            skipLibCheck: true,
+            rootDir: 'src',
+            outDir: 'dist',
+          },
+          include: ['src'],
+        }),
+      );
+      execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', app], {
+        cwd: app,
+        encoding: 'utf8',
+      });
+      const env = { ...process.env, NODE_TEST_CONTEXT: undefined, DATABASE_URL: undefined };
+      const output = execFileSync(
+        process.execPath,
+        ['--test', '--test-reporter=tap', 'dist/testing/screening.spec.js'],
+        { cwd: app, encoding: 'utf8', env },
+      );
+      assert.match(output, /# pass 2\n/, output);
+      assert.match(output, /# fail 0\n/, output);
+    } finally {
+      rmSync(app, { recursive: true, force: true });
+    }
   });
 });
