@@ -250,10 +250,10 @@ export class AttemptContext implements CheckpointContext {
         this.key,
         batch,
         (held) => (this.open = held ? open : undefined),
-        (manager) => {
+        (transaction) => {
           // Thrown inside the batch's transaction: it rolls back, as a dead process's would.
           this.interruptAt(batch, 'before-commit');
-          return write(manager);
+          return write(transaction);
         },
       );
     } else {
