@@ -13,31 +13,17 @@ import {
   type ConnectionMode,
 } from './session/connection-mode.js';
 import { sessionSql } from './session/session.sql.js';
+import {
+  NO_SESSION,
+  type SessionIdentity,
+  type SessionTiming,
+} from './session/session-identity.js';
 
 /** How often changed keys are announced to watchers in other processes. */
 const NOTIFY_INTERVAL_MS = 100;
 /** Backoff between reconnection attempts of a lost session: short, so leases are re-asserted fast. */
 const RECONNECT_FIRST_MS = 50;
 const RECONNECT_MAX_MS = 500;
-
-/**
- * Who owns a lease: the backend pid and start time of the owning process's lease session; both
- * null where there is no lease session (a transaction pooler without a direct URL).
- */
-export interface SessionIdentity {
-  pid: number | null;
-  /** The start as PostgreSQL prints it (text, so that it compares to the microsecond). */
-  started: string | null;
-}
-
-const NO_SESSION: SessionIdentity = Object.freeze({ pid: null, started: null });
-
-/** Timing the session needs from the module options. */
-export interface SessionTiming {
-  leaseTtlMs: number;
-  /** How long a lost session keeps trying to reconnect before its leases are given up. */
-  reconnectForMs: number;
-}
 
 /**
  * The process's one dedicated database session, borrowed from the host's TypeORM pool for the
