@@ -2,7 +2,7 @@
 // migrations at bootstrap) on DATABASE_URL, and the library's services called through it. Loaded
 // only once the command line is known to be good, so that --help and a bad argument answer fast.
 import 'reflect-metadata';
-import { Module, type DynamicModule, type LoggerService } from '@nestjs/common';
+import { Logger, Module, type DynamicModule, type LoggerService } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
@@ -60,6 +60,8 @@ async function migrate(url: string, schema: string): Promise<CliResult> {
 
 /** Runs a good command line against the database. */
 export async function execute(args: CliArgs, url: string): Promise<CliResult> {
+  // The library's own loggers too (the migration runner's): stdout carries only the answer.
+  Logger.overrideLogger(new StderrLogger());
   if (args.command === 'migrate') return migrate(url, args.schema);
   const app = await NestFactory.createApplicationContext(CliModule.forDatabase(url, args.schema), {
     logger: new StderrLogger(),
