@@ -35,13 +35,16 @@ const IGNORED = [
   'created_at',
   'updated_at',
 ];
-const rowsOf = (schema: string) =>
+/** Reads through `query`: the testing module may run on its own (embedded) PostgreSQL. */
+type Query = <R extends Record<string, unknown>>(text: string, values?: unknown[]) => Promise<R[]>;
+
+const rowsOf = (query: Query, schema: string) =>
   Promise.all([
-    sql<{ row: Record<string, unknown> }>(
+    query<{ row: Record<string, unknown> }>(
       `SELECT to_jsonb(c) - $1::text[] AS row FROM "${schema}".checkpoint c`,
       [IGNORED],
     ),
-    sql<{ item: number; attempt: number }>(
+    query<{ item: number; attempt: number }>(
       `SELECT item, attempt FROM "${schema}".effect ORDER BY item, attempt`,
     ),
   ]);
@@ -97,8 +100,12 @@ describe('injected interruptions and real crashes', () => {
       const [injectedSchema] = await app
         .get(DataSource)
         .query<Array<{ schema: string }>>('SELECT current_schema() AS schema');
-      const [killedRows, killedEffects] = await rowsOf(killedSchema);
-      const [injectedRows, injectedEffects] = await rowsOf(injectedSchema?.schema ?? '');
+      const [killedRows, killedEffects] = await rowsOf(sql, killedSchema);
+      const injectedQuery: Query = (text, values) => app.get(DataSource).query(text, values);
+      const [injectedRows, injectedEffects] = await rowsOf(
+        injectedQuery,
+        injectedSchema?.schema ?? '',
+      );
 
       assert.equal(killedEffects.length, ITEMS);
       assert.deepEqual(injectedEffects, killedEffects);
