@@ -299,10 +299,14 @@ describe('a run keeps its chunk counts on its row', () => {
 describe('retention at size', () => {
   it('purges in slices, skipping nothing it should take, and reports what went', async () => {
     const retention = app.get(CheckpointRetention);
+    // One cutoff for every count: a purge that takes minutes on a busy machine would otherwise
+    // let keys age past a `now()` read after it (the fill spreads updates over a year).
+    const cutoff = new Date(Date.now() - 300 * 86_400_000);
     const beforeKeys = await sql<{ n: string }>(
       `SELECT count(*) AS n FROM "${schema}".checkpoint
-       WHERE state = 'completed' AND updated_at < now() - interval '300 days'
+       WHERE state = 'completed' AND updated_at < $1
          AND (run_id IS NULL OR run_id <> 'run:ledger')`,
+      [cutoff],
     );
     const oldRuns = await sql<{ n: string }>(
       `SELECT count(*) AS n FROM "${schema}".run
@@ -314,7 +318,8 @@ describe('retention at size', () => {
     assert.ok(result.slices > 10, `many slices (${result.slices})`);
     const left = await sql<{ n: string }>(
       `SELECT count(*) AS n FROM "${schema}".checkpoint
-       WHERE state = 'completed' AND updated_at < now() - interval '300 days'`,
+       WHERE state = 'completed' AND updated_at < $1`,
+      [cutoff],
     );
     assert.equal(Number(left[0].n), 0);
     const ledger = await sql<{ n: string }>(
