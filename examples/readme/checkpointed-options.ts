@@ -1,5 +1,10 @@
 import { Injectable } from '@nestjs/common';
-import { CheckpointCtx, Checkpointed, type CheckpointContext } from 'nestjs-checkpoint';
+import {
+  CHECKPOINT_CONTEXT,
+  CheckpointCtx,
+  Checkpointed,
+  type CheckpointContext,
+} from 'nestjs-checkpoint';
 
 interface Extraction {
   taskId: string;
@@ -16,9 +21,12 @@ export class ExtractionService {
     onInputChange: 'fail', // | 'restart' (start over) | 'resume' (keep progress)
     onCompleted: 'return', // | 'rerun': a call on a completed key returns the stored result
   })
-  async extract(input: Extraction, @CheckpointCtx() ctx?: CheckpointContext): Promise<number> {
+  async extract(
+    input: Extraction,
+    @CheckpointCtx() ctx: CheckpointContext = CHECKPOINT_CONTEXT,
+  ): Promise<number> {
     let extracted = 0;
-    for await (const batch of ctx!.batches(input.rows)) extracted += batch.items.length;
+    for await (const batch of ctx.batches(input.rows)) extracted += batch.items.length;
     return extracted;
   }
 }

@@ -1,14 +1,19 @@
 import 'reflect-metadata';
-import { Injectable, Module } from '@nestjs/common';
-import { InjectRepository, TypeOrmModule } from '@nestjs/typeorm';
-import type { Job } from 'pg-boss';
-import { Column, Entity, PrimaryGeneratedColumn, type Repository } from 'typeorm';
+import { Injectable, Logger, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { TypeOrmModule } from '@nestjs/typeorm';
 import {
+  CHECKPOINT_BOSS,
+  CHECKPOINT_CONTEXT,
   CheckpointCtx,
   Checkpointed,
   CheckpointModule,
+  CheckpointService,
   type CheckpointContext,
 } from 'nestjs-checkpoint';
+import type { Job, PgBoss } from 'pg-boss';
+import { lastValueFrom } from 'rxjs';
+import { Column, Entity, PrimaryGeneratedColumn } from 'typeorm';
 
 const url = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -31,17 +36,19 @@ export class Classifier {
 
 @Injectable()
 export class ScreeningService {
-  constructor(
-    private readonly classifier: Classifier,
-    @InjectRepository(Decision) readonly decisions: Repository<Decision>,
-  ) {}
+  constructor(private readonly classifier: Classifier) {}
 
+  /** The pg-boss worker of queue `screening`: key `screening:<job id>`, resumed after a crash. */
   @Checkpointed({ queue: 'screening', batchSize: 50, transactional: true })
-  async screen(job: Job<{ ids: string[] }>, @CheckpointCtx() ctx?: CheckpointContext) {
-    for await (const batch of ctx!.batches(job.data.ids)) {
+  async screen(
+    job: Job<{ ids: string[] }>,
+    @CheckpointCtx() ctx: CheckpointContext = CHECKPOINT_CONTEXT,
+  ): Promise<number> {
+    for await (const batch of ctx.batches(job.data.ids)) {
       const decisions = await this.classifier.classify(batch.items);
       await batch.manager.insert(Decision, decisions); // commits with the checkpoint, or not at all
     }
+    return job.data.ids.length;
   }
 }
 
@@ -54,3 +61,16 @@ export class ScreeningService {
   providers: [Classifier, ScreeningService],
 })
 export class AppModule {}
+
+async function main(): Promise<void> {
+  const app = await NestFactory.createApplicationContext(AppModule);
+  app.enableShutdownHooks(); // Ctrl-C or a deploy: batches in flight commit, the job is handed back
+  const ids = Array.from({ length: 20_000 }, (_, i) => `abstract-${i}`);
+  const jobId = await app.get<PgBoss>(CHECKPOINT_BOSS).send('screening', { ids });
+  // Progress from any process; it ends with the key's final state.
+  const last = await lastValueFrom(app.get(CheckpointService).watch(`screening:${jobId}`));
+  new Logger('Screening').log(`${last.state}: ${last.processedItems} of ${last.totalItems} items`);
+  await app.close();
+}
+
+await main();

@@ -1,6 +1,11 @@
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
-import { CheckpointCtx, Checkpointed, type CheckpointContext } from 'nestjs-checkpoint';
+import {
+  CHECKPOINT_CONTEXT,
+  CheckpointCtx,
+  Checkpointed,
+  type CheckpointContext,
+} from 'nestjs-checkpoint';
 import { Column, Entity, MoreThan, PrimaryGeneratedColumn, type Repository } from 'typeorm';
 
 @Entity()
@@ -15,7 +20,7 @@ export class ReindexService {
   constructor(@InjectRepository(Article) private readonly articles: Repository<Article>) {}
 
   @Checkpointed({ key: () => 'reindex-articles', batchSize: 500, transactional: true })
-  async reindex(@CheckpointCtx() ctx?: CheckpointContext): Promise<void> {
+  async reindex(@CheckpointCtx() ctx: CheckpointContext = CHECKPOINT_CONTEXT): Promise<void> {
     // Keyset pagination: the rows after the last id seen, in id order.
     const page = (after: number | null, limit: number) =>
       this.articles.find({
@@ -23,7 +28,7 @@ export class ReindexService {
         order: { id: 'ASC' },
         take: limit,
       });
-    for await (const batch of ctx!.pages(page, (article) => article.id)) {
+    for await (const batch of ctx.pages(page, (article) => article.id)) {
       const reindexed = batch.items.map((article) => ({
         ...article,
         searchText: article.title.toLowerCase(),
