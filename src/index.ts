@@ -92,8 +92,8 @@ export {
   checkpointMigrations,
   createCheckpointTypeOrmMigrations,
   runCheckpointMigrations,
-  type CheckpointMigration,
 } from './migrations/checkpoint.migrations.js';
+export type { CheckpointMigration } from './migrations/migration.interface.js';
 export {
   CheckpointTelemetry,
   CHECKPOINT_INSTRUMENTATION,

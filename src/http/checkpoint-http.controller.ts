@@ -46,10 +46,10 @@ import type {
   StateCounts,
   ThroughputView,
 } from './checkpoint-http.views.js';
-import type { CheckpointHttpSettings } from './checkpoint-http.module.js';
-
-/** Injection token of the HTTP module's resolved settings. */
-export const CHECKPOINT_HTTP_OPTIONS = Symbol('checkpoint:http-options');
+import {
+  CHECKPOINT_HTTP_OPTIONS,
+  type CheckpointHttpSettings,
+} from './checkpoint-http.settings.js';
 
 /** What the dashboard needs to know about the module and the operator who asks. */
 export interface CheckpointHttpInfo {

@@ -11,7 +11,11 @@ import {
   type Type,
 } from '@nestjs/common';
 import { CheckpointConfigError } from '../checkpoint.errors.js';
-import { CHECKPOINT_HTTP_OPTIONS, CheckpointHttpController } from './checkpoint-http.controller.js';
+import { CheckpointHttpController } from './checkpoint-http.controller.js';
+import {
+  CHECKPOINT_HTTP_OPTIONS,
+  type CheckpointHttpSettings,
+} from './checkpoint-http.settings.js';
 import {
   CheckpointAccessGuard,
   CHECKPOINT_CONTROL_GUARD,
@@ -47,13 +51,6 @@ export interface CheckpointHttpModuleOptions {
   trustedOrigins?: string[];
   /** Where the page sends an operator who is not signed in (a link; default none). */
   loginUrl?: string;
-}
-
-/** What the controller needs of the options. */
-export interface CheckpointHttpSettings {
-  path: string;
-  loginUrl: string | null;
-  protected: boolean;
 }
 
 const PATH_PATTERN = /^[A-Za-z0-9._~-]+(\/[A-Za-z0-9._~-]+)*$/;

@@ -1,4 +1,4 @@
-import type { CheckpointMigration } from './checkpoint.migrations.js';
+import type { CheckpointMigration } from './migration.interface.js';
 
 /** The checkpoint table: one narrow row per key. */
 export const createCheckpoint: CheckpointMigration = {

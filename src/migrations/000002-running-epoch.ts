@@ -1,4 +1,4 @@
-import type { CheckpointMigration } from './checkpoint.migrations.js';
+import type { CheckpointMigration } from './migration.interface.js';
 
 /**
  * `running_epoch`: the epoch of the attempt that may write to the key, or NULL when none may.

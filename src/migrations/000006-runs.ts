@@ -1,4 +1,4 @@
-import type { CheckpointMigration } from './checkpoint.migrations.js';
+import type { CheckpointMigration } from './migration.interface.js';
 
 /**
  * Runs (see `src/runs/`): one input split into chunks, one pg-boss job and one checkpoint row each.

@@ -1,4 +1,4 @@
-import type { CheckpointMigration } from './checkpoint.migrations.js';
+import type { CheckpointMigration } from './migration.interface.js';
 
 /**
  * The failed-item ledger: one row per item isolated by a skip policy, with its error, the

@@ -1,4 +1,4 @@
-import type { CheckpointMigration } from './checkpoint.migrations.js';
+import type { CheckpointMigration } from './migration.interface.js';
 
 /** Chunk states a run counts, each in a column `chunks_<state>` of the run row. */
 const COUNTED = ['pending', 'running', 'released', 'paused', 'completed', 'failed', 'cancelled'];

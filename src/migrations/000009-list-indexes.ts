@@ -1,4 +1,4 @@
-import type { CheckpointMigration } from './checkpoint.migrations.js';
+import type { CheckpointMigration } from './migration.interface.js';
 
 /**
  * The indexes that keep lists, paging and retention at the cost of an empty database on a table

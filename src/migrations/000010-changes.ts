@@ -1,4 +1,4 @@
-import type { CheckpointMigration } from './checkpoint.migrations.js';
+import type { CheckpointMigration } from './migration.interface.js';
 
 /**
  * What changed, for processes that cannot LISTEN (a transaction pooler without a direct URL):

@@ -1,7 +1,14 @@
 import { CheckpointStoreError, isConnectionFailure } from '../checkpoint.errors.js';
 import { messages } from '../checkpoint.messages.js';
 import type { CheckpointRepository } from '../checkpoint.repository.js';
-import type { CheckpointSession } from '../checkpoint.session.js';
+
+/** What the health checks need of the process's checkpoint session (CheckpointSession has it). */
+export interface SessionProbe {
+  /** Why the session was lost, while it is. */
+  readonly lost: string | undefined;
+  identity(): Promise<unknown>;
+  ping(): Promise<unknown>;
+}
 
 /**
  * Whether the database and this process's checkpoint session answer, and waiting until they do.
@@ -10,7 +17,7 @@ import type { CheckpointSession } from '../checkpoint.session.js';
 export class CheckpointSessionHealth {
   constructor(
     private readonly repository: CheckpointRepository,
-    private readonly session: CheckpointSession,
+    private readonly session: SessionProbe,
   ) {}
 
   /** See CheckpointService.waitForDatabase. */
