@@ -30,7 +30,17 @@ export interface RetryPolicy {
   backoff?: BackoffOptions;
   /** The errors worth retrying. */
   on: ErrorMatcher;
+  /**
+   * Tries of each item when a batch spent its retries and is replayed one item at a time
+   * (default 1: each item once more, so an item that always fails is tried `limit + 2` times
+   * before it reaches the ledger). The replay never grants the whole budget again; raise this
+   * when items fail transiently on their own (an item the batch never reached gets only these).
+   */
+  replayTries?: number;
 }
+
+/** Tries of each replayed item after its batch spent its retries, when `replayTries` is unset. */
+export const DEFAULT_REPLAY_TRIES = 1;
 
 /**
  * The most items a key may skip: a count, or a share of the key's items (of the items seen so
@@ -107,13 +117,17 @@ export function itemPolicyProblems(policies: ItemPolicies): string[] {
   const { retry, skip } = policies;
   if (retry !== undefined) {
     if (!isObject(retry)) {
-      problems.push('retry must be an object { limit, backoff?, on }');
+      problems.push('retry must be an object { limit, backoff?, on, replayTries? }');
     } else {
       if (!Number.isSafeInteger(retry.limit) || retry.limit < 0) {
         problems.push(`retry.limit must be a whole number >= 0 (got ${show(retry.limit)})`);
       }
       problems.push(...matcherProblems('retry.on', retry.on));
       problems.push(...backoffProblems(retry.backoff));
+      const tries = retry.replayTries;
+      if (tries !== undefined && !(Number.isSafeInteger(tries) && tries >= 1)) {
+        problems.push(`retry.replayTries must be a whole number >= 1 (got ${show(tries)})`);
+      }
     }
   }
   if (skip !== undefined) {

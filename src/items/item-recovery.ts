@@ -3,6 +3,7 @@
 // one), and the decision for each failure. Pure logic; the loop does the waiting and writing.
 import {
   backoffDelay,
+  DEFAULT_REPLAY_TRIES,
   describeLimit,
   matches,
   skipAllowance,
@@ -45,6 +46,8 @@ export type Recovery =
 export class ItemRecovery {
   /** Exclusive end of the range being replayed one item at a time (-1: none). */
   private scanEnd = -1;
+  /** Retries each item of that range may have (see decide()). */
+  private scanRetries = 0;
   /** The batch that failed last, and how many times in a row. */
   private failing?: { startIndex: number; mode: BatchMode; count: number; failures: number };
 
@@ -82,11 +85,12 @@ export class ItemRecovery {
     this.failing = { startIndex: open.startIndex, mode: open.mode, count: open.count, failures };
     const { retry, skip } = this.policies;
     const retryable = retry !== undefined && matches(retry.on, error);
-    if (retryable && failures <= retry.limit) {
+    const limit = open.mode === 'scan' ? this.scanRetries : (retry?.limit ?? 0);
+    if (retryable && failures <= limit) {
       return {
         kind: 'retry',
         retry: failures,
-        limit: retry.limit,
+        limit,
         delayMs: backoffDelay(retry.backoff, failures),
       };
     }
@@ -94,9 +98,15 @@ export class ItemRecovery {
     if (!retryable && !skippable) return { kind: 'fail' };
     this.failing = undefined;
     // A batch is replayed item by item after a skippable error, and also when its retries ran
-    // out: each retry may have met a different transient item, and alone each gets its own.
+    // out (each retry may have met a different transient item). After spent retries each item
+    // gets `replayTries` tries, never the whole budget again: an item that always fails is tried
+    // limit + 2 times by default. After a skippable error the batch's retries were not what
+    // failed it, so each item keeps the policy's retries for its transient errors.
     if (open.mode === 'batch' && open.count > 1) {
       this.scanEnd = open.startIndex + open.count;
+      this.scanRetries = retryable
+        ? (retry.replayTries ?? DEFAULT_REPLAY_TRIES) - 1
+        : (retry?.limit ?? 0);
       return { kind: 'scan' };
     }
     if (skip === undefined || !skippable) return { kind: 'fail' };

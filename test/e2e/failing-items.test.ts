@@ -32,9 +32,11 @@ import {
   PagedItemsJob,
   PlainItemsJob,
   RateLimitError,
+  RetriedRefusalJob,
   SlowRetryJob,
   TransactionalItemsJob,
   badItems,
+  flakyItems,
 } from '../fixtures/failing-items-job.js';
 import { createTestApp } from '../support/app.js';
 import { dropSchema, sql, uniqueSchema } from '../support/database.js';
@@ -64,10 +66,21 @@ describe('items that fail: 10,000 items, batch 50, transactional', () => {
 
   it('1% always refused, 2% rate-limited once: completes, the ledger holds exactly the 1%, every other effect once', async (t) => {
     const started = performance.now();
-    await runWorker({ SCHEMA: schema, KEY: key, ITEMS: String(ITEMS) });
+    const lines = await runWorker({ SCHEMA: schema, KEY: key, ITEMS: String(ITEMS) });
     t.diagnostic(
       `  10,000 items with 100 refused and 200 rate-limited once: ${((performance.now() - started) / 1000).toFixed(1)} s (process start included)`,
     );
+    // Batch 1150-1199 meets 4 rate-limited items before item 1187, so it spends its 3 retries and
+    // is replayed with one try per item (replayTries 1); 1187, never reached by the batch, is
+    // rate-limited on that try: the attempt fails there, and the next one resumes at 1187 and
+    // passes it (its batches now start at 1187: 7626 meets the same fate). Before replayTries
+    // the replay gave such an item the whole retry budget again, and one attempt did it all.
+    const failedAttempts = lines.filter((line) => line.startsWith('attempt failed '));
+    t.diagnostic(`  failed attempts: ${failedAttempts.join('; ') || 'none'}`);
+    const flaky = flakyItems(ITEMS);
+    for (const line of failedAttempts) {
+      assert.ok(flaky.has(Number(/item (\d+)$/.exec(line)?.[1])), line);
+    }
     await assertScreened(schema, key);
 
     // Progress, find, list and the ledger service show the skipped items.
@@ -112,8 +125,13 @@ describe('items that fail: 10,000 items, batch 50, transactional', () => {
       ledger.map((row) => Number(row.item_index)),
       sorted([...bad].filter((item) => !odd(item))),
     );
+    // The redrive's attempt is the key's last one (the first run took two, see above).
+    const [{ attempt }] = await sql<{ attempt: number }>(
+      `SELECT attempt FROM "${schema}".checkpoint WHERE key = $1`,
+      [key],
+    );
     assert.ok(
-      ledger.every((row) => row.attempt === 2),
+      ledger.every((row) => row.attempt === attempt),
       'failed again in the redrive attempt',
     );
     const row = await checkpointRow(schema, key);
@@ -155,7 +173,14 @@ describe('items that fail: in-process', () => {
     app = await createTestApp({
       schema,
       entities: [Effect],
-      providers: [TransactionalItemsJob, LowLimitJob, PlainItemsJob, SlowRetryJob, PagedItemsJob],
+      providers: [
+        TransactionalItemsJob,
+        LowLimitJob,
+        PlainItemsJob,
+        SlowRetryJob,
+        PagedItemsJob,
+        RetriedRefusalJob,
+      ],
     });
   });
 
@@ -201,6 +226,32 @@ describe('items that fail: in-process', () => {
       [],
     );
     assert.equal((await checkpointRow(schema, 'limit')).state, 'completed');
+  });
+
+  it('a bad item that spends its batch retries is tried exactly limit + 2 times (default replayTries), then skipped', async () => {
+    await clearEffects();
+    const job = app.get(RetriedRefusalJob);
+    job.behaviour.bad = new Set([130, 131, 777]);
+    await job.run({ key: 'replay-tries', items });
+    const limit = 3;
+    // 130: its batch (100-149) fails limit + 1 times on it, then the replay tries it once more.
+    // 131 comes after it: never reached by the batch, it gets its one replay try.
+    assert.deepEqual(
+      [130, 131, 777].map((item) => job.behaviour.tries.get(item)),
+      [limit + 2, 1, limit + 2],
+    );
+    assert.deepEqual(
+      (await ledgerOf(schema, 'replay-tries')).map((row) => [
+        Number(row.item_index),
+        row.error_name,
+      ]),
+      [
+        [130, 'RefusedItemError'],
+        [131, 'RefusedItemError'],
+        [777, 'RefusedItemError'],
+      ],
+    );
+    assert.equal((await checkpointRow(schema, 'replay-tries')).state, 'completed');
   });
 
   it('an error no policy names fails the attempt as before; the ledger holds only skipped items', async () => {

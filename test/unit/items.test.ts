@@ -66,7 +66,12 @@ describe('item policies', () => {
     assert.deepEqual(itemPolicyProblems({ retry: { limit: 2, on: [Transient] } }), []);
     assert.deepEqual(
       itemPolicyProblems({
-        retry: { limit: 1.5, on: [], backoff: { initialMs: -1, jitter: 'yes' as never } },
+        retry: {
+          limit: 1.5,
+          on: [],
+          backoff: { initialMs: -1, jitter: 'yes' as never },
+          replayTries: 0,
+        },
         skip: { on: ['Refused' as never], limit: { ratio: 2 } },
       }),
       [
@@ -74,6 +79,7 @@ describe('item policies', () => {
         'retry.on must be a non-empty array of error classes, or a predicate (error) => boolean',
         'retry.backoff.initialMs must be a number of milliseconds >= 0 (got -1)',
         'retry.backoff.jitter must be true or false (got "yes")',
+        'retry.replayTries must be a whole number >= 1 (got 0)',
         'skip.on must hold error classes (constructors such as RateLimitError), not values',
         'skip.limit.ratio must be a share of the items, above 0 and at most 1 (got 2)',
       ],
@@ -97,10 +103,55 @@ describe('ItemRecovery', () => {
     });
     assert.deepEqual(recovery.next(100, 80), { size: 50, mode: 'batch' });
     assert.equal(recovery.decide(new Transient(), batch(100, 50), 0, 1000).kind, 'retry');
-    // Retries spent: the batch is replayed alone, each item with a budget of its own.
+    // Retries spent: the batch is replayed alone, each item tried once more, not retried again.
     assert.equal(recovery.decide(new Transient(), batch(100, 50), 0, 1000).kind, 'scan');
     assert.deepEqual(recovery.next(100, 80), { size: 1, mode: 'scan' });
-    assert.equal(recovery.decide(new Transient(), batch(100, 1, 'scan'), 0, 1000).kind, 'retry');
+    assert.equal(recovery.decide(new Transient(), batch(100, 1, 'scan'), 0, 1000).kind, 'fail');
+  });
+
+  it('tries an item that always fails exactly limit + 2 times with the default replayTries', () => {
+    const always = {
+      retry: { limit: 3, on: [Refused] },
+      skip: { on: [Refused] },
+    };
+    for (const [replayTries, expected] of [
+      [undefined, 5],
+      [1, 5],
+      [3, 7],
+    ] as const) {
+      const recovery = new ItemRecovery({
+        ...always,
+        retry: { ...always.retry, replayTries },
+      });
+      // The bad item is 7 of a batch of 10 at 0; the replay reaches it after 0-6 pass.
+      let tries = 0;
+      let decision = recovery.decide(new Refused(), batch(0, 10), 0, 100);
+      tries += 1;
+      while (decision.kind === 'retry') {
+        decision = recovery.decide(new Refused(), batch(0, 10), 0, 100);
+        tries += 1;
+      }
+      assert.equal(decision.kind, 'scan');
+      for (let index = 0; index < 7; index++) {
+        assert.deepEqual(recovery.next(index, 10), { size: 1, mode: 'scan' });
+        recovery.committed();
+      }
+      do {
+        decision = recovery.decide(new Refused(), batch(7, 1, 'scan'), 0, 100);
+        tries += 1;
+      } while (decision.kind === 'retry');
+      assert.equal(decision.kind, 'skip');
+      assert.equal(tries, expected, `replayTries ${String(replayTries)}`);
+    }
+  });
+
+  it('keeps the retries of replayed items when a skippable error, not spent retries, started the replay', () => {
+    const recovery = new ItemRecovery(policies);
+    assert.equal(recovery.decide(new Refused(), batch(0, 50), 0, 1000).kind, 'scan');
+    // Item 20 was never reached by the batch: a transient failure of it is retried as usual.
+    assert.equal(recovery.decide(new Transient(), batch(20, 1, 'scan'), 0, 1000).kind, 'retry');
+    assert.equal(recovery.decide(new Transient(), batch(20, 1, 'scan'), 0, 1000).kind, 'retry');
+    assert.equal(recovery.decide(new Transient(), batch(20, 1, 'scan'), 0, 1000).kind, 'fail');
   });
 
   it('replays a batch item by item after a skippable error, then skips up to the limit', () => {
