@@ -224,7 +224,7 @@ export class CheckpointService {
    * completed or cancelled.
    */
   async pause(key: string): Promise<boolean> {
-    return this.controls.pause(key);
+    return this.controls.control(key, 'pause');
   }
 
   /**
@@ -232,7 +232,7 @@ export class CheckpointService {
    * through any process that works its queue). False when the key was not paused.
    */
   async resume(key: string): Promise<boolean> {
-    return this.controls.resume(key);
+    return this.controls.control(key, 'resume');
   }
 
   /**
@@ -241,7 +241,12 @@ export class CheckpointService {
    * not exist or is already completed or cancelled.
    */
   async cancel(key: string): Promise<boolean> {
-    return this.controls.cancel(key);
+    return this.controls.control(key, 'cancel');
+  }
+
+  /** `pause`, `resume` or `cancel` of `key`, as `action` names it; false when it was not taken. */
+  async control(key: string, action: ControlAction): Promise<boolean> {
+    return this.controls.control(key, action);
   }
 
   /**

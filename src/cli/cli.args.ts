@@ -32,6 +32,8 @@ export interface CliArgs {
   /** `list --runs`: runs instead of keys. */
   runs: boolean;
   schema: string;
+  /** pg-boss's schema: commands on runs read and cancel the run's jobs there. */
+  bossSchema: string;
   json: boolean;
   state: string | undefined;
   queue: string | undefined;
@@ -44,6 +46,7 @@ export interface CliArgs {
 
 const OPTIONS = {
   schema: { type: 'string' },
+  'boss-schema': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   run: { type: 'string' },
@@ -57,7 +60,13 @@ const OPTIONS = {
   'older-than': { type: 'string' },
 } as const;
 
-/** Which options each command takes (besides --schema, --json and --help). */
+/** Options every command takes. */
+const GLOBAL = ['schema', 'boss-schema', 'json', 'help'];
+
+/** pg-boss's own rule for its schema name (it is written unquoted in pg-boss's SQL). */
+const BOSS_SCHEMA = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+/** Which options each command takes (besides the GLOBAL ones). */
 const ALLOWED: Record<Command, readonly string[]> = {
   list: ['runs', 'state', 'queue', 'limit', 'after'],
   show: ['run'],
@@ -69,6 +78,17 @@ const ALLOWED: Record<Command, readonly string[]> = {
   purge: ['older-than', 'state'],
   migrate: [],
 };
+
+/** pg-boss's default schema. */
+const DEFAULT_BOSS_SCHEMA = 'pgboss';
+
+/**
+ * Whether the command needs the application's pg-boss: a run's state reads its chunk jobs (a run
+ * is failed only when none will run again) and a run's cancel cancels them.
+ */
+export function needsBoss(args: CliArgs): boolean {
+  return args.run !== null || (args.command === 'list' && args.runs);
+}
 
 /** `--help`, or the parsed command line. Throws CliUsageError for what it cannot run. */
 export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliArgs | 'help' {
@@ -84,7 +104,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliArgs | 'hel
   const command = COMMANDS.find((known) => known === name);
   if (command === undefined) throw new CliUsageError(cliMessages.unknownCommand(String(name)));
   for (const option of Object.keys(values)) {
-    if (['schema', 'json', 'help'].includes(option)) continue;
+    if (GLOBAL.includes(option)) continue;
     if (!ALLOWED[command].includes(option)) {
       throw new CliUsageError(cliMessages.optionNotFor(option, command));
     }
@@ -108,12 +128,15 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliArgs | 'hel
   if (command === 'purge' && values['older-than'] === undefined) {
     throw new CliUsageError(cliMessages.purgeNeeds());
   }
+  const bossSchema = values['boss-schema'] ?? env.CHECKPOINT_BOSS_SCHEMA ?? DEFAULT_BOSS_SCHEMA;
+  if (!BOSS_SCHEMA.test(bossSchema)) throw new CliUsageError(cliMessages.badBossSchema(bossSchema));
   return {
     command,
     key: takesKey && run === null ? (rest[0] ?? null) : null,
     run,
     runs: values.runs === true,
     schema: values.schema ?? env.CHECKPOINT_SCHEMA ?? DEFAULT_SCHEMA,
+    bossSchema,
     json: values.json === true,
     state: values.state,
     queue: values.queue,

@@ -184,14 +184,7 @@ async function controlKey(
   services: CliServices,
 ): Promise<CliResult> {
   const before = await found(name, services);
-  const { checkpoints } = services;
-  const changed =
-    action === 'pause'
-      ? await checkpoints.pause(name)
-      : action === 'resume'
-        ? await checkpoints.resume(name)
-        : await checkpoints.cancel(name);
-  if (!changed)
+  if (!(await services.checkpoints.control(name, action)))
     throw new CliRefusedError(httpMessages.refusal(action, before.state, before.control));
   const after = await found(name, services);
   return done(after, cliMessages.controlled(action, `${name} is ${describeState(after)}`));
@@ -200,18 +193,13 @@ async function controlKey(
 async function controlRun(
   id: string,
   action: ControlAction,
-  { checkpoints, runs }: CliServices,
+  { runs }: CliServices,
 ): Promise<CliResult> {
   const before = await runs.get(id);
   if (before === null) throw new CliNotFoundError(httpMessages.noRun(id));
-  // A run is cancelled through CheckpointRuns, so that its pg-boss jobs are cancelled too.
-  const changed =
-    action === 'cancel'
-      ? before.state === 'completed' || before.state === 'cancelled'
-        ? 0
-        : (await runs.cancel(id), 1)
-      : await checkpoints.controlRun(id, action);
-  if (changed === 0) throw new CliRefusedError(httpMessages.refusal(action, before.state, null));
+  // As the HTTP module does it: a cancel reaches the run's pg-boss jobs too.
+  if ((await runs.control(id, action)) === 0)
+    throw new CliRefusedError(httpMessages.refusal(action, before.state, null));
   const after = await runs.get(id);
   return done(after, cliMessages.controlled(action, `run ${id} is ${after?.state ?? 'gone'}`));
 }

@@ -1,6 +1,7 @@
-// The command's Nest application context: TypeORM and CheckpointModule (no pg-boss, no
-// migrations at bootstrap) on DATABASE_URL, and the library's services called through it. Loaded
-// only once the command line is known to be good, so that --help and a bad argument answer fast.
+// The command's Nest application context: TypeORM and CheckpointModule (no migrations at
+// bootstrap; the application's pg-boss only for commands on runs) on DATABASE_URL, and the
+// library's services called through it. Loaded only once the command line is known to be good,
+// so that --help and a bad argument answer fast.
 import 'reflect-metadata';
 import { Logger, Module, type DynamicModule, type LoggerService } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
@@ -11,7 +12,7 @@ import { CheckpointService } from '../checkpoint.service.js';
 import { FailedItemsService } from '../items/failed-items.service.js';
 import { runCheckpointMigrations } from '../migrations/checkpoint.migrations.js';
 import { CheckpointRuns } from '../runs/runs.service.js';
-import type { CliArgs } from './cli.args.js';
+import { needsBoss, type CliArgs } from './cli.args.js';
 import { runCommand, type CliResult } from './cli.commands.js';
 import { cliMessages } from './cli.messages.js';
 
@@ -26,7 +27,7 @@ class StderrLogger implements LoggerService {
 
 @Module({})
 class CliModule {
-  static forDatabase(url: string, schema: string): DynamicModule {
+  static forDatabase(url: string, args: CliArgs): DynamicModule {
     return {
       module: CliModule,
       imports: [
@@ -36,7 +37,23 @@ class CliModule {
           retryAttempts: 0,
           extra: { max: 2, connectionTimeoutMillis: 10_000 },
         }),
-        CheckpointModule.forRoot({ schema, migrationsRun: false }),
+        CheckpointModule.forRoot({
+          schema: args.schema,
+          migrationsRun: false,
+          // The application's pg-boss, used and never changed: no maintenance, no schedules, no
+          // migration, no row in its instance registry; the module starts and stops it.
+          boss: needsBoss(args)
+            ? {
+                connectionString: url,
+                schema: args.bossSchema,
+                max: 1,
+                supervise: false,
+                schedule: false,
+                migrate: false,
+                registerInstance: false,
+              }
+            : undefined,
+        }),
       ],
     };
   }
@@ -63,7 +80,7 @@ export async function execute(args: CliArgs, url: string): Promise<CliResult> {
   // The library's own loggers too (the migration runner's): stdout carries only the answer.
   Logger.overrideLogger(new StderrLogger());
   if (args.command === 'migrate') return migrate(url, args.schema);
-  const app = await NestFactory.createApplicationContext(CliModule.forDatabase(url, args.schema), {
+  const app = await NestFactory.createApplicationContext(CliModule.forDatabase(url, args), {
     logger: new StderrLogger(),
     abortOnError: false,
   });

@@ -5,7 +5,8 @@ export const cliMessages = {
     `Usage: nestjs-checkpoint <command> [arguments] [--schema NAME] [--json]
 
 Operates on the checkpoint tables at DATABASE_URL (schema: --schema, else CHECKPOINT_SCHEMA,
-else "checkpoint").
+else "checkpoint"). Commands on runs also use the application's pg-boss there (its schema:
+--boss-schema, else CHECKPOINT_BOSS_SCHEMA, else "pgboss").
 
 Commands:
   list [--state S] [--limit N] [--after TOKEN]       keys, newest first
@@ -38,6 +39,10 @@ Commands:
   noDatabaseUrl: () =>
     'DATABASE_URL is not set: export the PostgreSQL URL of the application (postgres://user@host:port/db)',
   unreachable: (reason: string) => `the database at DATABASE_URL is unreachable: ${reason}`,
+  badBossSchema: (value: string) =>
+    `--boss-schema must be a pg-boss schema name: a letter or _, then letters, digits or _ (got ${JSON.stringify(value)})`,
+  noBoss: (schema: string, reason: string) =>
+    `commands on runs need the application's pg-boss, and schema "${schema}" has none (${reason}): name its schema with --boss-schema`,
   noTables: (schema: string) =>
     `schema "${schema}" has no checkpoint tables: run "nestjs-checkpoint migrate", or name the schema with --schema`,
   controlled: (action: string, what: string) => `${action}: ${what}`,

@@ -18,7 +18,11 @@ import { cliMessages } from './cli.messages.js';
 export const EXIT = { done: 0, refused: 1, usage: 2, notFound: 3, database: 4 } as const;
 
 /** The exit code of an error, and what to say about it. */
-function failure(error: unknown, schema: string): { code: number; message: string } {
+function failure(
+  error: unknown,
+  schema: string,
+  bossSchema: string,
+): { code: number; message: string } {
   const message = error instanceof Error ? error.message : String(error);
   if (
     error instanceof CliUsageError ||
@@ -37,6 +41,9 @@ function failure(error: unknown, schema: string): { code: number; message: strin
   ) {
     return { code: EXIT.refused, message };
   }
+  if (/^pg-boss (is not installed|database requires migrations)/.test(message)) {
+    return { code: EXIT.database, message: cliMessages.noBoss(bossSchema, message) };
+  }
   if (/relation "[^"]*" does not exist/.test(message)) {
     return { code: EXIT.database, message: cliMessages.noTables(schema) };
   }
@@ -50,7 +57,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
   try {
     args = parseCli(argv, env);
   } catch (error) {
-    process.stderr.write(`nestjs-checkpoint: ${failure(error, '').message}\n`);
+    process.stderr.write(`nestjs-checkpoint: ${failure(error, '', '').message}\n`);
     return EXIT.usage;
   }
   if (args === 'help') {
@@ -70,7 +77,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
     );
     return EXIT.done;
   } catch (error) {
-    const { code, message } = failure(error, args.schema);
+    const { code, message } = failure(error, args.schema, args.bossSchema);
     process.stderr.write(`nestjs-checkpoint: ${message}\n`);
     return code;
   }

@@ -32,19 +32,20 @@ export class CheckpointControls {
     private readonly leases: CheckpointLeases,
   ) {}
 
-  /** See CheckpointService.pause. */
-  async pause(key: string): Promise<boolean> {
-    return (await this.control(key, CHECKPOINT_CONTROLS.pause)) > 0;
-  }
-
-  /** See CheckpointService.resume. */
-  async resume(key: string): Promise<boolean> {
-    return (await this.control(key, 'resume')) > 0;
-  }
-
-  /** See CheckpointService.cancel. */
-  async cancel(key: string): Promise<boolean> {
-    return (await this.control(key, CHECKPOINT_CONTROLS.cancel)) > 0;
+  /** See CheckpointService.control (and pause, resume, cancel). */
+  async control(key: string, action: ControlAction): Promise<boolean> {
+    assertKey(key);
+    assertControlAction(action);
+    const sql = this.repository.sql;
+    const query =
+      action === CHECKPOINT_CONTROLS.pause
+        ? sql.pause(key)
+        : action === CHECKPOINT_CONTROLS.cancel
+          ? sql.cancel(key)
+          : sql.resume(key);
+    const { rows } = await this.repository.run(action, key, query);
+    if (rows.length > 0) this.requested(action, key);
+    return rows.length > 0;
   }
 
   /** See CheckpointService.controlRun. */
@@ -54,6 +55,7 @@ export class CheckpointControls {
     options: WriteOptions = {},
   ): Promise<number> {
     assertKey(runId);
+    assertControlAction(action);
     assertWriteOptions('controlRun', options);
     const sql = this.repository.sql;
     const query =
@@ -140,16 +142,6 @@ export class CheckpointControls {
     return rows[0].control;
   }
 
-  private async control(key: string, action: ControlAction): Promise<number> {
-    assertKey(key);
-    const sql = this.repository.sql;
-    const query =
-      action === 'pause' ? sql.pause(key) : action === 'cancel' ? sql.cancel(key) : sql.resume(key);
-    const { rows } = await this.repository.run(action, key, query);
-    if (rows.length > 0) this.requested(action, key);
-    return rows.length;
-  }
-
   /** A request made here: announced to processes that poll, obeyed here at once. */
   private requested(action: ControlAction, key: string): void {
     // Processes that poll cannot hear the statement's NOTIFY: they read it as a change.
@@ -164,6 +156,13 @@ export class CheckpointControls {
   }
 }
 
-function isControlAction(action: string): action is ControlAction {
+function isControlAction(action: unknown): action is ControlAction {
   return action === 'pause' || action === 'resume' || action === 'cancel';
+}
+
+function assertControlAction(action: unknown): asserts action is ControlAction {
+  if (!isControlAction(action))
+    throw new CheckpointValidationError(
+      messages.invalidState('action', action, ['pause', 'resume', 'cancel']),
+    );
 }

@@ -301,14 +301,7 @@ export class CheckpointHttpController {
 
   private async controlKey(key: string, action: ControlAction): Promise<KeyView> {
     const before = await this.http.key(key);
-    const service = this.http.checkpoints;
-    const changed =
-      action === 'pause'
-        ? await service.pause(key)
-        : action === 'resume'
-          ? await service.resume(key)
-          : await service.cancel(key);
-    if (!changed)
+    if (!(await this.http.checkpoints.control(key, action)))
       throw new ConflictException(httpMessages.refusal(action, before.state, before.control));
     return this.http.key(key);
   }

@@ -139,17 +139,9 @@ export class CheckpointHttpService implements OnModuleInit {
     };
   }
 
-  /**
-   * Pauses, resumes or cancels every chunk of a run; returns how many chunks took it. A run
-   * started with CheckpointRuns is cancelled through it, so that its jobs are cancelled too.
-   */
-  async controlRun(id: string, action: ControlAction): Promise<number> {
-    if (action === 'cancel' && (await this.runsService.get(id)) !== null) {
-      const before = await this.run(id);
-      await this.runsService.cancel(id);
-      return before.chunks - before.counts.completed - before.counts.cancelled;
-    }
-    return this.service.controlRun(id, action);
+  /** Pauses, resumes or cancels a run (CheckpointRuns.control); how many chunks took it. */
+  controlRun(id: string, action: ControlAction): Promise<number> {
+    return this.runsService.control(id, action);
   }
 
   /** A page of the failed-item ledger of a key or of a run's chunks, in item order. */

@@ -23,6 +23,8 @@ export const runMessages = {
     `register a @Checkpointed({ queue: '${queue}' }) method (or create the queue) before starting runs on it`,
   bossMissing: () =>
     'runs need pg-boss: give CheckpointModule the `boss` option (connection options or a PgBoss instance)',
+  cancelNeedsBoss: (id: string, jobs: number) =>
+    `run "${id}" has ${jobs} unfinished chunk job(s) in pg-boss, and this CheckpointModule has no pg-boss to cancel them: give it the \`boss\` option; nothing was cancelled`,
   notFound: (id: string) => `run "${id}" does not exist`,
   conflict: (id: string, differences: string[]) =>
     `runs.start: run "${id}" exists with other ${differences.join(', ')}; ` +

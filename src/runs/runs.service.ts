@@ -21,6 +21,8 @@ import { CheckpointRepository } from '../checkpoint.repository.js';
 import { CheckpointService } from '../checkpoint.service.js';
 import { CheckpointSession } from '../checkpoint.session.js';
 import type { CheckpointPage } from '../page-cursor.js';
+import type { ControlAction } from '../checkpoint.interfaces.js';
+import { assertRunId } from './run-ids.js';
 import { RunCancel } from './run-cancel.js';
 import { RunCompletion, type CompletionHook } from './run-completion.js';
 import { RunReads } from './run-reads.js';
@@ -152,6 +154,20 @@ export class CheckpointRuns
    */
   cancel(id: string): Promise<Run> {
     return this.cancels.cancel(id);
+  }
+
+  /**
+   * Pauses, resumes or cancels a run, as `action` names it: the one way the HTTP module and the
+   * command line act on a run. Every chunk of the run that can take the request takes it; a cancel
+   * is `cancel()` (its pg-boss jobs too) for a run this service started, and reaches the keys
+   * tagged with the id otherwise. Returns how many chunks took it (0: none could).
+   */
+  async control(id: string, action: ControlAction): Promise<number> {
+    assertRunId(id);
+    if (action === 'cancel' && (await this.reads.get(id)) !== null) {
+      return this.cancels.cancelChunks(id);
+    }
+    return this.service.controlRun(id, action);
   }
 
   /** Finds `@OnRunCompleted()` methods and follows chunk completions. */

@@ -9,7 +9,16 @@ import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { INestApplicationContext } from '@nestjs/common';
-import { CheckpointService, checkpointMigrations, FailedItemsService } from '../../src/index.js';
+import type { PgBoss } from 'pg-boss';
+import {
+  CHECKPOINT_BOSS,
+  CheckpointConfigError,
+  CheckpointRuns,
+  CheckpointService,
+  checkpointMigrations,
+  chunkJobId,
+  FailedItemsService,
+} from '../../src/index.js';
 import { MAX_KEY_LENGTH } from '../../src/checkpoint.constants.js';
 import { COMMANDS } from '../../src/cli/cli.args.js';
 import { createTestApp } from '../support/app.js';
@@ -18,6 +27,7 @@ import { DATABASE_URL, dropSchema, sql, uniqueSchema } from '../support/database
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const root = fileURLToPath(new URL('../../..', import.meta.url));
 const schema = uniqueSchema('cli');
+const bossSchema = `${schema}_boss`;
 const fresh = uniqueSchema('cli_new');
 let app: INestApplicationContext;
 let service: CheckpointService;
@@ -34,7 +44,15 @@ function cli(args: string[], env: Record<string, string | undefined> = {}): Prom
     execFile(
       process.execPath,
       [CLI, ...args],
-      { env: { ...process.env, DATABASE_URL, CHECKPOINT_SCHEMA: schema, ...env } },
+      {
+        env: {
+          ...process.env,
+          DATABASE_URL,
+          CHECKPOINT_SCHEMA: schema,
+          CHECKPOINT_BOSS_SCHEMA: bossSchema,
+          ...env,
+        },
+      },
       (error, stdout, stderr) => {
         const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
         resolve({ code, stdout, stderr });
@@ -81,13 +99,18 @@ async function row(key: string) {
 }
 
 before(async () => {
-  app = await createTestApp({ schema });
+  // The application's pg-boss (its schema beside the test's): commands on runs use it.
+  app = await createTestApp({
+    schema,
+    checkpoint: { boss: { connectionString: DATABASE_URL, schema: bossSchema, max: 2 } },
+  });
   service = app.get(CheckpointService);
 });
 
 after(async () => {
   await app.close();
   await dropSchema(schema);
+  await dropSchema(bossSchema);
   await dropSchema(fresh);
 });
 
@@ -119,6 +142,7 @@ describe('nestjs-checkpoint (the command line)', () => {
     await refused(['purge', '--older-than', '5y'], 2, '--older-than must be a number and a unit');
     await refused(['list', 'extra'], 2, 'list takes no key');
     await refused(['list'], 2, 'DATABASE_URL is not set', { DATABASE_URL: '' });
+    await refused(['list', '--runs', '--boss-schema', 'pg-boss'], 2, '--boss-schema must be');
   });
 
   it('bad values reach the library and come back with its message (exit code 2)', async () => {
@@ -315,6 +339,69 @@ describe('nestjs-checkpoint (the command line)', () => {
     assert.equal(purged.keys, 1);
     assert.equal(await row('cli/done'), undefined);
     assert.equal((await json<{ keys: number }>(['purge', '--older-than', '1d'])).keys, 0);
+  });
+
+  it("cancel --run cancels the run's pg-boss chunk jobs too, as CheckpointRuns.cancel does", async () => {
+    const boss = app.get<PgBoss>(CHECKPOINT_BOSS);
+    const runs = app.get(CheckpointRuns);
+    const queue = 'cli-chunks';
+    await boss.createQueue(queue);
+    // No worker on the queue: the chunk jobs wait in pg-boss, `created`.
+    const items = Array.from({ length: 30 }, (_, i) => i);
+    await runs.start(queue, { id: 'cli-jobs', items, chunkSize: 10 });
+    await runs.start(queue, { id: 'cli-kept', items, chunkSize: 15 });
+    const jobs = (id: string, chunks: number) =>
+      sql<{ state: string }>(
+        `SELECT state FROM "${bossSchema}".job WHERE name = $1 AND id = ANY($2::uuid[]) ORDER BY id`,
+        [queue, Array.from({ length: chunks }, (_, i) => chunkJobId(id, i))],
+      ).then((rows) => rows.map((job) => job.state));
+    assert.deepEqual(await jobs('cli-jobs', 3), ['created', 'created', 'created']);
+
+    const cancelled = await cli(['cancel', '--run', 'cli-jobs', '--json']);
+    assert.equal(cancelled.code, 0, cancelled.stderr);
+    const run = JSON.parse(cancelled.stdout) as {
+      id: string;
+      state: string;
+      chunks: { cancelled: number };
+    };
+    assert.deepEqual([run.id, run.state, run.chunks.cancelled], ['cli-jobs', 'cancelled', 3]);
+    assert.deepEqual(await jobs('cli-jobs', 3), ['cancelled', 'cancelled', 'cancelled']);
+    assert.deepEqual(
+      (
+        await sql<{ state: string }>(
+          `SELECT DISTINCT state FROM "${schema}".checkpoint WHERE run_id = 'cli-jobs'`,
+        )
+      ).map((chunk) => chunk.state),
+      ['cancelled'],
+    );
+    await refused(['cancel', '--run', 'cli-jobs'], 1, 'cannot cancel: it is already cancelled');
+
+    // Where the application's pg-boss is not, nothing is cancelled (a half cancel would leave
+    // the jobs queued): exit 4, and the schema to name.
+    await refused(
+      ['cancel', '--run', 'cli-kept', '--boss-schema', 'no_boss_here'],
+      4,
+      `commands on runs need the application's pg-boss, and schema "no_boss_here" has none`,
+    );
+    // So does the library where its module has no pg-boss to cancel the jobs with.
+    const bossless = await createTestApp({ schema });
+    try {
+      await assert.rejects(
+        bossless.get(CheckpointRuns).control('cli-kept', 'cancel'),
+        (error: unknown) =>
+          error instanceof CheckpointConfigError &&
+          error.message.includes('run "cli-kept" has 2 unfinished chunk job(s) in pg-boss'),
+      );
+    } finally {
+      await bossless.close();
+    }
+    assert.deepEqual(await jobs('cli-kept', 2), ['created', 'created']);
+    assert.equal((await runs.get('cli-kept'))?.state, 'created');
+
+    const human = await cli(['cancel', '--run', 'cli-kept']);
+    assert.equal(human.code, 0, human.stderr);
+    assert.equal(human.stdout, 'cancel: run cli-kept is cancelled\n');
+    assert.deepEqual(await jobs('cli-kept', 2), ['cancelled', 'cancelled']);
   });
 });
 
