@@ -1,17 +1,19 @@
 // The dashboard as an operator's console, in a real headless Chromium (Debian's /usr/bin/chromium
 // driven by playwright-core), on a run worked by pg-boss in the application itself: without a
 // session the page shows only "sign in" and no data request succeeds; a reader sees data and no
-// control; an operator opens a run's detail (chunks, ledger, throughput chart) and redrives a
-// ledger item from it (its effect once, the ledger row gone); search finds a key by its pg-boss
-// job id. The screenshot in docs/dashboard.png comes from here.
+// control (no Retry on a failed key); an operator opens a run's detail (chunks, ledger, throughput
+// chart) and redrives a ledger item from it (its effect once, the ledger row gone), and retries a
+// failed key (it runs again and completes); search finds a key by its pg-boss job id. The
+// screenshot in docs/dashboard.png comes from here.
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { Injectable } from '@nestjs/common';
-import type { Job } from 'pg-boss';
+import type { Job, PgBoss } from 'pg-boss';
 import { chromium, type Browser, type BrowserContext, type Response } from 'playwright-core';
 import {
+  CHECKPOINT_BOSS,
   CheckpointCtx,
   Checkpointed,
   CheckpointRuns,
@@ -71,19 +73,48 @@ class ScreeningChunks {
   }
 }
 
+/** A queue whose upstream is down until the operator's Retry: its job fails for good. */
+const IMPORTS = 'imports';
+const upstream = { down: true };
+
+@Injectable()
+class Imports {
+  @Checkpointed({
+    queue: IMPORTS,
+    batchSize: 5,
+    transactional: true,
+    retryLimit: 0,
+    pollingIntervalSeconds: 0.5,
+  })
+  async work(job: Job<{ items: number[] }>, @CheckpointCtx() ctx?: CheckpointContext) {
+    const context = ctx as CheckpointContext;
+    for await (const batch of context.batches(job.data.items)) {
+      if (upstream.down && (batch.items[0] ?? 0) >= 10) throw new Error('upstream unavailable');
+      await batch.manager.query(
+        `INSERT INTO "${schema}".imported (job, item) SELECT $1, unnest($2::int[])`,
+        [job.id, batch.items],
+      );
+    }
+  }
+}
+
 let http: HttpTestApp;
 let browser: Browser;
+/** The key of the import job that failed for good (at item 10 of 30). */
+let failedKey: string;
+let failedJob: string;
 let base: string;
 const contexts: BrowserContext[] = [];
 
 before(async () => {
   await sql(`CREATE SCHEMA "${schema}"`);
   await sql(`CREATE TABLE "${schema}".effect (item int NOT NULL)`);
+  await sql(`CREATE TABLE "${schema}".imported (job uuid NOT NULL, item int NOT NULL)`);
   http = await createHttpApp({
     schema,
     guard: SessionGuard,
     controlGuard: OperatorGuard,
-    providers: [ScreeningChunks],
+    providers: [ScreeningChunks, Imports],
     checkpoint: {
       boss: {
         connectionString: DATABASE_URL,
@@ -102,6 +133,22 @@ before(async () => {
   const runs = http.app.get(CheckpointRuns);
   await runs.start(QUEUE, { id: RUN, items: range(ITEMS), chunkSize: 20 });
   await waitUntil(async () => (await runs.get(RUN))?.state === 'completed', 60_000, 'the run');
+  // An import job that fails for good (no retry left) after 10 of its 30 items.
+  const boss = http.app.get<PgBoss>(CHECKPOINT_BOSS);
+  const id = await boss.send(IMPORTS, { items: range(30) });
+  assert.ok(id);
+  failedJob = id;
+  failedKey = `${IMPORTS}:${id}`;
+  await waitUntil(
+    async () => (await boss.getJobById(IMPORTS, id))?.state === 'failed',
+    30_000,
+    'the import job to fail',
+  );
+  const [failed] = await sql<{ state: string; current_index: string }>(
+    `SELECT state, current_index FROM "${schema}".checkpoint WHERE key = $1`,
+    [failedKey],
+  );
+  assert.deepEqual(failed, { state: 'failed', current_index: '10' });
 });
 
 after(async () => {
@@ -172,7 +219,7 @@ describe('the dashboard as a console, in Chromium', () => {
     await runRow.waitFor({ timeout: 10_000 });
     assert.equal(await runRow.getAttribute('data-state'), 'completed');
     await page.locator('#keys tbody tr').first().waitFor();
-    assert.equal(await page.locator('#keys tbody tr').count(), 3);
+    assert.equal(await page.locator('#keys tbody tr').count(), 4, 'three chunks and the import');
     // Tabs per state, with their counts.
     await page
       .locator('#tabs button[data-state="completed"] .count')
@@ -187,6 +234,12 @@ describe('the dashboard as a console, in Chromium', () => {
       )
       .count();
     assert.equal(controls, 0, "no control in a reader's page");
+    // A failed key: its detail shows it failed, and offers no Retry.
+    await page.locator(`#keys tr[data-key="${failedKey}"] td.key`).click();
+    await page.locator(`#detail[data-key="${failedKey}"]`).waitFor({ timeout: 5000 });
+    await page.locator('#detail-error').filter({ hasText: 'upstream unavailable' }).waitFor();
+    assert.ok((await page.locator('#detail-fields').innerText()).includes('failed'));
+    assert.equal(await page.locator('#key-retry').count(), 0, 'no Retry for a reader');
     assert.deepEqual(errors, []);
   });
 
@@ -206,6 +259,42 @@ describe('the dashboard as a console, in Chromium', () => {
     // One match opens its detail, which names the job.
     await page.locator(`#detail[data-key="${chunk.key}"]`).waitFor({ timeout: 5000 });
     assert.ok((await page.locator('#detail-fields').innerText()).includes(chunk.job_id));
+    assert.deepEqual(errors, []);
+  });
+
+  it('an operator retries a failed key: its job runs again from item 10 and completes, each item once', async () => {
+    const { page, errors } = await open(OPERATOR);
+    const keyRow = page.locator(`#keys tr[data-key="${failedKey}"]`);
+    await keyRow.locator('td.key').click({ timeout: 10_000 });
+    await page.locator(`#detail[data-key="${failedKey}"]`).waitFor({ timeout: 5000 });
+    const retry = page.locator('#key-retry');
+    await page.locator('#key-retry:enabled').waitFor({ timeout: 5000 });
+    assert.equal(await keyRow.getAttribute('data-state'), 'failed');
+
+    upstream.down = false;
+    await retry.click();
+    await page.locator('#notice').filter({ hasText: 'Retry sent' }).waitFor();
+    // The page hears the key run again and complete, without a reload.
+    await page
+      .locator(`#keys tr[data-key="${failedKey}"][data-state="completed"]`)
+      .waitFor({ timeout: 30_000 });
+    const [key] = await sql<{ state: string; current_index: string; attempt: number }>(
+      `SELECT state, current_index, attempt FROM "${schema}".checkpoint WHERE key = $1`,
+      [failedKey],
+    );
+    assert.deepEqual(key, { state: 'completed', current_index: '30', attempt: 2 });
+    const imported = await sql<{ item: number; n: number }>(
+      `SELECT item, count(*)::int AS n FROM "${schema}".imported WHERE job = $1 GROUP BY item ORDER BY item`,
+      [failedJob],
+    );
+    assert.deepEqual(
+      imported,
+      range(30).map((item) => ({ item, n: 1 })),
+    );
+    const job = await http.app.get<PgBoss>(CHECKPOINT_BOSS).getJobById(IMPORTS, failedJob);
+    assert.equal(job?.state, 'completed');
+    // Nothing left to retry: the button is off.
+    await page.locator('#key-retry:disabled').waitFor({ timeout: 5000 });
     assert.deepEqual(errors, []);
   });
 
