@@ -1,17 +1,17 @@
 import { Logger } from '@nestjs/common';
-import type { Notification, PoolClient } from 'pg';
+import type { PoolClient } from 'pg';
 import { DataSource, type QueryRunner } from 'typeorm';
 import type { CheckpointControl } from './checkpoint.constants.js';
 import { CheckpointStoreError } from './checkpoint.errors.js';
 import type { CheckpointRepository, QueryOutcome } from './checkpoint.repository.js';
 import type { Query } from './checkpoint.sql.js';
-import { withTimeout } from './with-timeout.js';
 import { ChangePoll } from './session/change-poll.js';
 import {
   describeConnectionMode,
   hasSession,
   type ConnectionMode,
 } from './session/connection-mode.js';
+import { openLeaseConnection } from './session/lease-connection.js';
 import { sessionSql } from './session/session.sql.js';
 import {
   NO_SESSION,
@@ -293,89 +293,40 @@ export class CheckpointSession {
     return this.direct;
   }
 
-  /** Borrows a connection, reads its identity and sets its socket probes. */
+  /** Borrows a connection for the lease session (see openLeaseConnection) and makes it current. */
   private async connect(): Promise<QueryRunner> {
-    let runner: QueryRunner;
+    let source: DataSource;
     try {
-      runner = (await this.leaseSource()).createQueryRunner('master');
+      source = await this.leaseSource();
     } catch (error) {
       throw new CheckpointStoreError('session', undefined, error);
     }
-    let client: PoolClient;
-    try {
-      client = await withTimeout(
-        runner.connect() as Promise<PoolClient>,
-        this.timing.leaseTtlMs,
-        // isConnectionFailure knows this message: a connection that never came is a lost one.
-        `no connection within ${this.timing.leaseTtlMs} ms`,
-        () => void runner.release().catch(() => undefined),
-      );
-    } catch (error) {
-      throw new CheckpointStoreError('session', undefined, error);
-    }
-    let lost = false;
-    const onLost = (reason: string) => {
-      if (lost) return;
-      lost = true;
-      this.detach?.();
-      if (this.runner === runner) {
-        this.runner = undefined;
-        this.client = undefined;
-        this.current = undefined;
-        this.listening = false;
-      }
-      void runner.release().catch(() => undefined);
-      if (this.closed) return;
-      this.lostReason = reason;
-      this.logger.warn(`the checkpoint session was lost (${reason}); reconnecting`);
-      void this.reconnect();
-    };
-    const onError = (error: Error) => onLost(error.message);
-    const onEnd = () => onLost('connection ended');
-    const onNotification = (message: Notification) => {
-      if (message.payload === undefined) return;
-      const control = message.channel.endsWith('_checkpoint_control');
-      this.deliver(control ? 'control' : 'progress', message.payload);
-    };
-    client.on('error', onError);
-    client.on('end', onEnd);
-    client.on('notification', onNotification);
-    const detach = () => {
-      client.off('error', onError);
-      client.off('end', onEnd);
-      client.off('notification', onNotification);
-    };
-    try {
-      const ttl = this.timing.leaseTtlMs;
-      const { rows } = await this.repository.run<{ pid: number; started: string | null }>(
-        'session',
-        undefined,
-        this.repository.sql.sessionIdentity(
-          this.mode.pooling === 'session',
-          Math.max(1, Math.floor(ttl / 3000)),
-          Math.max(1, Math.floor(ttl / 9000)),
-          ttl,
-        ),
-        runner,
-      );
-      const row = rows[0];
-      if (row === undefined || row.started === null) {
-        throw new Error('the lease session cannot read its own backend_start');
-      }
-      this.current = { pid: row.pid, started: row.started };
-    } catch (error) {
-      detach();
-      lost = true;
-      await runner.release().catch(() => undefined);
-      throw error instanceof CheckpointStoreError
-        ? error
-        : new CheckpointStoreError('session', undefined, error);
-    }
-    this.detach = detach;
-    this.runner = runner;
-    this.client = client;
+    const connection = await openLeaseConnection(source, this.repository, this.mode, this.timing, {
+      lost: (runner, reason) => this.connectionLost(runner, reason),
+      notification: (channel, payload) => this.deliver(channel, payload),
+    });
+    this.detach = connection.detach;
+    this.runner = connection.runner;
+    this.client = connection.client;
+    this.current = connection.identity;
     this.lostReason = undefined;
-    return runner;
+    return connection.runner;
+  }
+
+  /** A lease connection failed or ended: forget it if it is current, and reconnect. */
+  private connectionLost(runner: QueryRunner, reason: string): void {
+    this.detach?.();
+    if (this.runner === runner) {
+      this.runner = undefined;
+      this.client = undefined;
+      this.current = undefined;
+      this.listening = false;
+    }
+    void runner.release().catch(() => undefined);
+    if (this.closed) return;
+    this.lostReason = reason;
+    this.logger.warn(`the checkpoint session was lost (${reason}); reconnecting`);
+    void this.reconnect();
   }
 
   /** Hands a notification (or a polled change) to the listeners of its channel. */
