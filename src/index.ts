@@ -71,10 +71,11 @@ export type {
   OnInputChange,
 } from './checkpointed.interface.js';
 export { FailedItemsService } from './items/failed-items.service.js';
-export { CheckpointSkipLimitError } from './items/items.errors.js';
+export { CheckpointRedriveError, CheckpointSkipLimitError } from './items/items.errors.js';
 export type {
   FailedItem,
   FailedItemsQuery,
+  RedriveOptions,
   RedriveRequest,
 } from './items/failed-item.interface.js';
 export type {

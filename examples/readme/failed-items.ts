@@ -17,13 +17,18 @@ export class Ledger {
   }
 
   /**
-   * Marks the key: its next attempt runs only the ledger's items. `keys` says which keys were
-   * marked (a running key is left alone: redrive it when its attempt ends), `items` how many.
-   * Then call the method again with the same input; for a run, `redriveRun(runId)`.
+   * Runs the key's ledger items again: all of them, or only `items` (indexes from its ledger).
+   * What must run is sent in the same transaction: the key's pg-boss job, when it settled, is
+   * sent again (`sent`). A key called directly runs them at its next call: call the method again
+   * with the same input. A running key is left alone (not in `keys`): redrive it when it ends.
    */
-  async redrive(key: string, runAgain: () => Promise<void>): Promise<number> {
-    const { items } = await this.failedItems.redrive(key);
-    if (items > 0) await runAgain();
-    return items;
+  async redrive(key: string, items?: number[]): Promise<number> {
+    const asked = await this.failedItems.redrive(key, { items });
+    return asked.items;
+  }
+
+  /** Every chunk of a run: the run reads `running` until the redriven chunks are done. */
+  async redriveRun(runId: string): Promise<string[]> {
+    return (await this.failedItems.redriveRun(runId)).sent;
   }
 }

@@ -18,6 +18,20 @@ export interface RedriveRequest {
   keys: string[];
   /** Ledger items those attempts will run. */
   items: number;
+  /**
+   * The keys whose pg-boss job had settled and was sent again, in the transaction that marked
+   * their items (the others' jobs are waiting, retrying or active, or they have none).
+   */
+  sent: string[];
+}
+
+/** Options of `FailedItemsService.redrive()`. */
+export interface RedriveOptions {
+  /**
+   * Only these items of the key's ledger (their `itemIndex`); default: every item in it.
+   * Indexes not in the ledger are ignored.
+   */
+  items?: number[];
 }
 
 /** Filter of `FailedItemsService.list()`. */

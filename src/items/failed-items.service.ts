@@ -1,13 +1,24 @@
 import { Inject, Injectable } from '@nestjs/common';
-import type { EntityManager } from 'typeorm';
-import { CHECKPOINT_OPTIONS } from '../checkpoint.constants.js';
+import type { PgBoss } from 'pg-boss';
+import type { DataSource, EntityManager } from 'typeorm';
+import {
+  CHECKPOINT_BOSS,
+  CHECKPOINT_DATA_SOURCE,
+  CHECKPOINT_OPTIONS,
+} from '../checkpoint.constants.js';
 import { CheckpointFencedError, CheckpointValidationError } from '../checkpoint.errors.js';
 import type { ResolvedCheckpointOptions } from '../checkpoint.options.js';
 import { CheckpointRepository } from '../checkpoint.repository.js';
 import { CheckpointSession } from '../checkpoint.session.js';
 import { assertCount, assertKey, toJson } from '../checkpoint.validation.js';
 import type { Query } from '../checkpoint.sql.js';
-import type { FailedItem, FailedItemsQuery, RedriveRequest } from './failed-item.interface.js';
+import type {
+  FailedItem,
+  FailedItemsQuery,
+  RedriveOptions,
+  RedriveRequest,
+} from './failed-item.interface.js';
+import { ItemRedrive } from './item-redrive.js';
 import { itemsSql, type ItemsSql } from './items.sql.js';
 import { decodeCursor, toPage, type CheckpointPage } from '../page-cursor.js';
 
@@ -34,8 +45,9 @@ export interface SkipAdvance {
 
 /**
  * The failed-item ledger: items that a skip policy isolated, with their errors. Read it with
- * `list()`; `redrive()` asks the key's next attempt to run only those items again (exactly once
- * each, in transactional mode) before anything else, and removes the ones that pass.
+ * `list()`; `redrive()` runs only those items again (exactly once each, in transactional mode),
+ * before anything else in the key's next attempt, removes the ones that pass, and sends the
+ * key's pg-boss job again when it had settled, in the transaction that marks the items.
  *
  * The batch loop writes to it through the internal methods; every write is one statement that
  * also updates the key's checkpoint row, fenced by the attempt's epoch.
@@ -43,13 +55,17 @@ export interface SkipAdvance {
 @Injectable()
 export class FailedItemsService {
   private readonly sql: ItemsSql;
+  private readonly redrives: ItemRedrive;
 
   constructor(
     @Inject(CHECKPOINT_OPTIONS) private readonly options: ResolvedCheckpointOptions,
     private readonly repository: CheckpointRepository,
     private readonly session: CheckpointSession,
+    @Inject(CHECKPOINT_DATA_SOURCE) dataSource: DataSource,
+    @Inject(CHECKPOINT_BOSS) boss: PgBoss | null,
   ) {
     this.sql = itemsSql(options.schema);
+    this.redrives = new ItemRedrive(this.sql, dataSource, boss, repository, session);
   }
 
   /**
@@ -86,22 +102,54 @@ export class FailedItemsService {
   }
 
   /**
-   * Asks the next attempt of `key` to run its ledger items again before anything else: call the
-   * method again (or let its job run) with the same input. Each item runs alone, in its own
-   * transaction in transactional mode; one that passes leaves the ledger in that transaction,
-   * one that fails again stays with its new error. A completed key is reopened for that attempt
-   * (it completes again at its end). Returns the keys asked and their ledger items; a key with
-   * an empty ledger, or whose attempt is running, is left alone (redrive it when it ends).
+   * Runs the ledger items of `key` again: all of them, or only `options.items` (item indexes
+   * from its ledger; those not in it are ignored). Each item runs alone, before anything else in
+   * the key's next attempt, in its own transaction in transactional mode; one that passes leaves
+   * the ledger in that transaction, one that fails again stays with its new error. A completed
+   * key is reopened for that attempt (it completes again at its end).
+   *
+   * What must run is sent in the transaction that marks the items: the key's pg-boss job, when
+   * it has one that settled (completed, failed for good, cancelled), is sent again with its id,
+   * data and options, and a completed run of the key reads `running` until it completes again.
+   * A job still waiting, retrying or active runs the redrive when it is claimed. A key called
+   * directly (no job) runs it at its next call, a direct run's chunk when `start()` is called
+   * again, a paused key when it is resumed.
+   *
+   * Returns the keys asked, the ledger items they will run and the keys whose job was sent
+   * again (`sent`). A key with none of those items in its ledger, or whose attempt is running,
+   * is left alone (redrive it when the attempt ends). Throws `CheckpointRedriveError` (nothing
+   * marked) when a job must be sent and cannot be: it is gone from pg-boss, it is still active
+   * after its key completed, or the module has no pg-boss.
+   *
+   * @example
+   * await failedItems.redrive('screening:42');                       // the whole ledger
+   * await failedItems.redrive('screening:42', { items: [17, 905] }); // two of its items
    */
-  redrive(key: string): Promise<RedriveRequest> {
+  redrive(key: string, options: RedriveOptions = {}): Promise<RedriveRequest> {
     assertKey(key);
-    return this.request(key, null);
+    const items = options.items;
+    if (items !== undefined) {
+      if (
+        !Array.isArray(items) ||
+        items.length === 0 ||
+        !items.every((item) => Number.isSafeInteger(item) && item >= 0)
+      ) {
+        throw new CheckpointValidationError(
+          `redrive: items must be a non-empty array of item indexes (whole numbers >= 0), got ${JSON.stringify(items)}`,
+        );
+      }
+    }
+    return this.redrives.request(key, null, items === undefined ? null : [...new Set(items)]);
   }
 
-  /** `redrive()` for every chunk of a run (the keys whose `run_id` is `runId`). */
+  /**
+   * `redrive()` for every chunk of a run (the keys whose `run_id` is `runId`): each chunk's
+   * job that settled is sent again in the same transaction, and a completed run reads `running`
+   * until the redriven chunks are done, then `completed`.
+   */
   redriveRun(runId: string): Promise<RedriveRequest> {
     assertKey(runId);
-    return this.request(null, runId);
+    return this.redrives.request(null, runId, null);
   }
 
   /** @internal Writes a failed item to the ledger and advances the checkpoint past it. */
@@ -160,19 +208,6 @@ export class FailedItemsService {
   /** @internal The redrive pass of `key` is over. */
   async endRedrive(key: string, epoch: number): Promise<void> {
     await this.write('redrive', key, epoch, this.sql.endRedrive(key, epoch));
-  }
-
-  private async request(key: string | null, runId: string | null): Promise<RedriveRequest> {
-    const { rows } = await this.repository.run<{ key: string; skipped_items: string }>(
-      'redrive',
-      key ?? undefined,
-      this.sql.requestRedrive(key, runId),
-    );
-    for (const row of rows) this.session.announce(row.key);
-    return {
-      keys: rows.map((row) => row.key),
-      items: rows.reduce((sum, row) => sum + Number(row.skipped_items), 0),
-    };
   }
 
   private async write(

@@ -26,3 +26,16 @@ export class CheckpointSkipLimitError extends CheckpointError {
 export function describe(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
+
+/**
+ * A redrive could not send what must run again (the key's pg-boss job is gone, still active, or
+ * there is no pg-boss to send it with). Nothing was marked: the request rolled back whole.
+ */
+export class CheckpointRedriveError extends CheckpointError {
+  constructor(
+    readonly key: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}

@@ -22,4 +22,12 @@ export const itemMessages = {
     `"${key}": item ${index} failed (${cause}); written to the failed-item ledger, the work goes on`,
   failedAgain: (key: string, index: number, cause: string) =>
     `"${key}": redriven item ${index} failed again (${cause}); it stays in the ledger`,
+  redriveNeedsBoss: (key: string, queue: string) =>
+    `redrive of key "${key}": its job of queue "${queue}" must be sent again, and this CheckpointModule has no pg-boss: give it the boss option`,
+  redriveJobGone: (key: string, queue: string, jobId: string) =>
+    `redrive of key "${key}": its pg-boss job ${jobId} is no longer in queue "${queue}" (deleted after its retention), so there is nothing to send again; send a job with that id and the same data to "${queue}", then redrive`,
+  redriveJobActive: (key: string, jobId: string) =>
+    `redrive of key "${key}": the key completed but its pg-boss job ${jobId} is still active (in plain mode the worker completes the job just after the key); redrive again in a moment`,
+  redriveNotSent: (key: string, jobId: string) =>
+    `redrive of key "${key}": pg-boss did not take job ${jobId} back (a singleton or queue policy refused it); nothing was marked`,
 } as const;

@@ -5,14 +5,17 @@
 import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
 import type { Query } from '../checkpoint.sql.js';
 import { assertSchemaName } from '../checkpoint.validation.js';
+import { RUN_STATES } from '../runs/runs.constants.js';
 
 const { completed, released, running } = CHECKPOINT_STATES;
+const { running: RUN_OPEN, completed: RUN_COMPLETED } = RUN_STATES;
 
 /** Builds the ledger statements for one schema. */
 export function itemsSql(schema: string) {
   assertSchemaName(schema);
   const table = `"${schema}"."checkpoint"`;
   const ledger = `"${schema}"."failed_item"`;
+  const run = `"${schema}"."run"`;
   const q = (text: string, values: unknown[] = []): Query => ({ text, values });
 
   return {
@@ -85,42 +88,88 @@ export function itemsSql(schema: string) {
       ),
     /**
      * The ledger items a redrive still has to run: those that failed before it was asked for
-     * (an item that failed again during this redrive is not tried twice), a page at a time:
-     * the items after `afterIndex`, through the ledger's primary key.
+     * (an item that failed again during this redrive is not tried twice) and, when it named
+     * items, only those; a page at a time: the items after `afterIndex`, through the ledger's
+     * primary key.
      */
     redriveItems: (key: string, afterIndex: number, limit: number) =>
       q(
-        // The request time is read once (an InitPlan): the ledger is then one ordered range of
-        // its primary key that stops at the page's end, however long the ledger.
+        // The request is read once (InitPlans): the ledger is then one ordered range of its
+        // primary key that stops at the page's end, however long the ledger.
         `SELECT f.item_index, f.item FROM ${ledger} f
          WHERE f.key = $1 AND f.item_index > $2
            AND f.failed_at <= (SELECT redrive_requested_at FROM ${table} WHERE key = $1)
+           AND ((SELECT redrive_items FROM ${table} WHERE key = $1) IS NULL
+                OR f.item_index = ANY ((SELECT redrive_items FROM ${table} WHERE key = $1)::bigint[]))
          ORDER BY f.item_index LIMIT $3`,
         [key, afterIndex, limit],
       ),
     /** The redrive pass is over. */
     endRedrive: (key: string, epoch: number) =>
       q(
-        `UPDATE ${table} SET redrive_requested_at = NULL, updated_at = clock_timestamp()
+        `UPDATE ${table} SET redrive_requested_at = NULL, redrive_items = NULL,
+           updated_at = clock_timestamp()
          WHERE key = $1 AND running_epoch = $2`,
         [key, epoch],
       ),
     /**
-     * Asks the next attempt of each key to run its ledger items first. A completed key becomes
-     * released, so that the next call runs the method instead of returning the stored result.
-     * Keys with an empty ledger are left alone, and so are running keys: their attempt read its
-     * plan at its claim and would complete without running the ledger.
+     * Asks the next attempt of each key to run its ledger items first: all of them (`items`
+     * null) or those of `items` that are in its ledger. A completed key becomes released, so
+     * that the next call runs the method instead of returning the stored result. Keys with no
+     * such item are left alone, and so are running keys: their attempt read its plan at its
+     * claim and would complete without running the ledger. A redrive of chosen items asked while
+     * another is pending adds its items to it (one of the whole ledger stays one).
+     *
+     * Returns each key asked, with the items it will run, its state before (`was`), its pg-boss
+     * job (queue, job_id) and, for a run's chunk, its run and the run's mode: the caller sends
+     * the job again in the same transaction. The rows are locked first, so two redrives of a key
+     * take turns and the second sees what the first did.
      */
-    requestRedrive: (key: string | null, runId: string | null) =>
+    requestRedrive: (key: string | null, runId: string | null, items: number[] | null = null) =>
       q(
-        `UPDATE ${table} c SET redrive_requested_at = clock_timestamp(),
+        `WITH target AS (
+           SELECT c.key, c.state, c.skipped_items FROM ${table} c
+           WHERE (c.key = $1 OR ($1::text IS NULL AND c.run_id = $2))
+             AND c.state <> '${running}'
+           FOR UPDATE
+         ), asked AS (
+           SELECT t.key, t.state,
+             CASE WHEN $3::bigint[] IS NULL THEN t.skipped_items
+                  ELSE (SELECT count(*) FROM ${ledger} f
+                        WHERE f.key = t.key AND f.item_index = ANY ($3::bigint[])) END AS items
+           FROM target t
+           WHERE CASE WHEN $3::bigint[] IS NULL
+                   THEN EXISTS (SELECT 1 FROM ${ledger} f WHERE f.key = t.key)
+                   ELSE EXISTS (SELECT 1 FROM ${ledger} f
+                                WHERE f.key = t.key AND f.item_index = ANY ($3::bigint[])) END
+         )
+         UPDATE ${table} c SET redrive_requested_at = clock_timestamp(),
+           redrive_items = CASE
+             WHEN $3::bigint[] IS NULL THEN NULL
+             WHEN c.redrive_requested_at IS NULL THEN $3::bigint[]
+             WHEN c.redrive_items IS NULL THEN NULL
+             ELSE ARRAY(SELECT DISTINCT i FROM unnest(c.redrive_items || $3::bigint[]) i ORDER BY i)
+           END,
            state = CASE WHEN c.state = '${completed}' THEN '${released}' ELSE c.state END,
            updated_at = clock_timestamp()
-         WHERE (c.key = $1 OR ($1::text IS NULL AND c.run_id = $2))
-           AND c.state <> '${running}'
-           AND EXISTS (SELECT 1 FROM ${ledger} f WHERE f.key = c.key)
-         RETURNING c.key, c.skipped_items`,
-        [key, runId],
+         FROM asked a
+         WHERE c.key = a.key
+         RETURNING c.key, a.items::bigint AS items, a.state AS was, c.queue, c.job_id, c.run_id,
+           (SELECT r.mode FROM ${run} r WHERE r.id = c.run_id) AS run_mode`,
+        [key, runId, items],
+      ),
+    /**
+     * A completed run whose chunks a redrive sent again reads `running` until they are done
+     * (the chunk that completes last completes it again; its completion hook, once run, does not
+     * run again). A run in any other state is left as it is: an open one reads its state from
+     * its chunks, a cancelled one stays cancelled.
+     */
+    reopenRuns: (runIds: string[]) =>
+      q(
+        `UPDATE ${run} SET state = '${RUN_OPEN}', completed_at = NULL, updated_at = clock_timestamp()
+         WHERE id = ANY ($1::text[]) AND state = '${RUN_COMPLETED}'
+         RETURNING id`,
+        [runIds],
       ),
     /**
      * A page of the ledger of a key, in item order, after item `after[1]` (of key `after[0]`):

@@ -9,6 +9,7 @@ import { failedItems } from './000007-failed-items.js';
 import { runCounts } from './000008-run-counts.js';
 import { listIndexes } from './000009-list-indexes.js';
 import { changes } from './000010-changes.js';
+import { redriveItems } from './000011-redrive-items.js';
 import { CheckpointMigrationLockError } from '../checkpoint.errors.js';
 import { messages } from '../checkpoint.messages.js';
 import { checkpointSql } from '../checkpoint.sql.js';
@@ -25,6 +26,7 @@ export const checkpointMigrations: readonly CheckpointMigration[] = Object.freez
   runCounts,
   listIndexes,
   changes,
+  redriveItems,
 ]);
 
 /** How often a process waiting for another's concurrent migration asks for the lock again. */

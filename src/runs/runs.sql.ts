@@ -153,10 +153,12 @@ export function runsSql(schema: string) {
       q(
         `UPDATE ${run} r SET state = '${RUN_STATES.completed}', completed_at = clock_timestamp(),
            updated_at = clock_timestamp(),
-           item_ms = (
+           -- A run completed again after a redrive keeps the per-item time of its first
+           -- completion: the redrive's attempts ran a few ledger items, not the chunks.
+           item_ms = coalesce(r.item_ms, (
              SELECT sum(extract(epoch FROM (c.updated_at - c.attempt_started_at)) * 1000)
                     / nullif(sum(c.current_index - c.attempt_start_index), 0)
-             FROM ${checkpoint} c WHERE c.run_id = $1 AND c.attempt_started_at IS NOT NULL)
+             FROM ${checkpoint} c WHERE c.run_id = $1 AND c.attempt_started_at IS NOT NULL))
          WHERE r.id = $1 AND r.state IN (${open})
            AND NOT EXISTS (
              SELECT 1 FROM ${checkpoint} c WHERE c.run_id = $1 AND c.state <> '${completed}')

@@ -307,7 +307,7 @@ describe('nestjs-checkpoint (the command line)', () => {
     );
 
     const redriven = await json<{ keys: string[]; items: number }>(['redrive', 'cli/run:a']);
-    assert.deepEqual(redriven, { keys: ['cli/run:a'], items: 1 });
+    assert.deepEqual(redriven, { keys: ['cli/run:a'], items: 1, sent: [] });
     assert.notEqual((await row('cli/run:a'))?.redrive_requested_at, null);
     await refused(
       ['redrive', 'cli/half'],
@@ -315,7 +315,7 @@ describe('nestjs-checkpoint (the command line)', () => {
       'checkpoint key "cli/half" has no failed items to redrive',
     );
     const run = await json<{ keys: string[]; items: number }>(['redrive', '--run', 'cli-run']);
-    assert.deepEqual(run, { keys: ['cli/run:a'], items: 1 });
+    assert.deepEqual(run, { keys: ['cli/run:a'], items: 1, sent: [] });
     await refused(['redrive', '--run', 'no-run'], 3, 'no run "no-run"');
 
     const paused = await cli(['pause', '--run', 'cli-run']);

@@ -351,7 +351,11 @@ describe('items that fail: in-process', () => {
       ['run-1:a 5', 'run-1:a 70', 'run-1:b 5', 'run-1:b 70'],
     );
     await sql(`UPDATE "${schema}".checkpoint SET state = 'running' WHERE key = 'run-1:b'`);
-    assert.deepEqual(await failedItems.redriveRun('run-1'), { keys: ['run-1:a'], items: 2 });
+    assert.deepEqual(await failedItems.redriveRun('run-1'), {
+      keys: ['run-1:a'],
+      items: 2,
+      sent: [],
+    });
     await sql(`UPDATE "${schema}".checkpoint SET state = 'completed' WHERE key = 'run-1:b'`);
     assert.deepEqual((await failedItems.redriveRun('run-1')).keys.sort(), ['run-1:a', 'run-1:b']);
     job.behaviour.fixed = new Set(job.behaviour.bad);

@@ -50,7 +50,7 @@ export function runsTestBed() {
       await dropSchema(schema);
       await dropSchema(`${schema}_boss`);
     });
-    return { schema, start, runs: application.get(CheckpointRuns) };
+    return { schema, start, app: application, runs: application.get(CheckpointRuns) };
   }
 
   return { setUp };
