@@ -79,6 +79,8 @@ export const messages = {
     `cannot rewind checkpoint key "${key}" to item ${toIndex}: it is only at item ${current} (rewind goes back, not forward)`,
   rewindRunning: (key: string) =>
     `checkpoint key "${key}" has a running attempt; pause it first (CheckpointService.pause), then rewind`,
+  peerMissing: (entryPoint: string, packages: readonly string[], installCommand: string) =>
+    `${entryPoint} needs ${packages.join(' and ')}, which ${packages.length === 1 ? 'is' : 'are'} not installed: ${installCommand}`,
 } as const;
 
 function describe(value: unknown): string {

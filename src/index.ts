@@ -44,6 +44,7 @@ export {
   CheckpointEpochMovedError,
   CheckpointMigrationLockError,
 } from './checkpoint.errors.js';
+export { CheckpointPeerMissingError } from './checkpoint.peers.js';
 export type {
   AdvanceProgress,
   CheckpointData,

@@ -1,10 +1,6 @@
 import { Inject, Injectable, Module, type DynamicModule, type OnModuleInit } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
-import {
-  HealthIndicatorService,
-  TerminusModule,
-  type HealthIndicatorResult,
-} from '@nestjs/terminus';
+import type * as Terminus from '@nestjs/terminus';
 import { CHECKPOINT_OPTIONS } from '../checkpoint.constants.js';
 import { CheckpointConfigError } from '../checkpoint.errors.js';
 import type { ResolvedCheckpointOptions } from '../checkpoint.options.js';
@@ -12,6 +8,10 @@ import { CheckpointRepository } from '../checkpoint.repository.js';
 import { CheckpointService } from '../checkpoint.service.js';
 import { withTimeout } from '../with-timeout.js';
 import { healthSql } from './health.sql.js';
+import { loadPeer } from '../checkpoint.peers.js';
+
+// Not a static import: index.ts names the package to install when it is missing (health.peers.ts).
+const { HealthIndicatorService, TerminusModule } = loadPeer<typeof Terminus>('@nestjs/terminus');
 
 /** Options of `CheckpointHealthModule.forRoot()`. */
 export interface CheckpointHealthOptions {
@@ -49,7 +49,7 @@ export class CheckpointHealthIndicator implements OnModuleInit {
   private sql!: ReturnType<typeof healthSql>;
 
   constructor(
-    private readonly health: HealthIndicatorService,
+    @Inject(HealthIndicatorService) private readonly health: Terminus.HealthIndicatorService,
     @Inject(ModuleRef) private readonly moduleRef: ModuleRef,
     @Inject(CHECKPOINT_HEALTH_OPTIONS) private readonly options: Required<CheckpointHealthOptions>,
   ) {}
@@ -67,7 +67,7 @@ export class CheckpointHealthIndicator implements OnModuleInit {
   /** For `HealthCheckService.check([() => indicator.isHealthy('checkpoint')])`. */
   async isHealthy<const Key extends string = 'checkpoint'>(
     key: Key = 'checkpoint' as Key,
-  ): Promise<HealthIndicatorResult<Key>> {
+  ): Promise<Terminus.HealthIndicatorResult<Key>> {
     const indicator = this.health.check(key);
     let found: { lost: string } | { stalled: StalledKey[] };
     try {

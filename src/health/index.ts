@@ -1,4 +1,5 @@
 // nestjs-checkpoint/health: the Terminus health indicator (needs @nestjs/terminus).
+import './health.peers.js';
 export {
   CheckpointHealthIndicator,
   CheckpointHealthModule,

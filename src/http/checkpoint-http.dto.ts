@@ -1,4 +1,4 @@
-import { Type } from 'class-transformer';
+import type * as ClassTransformer from 'class-transformer';
 import {
   ArrayMaxSize,
   ArrayMinSize,
@@ -16,6 +16,10 @@ import { CHECKPOINT_STATES, MAX_KEY_LENGTH } from '../checkpoint.constants.js';
 import { CheckpointValidationError } from '../checkpoint.errors.js';
 import { messages } from '../checkpoint.messages.js';
 import { assertText } from '../checkpoint.validation.js';
+import { loadPeer } from '../checkpoint.peers.js';
+
+// Not a static import: index.ts names the package to install when it is missing (see http.peers.ts).
+const { Type } = loadPeer<typeof ClassTransformer>('class-transformer');
 
 const STATES = Object.values(CHECKPOINT_STATES);
 const WHOLE = { message: '$property must be a whole number' };

@@ -1,4 +1,5 @@
 // nestjs-checkpoint/http: the opt-in HTTP API and dashboard.
+import './http.peers.js';
 export {
   CheckpointHttpModule,
   type CheckpointHttpModuleOptions,
