@@ -1,6 +1,7 @@
-// Prints the largest files of src/ and the lines per folder, as README's Development section
-// shows them: `node scripts/src-sizes.mjs` (the figures are `wc -l`'s: newlines per file).
-import { readdirSync, readFileSync } from 'node:fs';
+// The largest files of src/, as README's Development section shows them (the figures are
+// `wc -l`'s: newlines per file). `node scripts/src-sizes.mjs` prints them; with `--write` it
+// puts them into README between its src-sizes markers.
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -17,10 +18,30 @@ const files = [];
   }
 })(join(root, 'src'));
 
-files.sort((a, b) => b.lines - a.lines);
+files.sort((a, b) => b.lines - a.lines || a.file.localeCompare(b.file));
 const total = files.reduce((sum, f) => sum + f.lines, 0);
-process.stdout.write(`${files.length} files, ${total} lines in src/\n\n`);
-process.stdout.write('| file | lines |\n| --- | --- |\n');
-for (const f of files.slice(0, Number(process.argv[2] ?? 6))) {
-  process.stdout.write(`| \`${f.file}\` | ${f.lines} |\n`);
+const date = new Date().toISOString().slice(0, 10);
+const table = [
+  `The largest files (\`node scripts/src-sizes.mjs\`: \`wc -l\`, ${files.length} files and ${total.toLocaleString('en-US')} lines in \`src/\`, measured ${date}):`,
+  '',
+  ...aligned([
+    ['file', 'lines'],
+    ...files.slice(0, 6).map((f) => [`\`${f.file}\``, String(f.lines)]),
+  ]),
+].join('\n');
+
+/** A markdown table with padded columns, as prettier writes it. */
+function aligned(rows) {
+  const widths = rows[0].map((_, i) => Math.max(3, ...rows.map((row) => row[i].length)));
+  const line = (cells) => `| ${cells.map((cell, i) => cell.padEnd(widths[i])).join(' | ')} |`;
+  return [line(rows[0]), line(widths.map((w) => '-'.repeat(w))), ...rows.slice(1).map(line)];
+}
+
+if (process.argv.includes('--write')) {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const pattern = /(<!-- src-sizes -->\n)[\s\S]*?(\n<!-- \/src-sizes -->)/;
+  if (!pattern.test(readme)) throw new Error('README.md has no <!-- src-sizes --> markers');
+  writeFileSync(join(root, 'README.md'), readme.replace(pattern, `$1\n${table}\n$2`));
+} else {
+  process.stdout.write(`${table}\n`);
 }
