@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { createEffectTable, sleep } from '../fixtures/batch-job.js';
 import { dropSchema, sql, uniqueSchema } from '../support/database.js';
+import { untilClaimable } from '../support/crash.js';
 import { ITEMS, assertScreened, runWorker } from '../support/failing-items.js';
 import { Child } from '../support/process.js';
 
@@ -35,6 +36,8 @@ describe('items that fail, under SIGKILL', () => {
       // committed); the others are killed by this process, at a random time or right after a
       // replayed item was seen.
       const selfKill = round % 3 === 0 ? 1 + Math.floor(Math.random() * 60) : 0;
+      // Through a transaction pooler without a direct URL the killed owner ends by lease expiry.
+      if (round > 0) await untilClaimable(killSchema, key);
       const child = Child.start('failing-items-worker', { ...env, CRASH_SCAN: String(selfKill) });
       await child.waitFor((line) => line.startsWith('start '), 60_000);
       if (selfKill === 0 && round % 3 === 1) {
@@ -52,6 +55,7 @@ describe('items that fail, under SIGKILL', () => {
       const last = child.lines.at(-1) ?? '';
       if (selfKill > 0 || last.startsWith('scan ')) duringReplay += 1;
     }
+    await untilClaimable(killSchema, key);
     await runWorker(env);
     t.diagnostic(`  ${kills} SIGKILLs, ${duringReplay} of them inside the item-by-item replay`);
     assert.ok(kills >= 5, `at least five kills landed (${kills})`);

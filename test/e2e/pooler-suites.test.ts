@@ -1,7 +1,8 @@
 // The same tests that pass direct, run again through a real PgBouncer in transaction pooling with
 // its server connections recycled every 2 s: every process of them (the test's own and its
 // fixtures) reaches PostgreSQL through the pooler (DATABASE_URL) with the module's connection
-// option (CHECKPOINT_OPTIONS, see test/support/app.ts): the item-failure replay under SIGKILL.
+// option (CHECKPOINT_OPTIONS, see test/support/app.ts): the item-failure replay under SIGKILL,
+// with a direct URL and without one.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it, type TestContext } from 'node:test';
@@ -39,18 +40,25 @@ function runSuites(env: Record<string, string>): Promise<{ code: number | null; 
   return new Promise((resolve) => child.once('exit', (code) => resolve({ code, output })));
 }
 
+/** Runs the suites with `options` as the module's options in every process; asserts they pass. */
+async function passes(t: TestContext, options: object): Promise<void> {
+  const { code, output } = await runSuites({
+    DATABASE_URL: bouncer.url,
+    CHECKPOINT_OPTIONS: JSON.stringify(options),
+  });
+  for (const line of output.split('\n').filter((one) => /^\s*# (?!Subtest)/.test(one)))
+    t.diagnostic(line.trim());
+  assert.equal(code, 0, output.slice(-6000));
+  assert.match(output, /^# pass 1$/m);
+  assert.match(output, /^# fail 0$/m);
+}
+
 describe('failing items through a transaction pooler', () => {
   it('with a direct URL for the lease session and LISTEN: the suite passes as it does direct', async (t: TestContext) => {
-    const { code, output } = await runSuites({
-      DATABASE_URL: bouncer.url,
-      CHECKPOINT_OPTIONS: JSON.stringify({
-        connection: { pooling: 'transaction', directUrl: DATABASE_URL },
-      }),
-    });
-    for (const line of output.split('\n').filter((one) => /^\s*# (?!Subtest)/.test(one)))
-      t.diagnostic(line.trim());
-    assert.equal(code, 0, output.slice(-6000));
-    assert.match(output, /^# pass 1$/m);
-    assert.match(output, /^# fail 0$/m);
+    await passes(t, { connection: { pooling: 'transaction', directUrl: DATABASE_URL } });
+  });
+
+  it('without a direct URL (a killed owner ends by lease expiry, 3 s here): the suite passes as it does direct', async (t: TestContext) => {
+    await passes(t, { connection: { pooling: 'transaction' }, leaseTtlMs: 3000 });
   });
 });

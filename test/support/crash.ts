@@ -52,7 +52,7 @@ export async function crashAndResume(
         : await sql<{ current_index: string }>(
             `SELECT current_index FROM "${schema}".checkpoint WHERE key = 'job'`,
           );
-    if (round > 0) await untilClaimable(schema);
+    if (round > 0) await untilClaimable(schema, 'job');
     const resumed = Number(row?.current_index ?? 0);
     const target = Math.floor(resumed / BATCH) + 1 + Math.floor(Math.random() * 3);
     const child = Child.start('batch-worker', {
@@ -81,7 +81,7 @@ export async function crashAndResume(
       `round ${round} (${phase}) was killed; stderr: ${child.stderr}`,
     );
   }
-  await untilClaimable(schema);
+  await untilClaimable(schema, 'job');
   const last = Child.start('batch-worker', childEnv);
   await last.waitFor((line) => line === 'completed', 60_000);
   const exit = await last.exited;
@@ -109,12 +109,13 @@ export async function crashAndResume(
  * is seen dead at once, so this returns at once; one without (a transaction pooler and no direct
  * URL) is known dead only when its lease expires, and a restart before that is rightly refused.
  */
-async function untilClaimable(schema: string): Promise<void> {
+export async function untilClaimable(schema: string, key: string): Promise<void> {
   const deadline = Date.now() + 120_000;
   for (;;) {
     const [row] = await sql<{ waiting: boolean }>(
       `SELECT owner_pid IS NULL AND lease_expires_at > clock_timestamp() AS waiting
-         FROM "${schema}".checkpoint WHERE key = 'job'`,
+         FROM "${schema}".checkpoint WHERE key = $1`,
+      [key],
     );
     if (row?.waiting !== true) return;
     assert.ok(Date.now() < deadline, "the dead owner's lease never expired");

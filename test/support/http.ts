@@ -75,12 +75,14 @@ export async function createHttpApp(options: {
   statements?: TypeOrmLogger;
   /** The application's own providers (a chunk handler, say). */
   providers?: Provider[];
+  /** Another database URL than DATABASE_URL (a pooler in front of it). */
+  url?: string;
 }): Promise<HttpTestApp> {
   const moduleRef = await Test.createTestingModule({
     imports: [
       TypeOrmModule.forRoot({
         type: 'postgres',
-        url: DATABASE_URL,
+        url: options.url ?? DATABASE_URL,
         schema: options.schema,
         logging: false,
         logger: options.statements,

@@ -59,26 +59,57 @@ export class Child {
    * took over 30 s next to two CPU burners and the rest of a shared 2-core machine.
    */
   waitFor(test: (line: string) => boolean, timeoutMs = 120_000): Promise<string> {
-    const seen = this.lines.find(test);
-    if (seen !== undefined) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () =>
-          reject(
-            new Error(
-              `no matching line within ${timeoutMs} ms; stdout:\n${this.lines.join('\n')}\nstderr:\n${this.stderr}`,
-            ),
-          ),
-        timeoutMs,
+    return this.watch(test, timeoutMs).line;
+  }
+
+  /**
+   * The first line that matches among `children`, and the child that printed it; the others stop
+   * waiting (a race of waitFor calls would leave the losers' timers holding the process open).
+   */
+  static async firstOf(
+    children: Child[],
+    test: (line: string) => boolean,
+    timeoutMs = 120_000,
+  ): Promise<{ child: Child; line: string }> {
+    const watches = children.map((child) => child.watch(test, timeoutMs));
+    try {
+      return await Promise.race(
+        watches.map(({ line }, i) => line.then((found) => ({ child: children[i], line: found }))),
       );
-      this.waiters.push({
-        test,
-        resolve: (line) => {
-          clearTimeout(timer);
-          resolve(line);
-        },
-      });
+    } finally {
+      for (const watch of watches) watch.cancel();
+    }
+  }
+
+  private watch(
+    test: (line: string) => boolean,
+    timeoutMs: number,
+  ): { line: Promise<string>; cancel: () => void } {
+    const seen = this.lines.find(test);
+    if (seen !== undefined) return { line: Promise.resolve(seen), cancel: () => undefined };
+    let timer: NodeJS.Timeout | undefined;
+    const waiter = { test, resolve: (_line: string) => {} };
+    const line = new Promise<string>((resolve, reject) => {
+      timer = setTimeout(() => {
+        this.waiters.splice(this.waiters.indexOf(waiter), 1);
+        reject(
+          new Error(
+            `no matching line within ${timeoutMs} ms; stdout:\n${this.lines.join('\n')}\nstderr:\n${this.stderr}`,
+          ),
+        );
+      }, timeoutMs);
+      waiter.resolve = (found) => {
+        clearTimeout(timer);
+        resolve(found);
+      };
+      this.waiters.push(waiter);
     });
+    const cancel = () => {
+      clearTimeout(timer);
+      const at = this.waiters.indexOf(waiter);
+      if (at >= 0) this.waiters.splice(at, 1);
+    };
+    return { line, cancel };
   }
 
   kill(

@@ -2,7 +2,7 @@
 // tables, a pg-boss schema beside it, worker processes of the run fixture, and an application
 // that starts runs. Everything is removed when the test file ends.
 import { after } from 'node:test';
-import { CheckpointRuns } from '../../src/index.js';
+import { CheckpointRuns, type CheckpointModuleOptions } from '../../src/index.js';
 import { createRunTables } from '../fixtures/run-job.js';
 import { createTestApp } from './app.js';
 import { DATABASE_URL, dropSchema, sql, uniqueSchema } from './database.js';
@@ -18,7 +18,15 @@ export function runsTestBed() {
     for (const cleanup of cleanups.reverse()) await cleanup();
   });
 
-  async function setUp(prefix: string, workerEnv: Record<string, string>) {
+  /**
+   * `app` reaches the database another way than the workers' default (through a pooler, with
+   * the module's connection option).
+   */
+  async function setUp(
+    prefix: string,
+    workerEnv: Record<string, string>,
+    app: { url?: string; checkpoint?: Partial<CheckpointModuleOptions> } = {},
+  ) {
     const schema = uniqueSchema(prefix);
     await sql(`CREATE SCHEMA "${schema}"`);
     for (const statement of createRunTables(schema)) await sql(statement);
@@ -35,9 +43,11 @@ export function runsTestBed() {
     };
     const application = await createTestApp({
       schema,
+      url: app.url,
       checkpoint: {
+        ...app.checkpoint,
         boss: {
-          connectionString: DATABASE_URL,
+          connectionString: app.url ?? DATABASE_URL,
           schema: `${schema}_boss`,
           max: 2,
           supervise: false,
