@@ -12,7 +12,7 @@ import { QUEUE } from '../fixtures/queue-job.js';
 import { createTestApp } from '../support/app.js';
 import { sql } from '../support/database.js';
 import { PgBouncer } from '../support/pgbouncer.js';
-import type { Child } from '../support/process.js';
+import { Child } from '../support/process.js';
 import { cleanUpAfterAll, workerBed } from '../support/workers.js';
 
 cleanUpAfterAll();
@@ -121,10 +121,8 @@ describe('pg-boss workers through a transaction pooler without a direct URL', ()
   it('SIGKILL of the worker: the other resumes the job once its lease expired; each item once', async (t: TestContext) => {
     const workers = [await worker(), await worker()];
     const { id, key } = await send(bed.boss, 3000, 40);
-    const holder = await Promise.race(
-      workers.map((child) =>
-        child.waitFor((line) => line.startsWith(`start ${id} `)).then(() => child),
-      ),
+    const { child: holder } = await Child.firstOf(workers, (line) =>
+      line.startsWith(`start ${id} `),
     );
     const other = workers.find((child) => child !== holder) as Child;
     await progressed(key, 300);
@@ -144,6 +142,38 @@ describe('pg-boss workers through a transaction pooler without a direct URL', ()
         'the job',
       ),
       'completed',
+    );
+  });
+
+  it('SIGTERM of the worker mid-job: it stops at a batch boundary and hands the job back; the other finishes it, each item once, no retry spent, no job failed', async (t: TestContext) => {
+    const workers = [await worker(), await worker()];
+    // Long enough (120 batches of at least 40 ms) to be mid-job when the signal lands, however
+    // slowly this process reads the worker's line.
+    const { id, key } = await send(bed.boss, 6000, 40);
+    const { child: holder } = await Child.firstOf(workers, (line) => line === `batch ${id} 300`);
+    const other = workers.find((child) => child !== holder) as Child;
+    holder.process.kill('SIGTERM');
+    const signalled = Date.now();
+    const started = await other.waitFor((line) => line.startsWith(`start ${id} `));
+    const handoffMs = Date.now() - signalled;
+    const exit = await holder.exited;
+    // Nest's shutdown hook re-raises the signal once the application closed.
+    assert.equal(exit.signal, 'SIGTERM', `a clean stop: ${holder.stderr}`);
+    assert.ok(!holder.lines.includes(`done ${id}`), 'the holder stopped before the end');
+    assert.ok(holder.lines.includes(`stopped ${id} CheckpointAbortedError`));
+    // It stopped after committing the batch it was in: the other starts right after it.
+    const lastBatch = holder.lines.filter((line) => line.startsWith(`batch ${id} `)).at(-1) ?? '';
+    const stoppedAt = Number(lastBatch.split(' ')[2]) + 50;
+    assert.equal(Number(started.split(' ')[2]), stoppedAt);
+    await completed(key);
+    assert.deepEqual(await effects(id), { rows: 6000, distinct: 6000 });
+    const [job] = await sql<{ state: string; spent: number }>(
+      `SELECT state, retry_count - (retry_limit - 20) AS spent FROM "${bed.schema}_boss".job WHERE id = $1`,
+      [id],
+    );
+    assert.deepEqual(job, { state: 'completed', spent: 0 });
+    t.diagnostic(
+      `stopped at item ${stoppedAt} of 6000; the other worker started it ${handoffMs} ms after the SIGTERM`,
     );
   });
 
