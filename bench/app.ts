@@ -5,7 +5,7 @@ import type { Provider, Type } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource, type Logger as TypeOrmLogger } from 'typeorm';
-import { CheckpointModule, CheckpointService } from '../src/index.js';
+import { CheckpointModule, CheckpointService, type CheckpointModuleOptions } from '../src/index.js';
 import { BenchEffect, BenchJobs } from './jobs.js';
 
 export interface BenchAppOptions {
@@ -24,6 +24,8 @@ export interface BenchAppOptions {
   idleTimeoutMs?: number;
   /** Providers a section adds beside BenchJobs (its own decorated jobs). */
   providers?: Provider[];
+  /** CheckpointModule options beside the schema (pg-boss, lease TTL). */
+  checkpoint?: Omit<CheckpointModuleOptions, 'schema'>;
 }
 
 export interface BenchApp {
@@ -49,7 +51,7 @@ export async function bootApp(options: BenchAppOptions): Promise<BenchApp> {
         applicationName: options.applicationName,
         extra: { max: options.poolSize, idleTimeoutMillis: options.idleTimeoutMs },
       }),
-      CheckpointModule.forRoot({ schema: options.schema }),
+      CheckpointModule.forRoot({ ...options.checkpoint, schema: options.schema }),
     ],
     providers: [BenchJobs, ...(options.providers ?? [])],
   }).compile();

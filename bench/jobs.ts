@@ -12,6 +12,8 @@ import type { Timeline } from './harness.js';
 export const BATCH_SIZE = 100;
 /** The small batches of section 3 (transactional mode at 10 rows a batch). */
 export const SMALL_BATCH_SIZE = 10;
+/** The pg-boss queue of section 15's worker processes (bench/fleet-worker.ts). */
+export const FLEET_QUEUE = 'fleet';
 
 /** One row per item that a transactional batch writes (table created in database.ts). */
 @Entity({ name: 'bench_effect' })

