@@ -1,4 +1,4 @@
-import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { DiscoveryService, MetadataScanner } from '@nestjs/core';
 import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper.js';
 import { batchSizeProblems } from './batch-sizer.js';
@@ -11,7 +11,9 @@ import { assertKey } from './checkpoint.validation.js';
 import type { CheckpointedOptions } from './checkpointed.interface.js';
 import { bossJobOf } from './boss/boss-job.js';
 import { CheckpointQueues } from './boss/checkpoint-queues.js';
-import { itemPolicyProblems } from './items/item-policy.js';
+import { itemPolicyProblems, mergePolicies } from './items/item-policy.js';
+import { CHECKPOINT_OPTIONS } from './checkpoint.constants.js';
+import type { ResolvedCheckpointOptions } from './checkpoint.options.js';
 
 type Method = (...args: unknown[]) => unknown;
 
@@ -31,6 +33,7 @@ export class CheckpointExplorer implements OnModuleInit {
     private readonly accessor: CheckpointMetadataAccessor,
     private readonly runner: CheckpointRunner,
     private readonly queues: CheckpointQueues,
+    @Inject(CHECKPOINT_OPTIONS) private readonly options: ResolvedCheckpointOptions,
   ) {}
 
   onModuleInit(): void {
@@ -52,12 +55,14 @@ export class CheckpointExplorer implements OnModuleInit {
           this.logger.warn(`${where}: @Checkpointed() is ignored on request-scoped providers`);
           continue;
         }
+        // A queue's module options fill in what the decorator leaves out of retry and skip.
+        const policies = mergePolicies(options, this.options.queues[options.queue ?? '']);
         const method: CheckpointedMethod = {
           where,
-          options,
+          options: { ...options, ...policies },
           original,
           contextIndex: this.accessor.getContextIndex(prototype, name),
-          key: deriveKey(where, options),
+          key: deriveKey(where, { ...options, ...policies }),
         };
         this.wrap(instance as Record<string, unknown>, name, method, options.queue === undefined);
         if (options.queue !== undefined) this.queues.register(options.queue, method, instance);

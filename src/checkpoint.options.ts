@@ -22,6 +22,7 @@ import {
 } from './checkpoint.constants.js';
 import { CheckpointConfigError } from './checkpoint.errors.js';
 import { messages } from './checkpoint.messages.js';
+import { itemPolicyProblems, type QueueItemPolicies } from './items/item-policy.js';
 
 const wholeNumber = (min: number) => ({
   message: `$property must be a whole number >= ${min} (got $value)`,
@@ -129,6 +130,16 @@ export class CheckpointModuleOptions {
   @IsOptional()
   @IsObject({ message: '$property must be an object { pooling?, directUrl? }' })
   connection?: ConnectionOptions;
+
+  /**
+   * Retry and skip policies per queue, by queue name, for the `@Checkpointed({ queue })`
+   * methods of that queue: `{ screening: { retry: { limit: 5 }, skip: { limit: { ratio: 0.02 } } } }`.
+   * The decorator's values win field by field; a field neither gives is left out. So a skip
+   * limit or a retry budget can come from configuration. See docs/failing-items.md.
+   */
+  @IsOptional()
+  @IsObject({ message: '$property must be an object { [queue]: { retry?, skip? } }' })
+  queues?: Record<string, QueueItemPolicies>;
 }
 
 /** The pooling in front of PostgreSQL. */
@@ -167,6 +178,7 @@ export interface ResolvedCheckpointOptions {
   boss?: ConstructorOptions | PgBoss;
   retention?: Required<RetentionOptions>;
   connection: ConnectionOptions;
+  queues: Readonly<Record<string, QueueItemPolicies>>;
 }
 
 /** Validates raw options and applies defaults; throws CheckpointConfigError naming each problem. */
@@ -201,8 +213,22 @@ export function resolveOptions(raw: unknown): ResolvedCheckpointOptions {
     if (problems.length > 0) throw new CheckpointConfigError(messages.invalidOptions(problems));
   }
   const connection = checkConnection(options.connection ?? {}, options.boss);
+  const queues = options.queues ?? {};
+  const queueProblems = Object.entries(queues).flatMap(([queue, policies]) => {
+    const prefix = `queues[${JSON.stringify(queue)}].`;
+    if (policies === null || typeof policies !== 'object' || Array.isArray(policies))
+      return [`${prefix.slice(0, -1)} must be an object { retry?, skip? }`];
+    const unknown = Object.keys(policies).filter((name) => name !== 'retry' && name !== 'skip');
+    return [
+      ...unknown.map((name) => `unknown option "${prefix}${name}" (allowed: retry, skip)`),
+      ...itemPolicyProblems(policies, { prefix, partial: true }),
+    ];
+  });
+  if (queueProblems.length > 0)
+    throw new CheckpointConfigError(messages.invalidOptions(queueProblems));
   return {
     connection,
+    queues,
     schema: options.schema ?? DEFAULT_SCHEMA,
     migrationsRun: options.migrationsRun ?? true,
     maxPayloadBytes: options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,

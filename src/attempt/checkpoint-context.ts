@@ -18,7 +18,8 @@ import type {
 import type { FailedItemsService } from '../items/failed-items.service.js';
 import type { ItemPolicies } from '../items/item-policy.js';
 import { ItemRecovery, type OpenBatch } from '../items/item-recovery.js';
-import { CheckpointSkipLimitError, describe } from '../items/items.errors.js';
+import { BatchFailureLog } from '../items/batch-failure-log.js';
+import { CheckpointSkipLimitError, describe, summarize } from '../items/items.errors.js';
 import { itemMessages } from '../items/items.messages.js';
 
 const logger = new Logger('Checkpoint');
@@ -51,6 +52,8 @@ export class AttemptContext implements CheckpointContext {
   private open: OpenBatch | undefined;
   /** Present only with a retry or skip policy: without one, a failing batch fails the attempt. */
   private readonly recovery: ItemRecovery | undefined;
+  /** What the batch being recovered went through: one log line when it is over. */
+  private readonly failures: BatchFailureLog;
   /** Set when the attempt was stopped dead at a boundary (nestjs-checkpoint/testing). */
   interrupted = false;
 
@@ -83,6 +86,7 @@ export class AttemptContext implements CheckpointContext {
       policies.retry === undefined && policies.skip === undefined
         ? undefined
         : new ItemRecovery(policies);
+    this.failures = new BatchFailureLog(this.key);
   }
 
   /**
@@ -98,7 +102,12 @@ export class AttemptContext implements CheckpointContext {
         this.open = undefined;
         return await body();
       } catch (error) {
-        await this.recover(error);
+        try {
+          await this.recover(error);
+        } catch (final) {
+          this.logFailures(`the attempt ends on it (${describe(final)})`);
+          throw final;
+        }
       }
     }
   }
@@ -209,6 +218,7 @@ export class AttemptContext implements CheckpointContext {
           this.service.observers.emit('batchEnded', { ...event, committed, durationMs });
         }
         this.recovery?.committed();
+        if (endsBatch) this.logFailures();
         this.nextIndex += items.length;
         if (endsBatch) {
           this.batchIndex += 1;
@@ -300,6 +310,7 @@ export class AttemptContext implements CheckpointContext {
             this.ledger.passed(this.key, this.epoch, row.itemIndex, transaction?.manager),
         );
         this.recovery?.committed();
+        this.logFailures();
         this.skippedItems -= 1;
         after = row.itemIndex;
       }
@@ -327,17 +338,7 @@ export class AttemptContext implements CheckpointContext {
       case 'fail':
         throw error;
       case 'retry':
-        logger.warn(
-          itemMessages.retrying(
-            this.key,
-            open.startIndex,
-            open.count,
-            describe(error),
-            decision.retry,
-            decision.limit,
-            decision.delayMs,
-          ),
-        );
+        this.failures.retried(open, summarize(error));
         try {
           await wait(decision.delayMs, undefined, { signal: this.signal });
         } catch {
@@ -345,7 +346,7 @@ export class AttemptContext implements CheckpointContext {
         }
         return;
       case 'scan':
-        logger.warn(itemMessages.scanning(this.key, open.startIndex, open.count, describe(error)));
+        this.failures.replayed(open, summarize(error));
         return;
       case 'limit':
         throw new CheckpointSkipLimitError(
@@ -356,7 +357,7 @@ export class AttemptContext implements CheckpointContext {
           error,
         );
       case 'keep':
-        logger.warn(itemMessages.failedAgain(this.key, open.startIndex, describe(error)));
+        this.failures.keptInLedger(open, summarize(error));
         await this.ledger.skip(
           this.key,
           this.epoch,
@@ -370,6 +371,7 @@ export class AttemptContext implements CheckpointContext {
             cursor: undefined,
           },
         );
+        this.logFailures();
         return;
       case 'skip':
         return this.skip(open, error);
@@ -378,7 +380,7 @@ export class AttemptContext implements CheckpointContext {
 
   /** Writes the open item to the ledger and moves the checkpoint past it, in one statement. */
   private async skip(open: OpenBatch, error: unknown): Promise<void> {
-    logger.warn(itemMessages.skipped(this.key, open.startIndex, describe(error)));
+    this.failures.skipped(open, summarize(error));
     const endsBatch = open.mode === 'batch' || this.recovery?.endsScan(open.startIndex) === true;
     await this.ledger.skip(this.key, this.epoch, open.startIndex, this.ledgerValue(open), error, {
       currentIndex: open.startIndex + 1,
@@ -400,6 +402,13 @@ export class AttemptContext implements CheckpointContext {
     }
     if (open.cursor !== undefined) this.nextCursor = open.cursor;
     this.recovery?.committed();
+    if (endsBatch) this.logFailures();
+  }
+
+  /** The batch being recovered is over: its one line, when it met failures. */
+  private logFailures(stopped?: string): void {
+    const line = this.failures.end(stopped);
+    if (line !== undefined) logger.warn(line);
   }
 
   private ledgerValue(open: OpenBatch): unknown {

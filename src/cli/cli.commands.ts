@@ -138,7 +138,7 @@ async function showKey(name: string, services: CliServices): Promise<CliResult> 
             ['ITEM', 'ERROR', 'ATTEMPT', 'FAILED AT'],
             failedItems.items.map((item) => [
               String(item.itemIndex),
-              `${item.errorName}: ${item.errorMessage}`,
+              `${item.errorClass}${item.errorCode === null ? '' : ` (${String(item.errorCode)})`}: ${item.errorMessage}`,
               String(item.attempt),
               item.failedAt.toISOString(),
             ]),

@@ -5,7 +5,15 @@ export interface FailedItem {
   itemIndex: number;
   /** What `skip.ledgerValue` returned for it (default: the item, as JSON), or null. */
   item: unknown;
+  /** The error's `name` (most error classes leave it `Error`: read `errorClass`). */
   errorName: string;
+  /**
+   * The error's class (`constructor.name`), such as `RefusedError`; for a thrown value that is
+   * no object, its type. Rows written by a build before this field hold `errorName` here.
+   */
+  errorClass: string;
+  /** The error's `code` when it has one as a string or a number (`'ECONNRESET'`, `429`). */
+  errorCode: string | number | null;
   errorMessage: string;
   /** The attempt that last saw it fail. */
   attempt: number;

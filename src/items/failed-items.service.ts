@@ -19,6 +19,7 @@ import type {
   RedriveRequest,
 } from './failed-item.interface.js';
 import { ItemRedrive } from './item-redrive.js';
+import { errorDetail } from './items.errors.js';
 import { itemsSql, type ItemsSql } from './items.sql.js';
 import { decodeCursor, toPage, type CheckpointPage } from '../page-cursor.js';
 
@@ -31,6 +32,9 @@ interface LedgerRow {
   item: unknown;
   error_name: string;
   error_message: string;
+  /** Null in rows written before migration 11. */
+  error_class: string | null;
+  error_code: string | number | null;
   attempt: number;
   failed_at: Date;
 }
@@ -94,6 +98,8 @@ export class FailedItemsService {
         itemIndex: Number(row.item_index),
         item: row.item,
         errorName: row.error_name,
+        errorClass: row.error_class ?? row.error_name,
+        errorCode: row.error_code,
         errorMessage: row.error_message,
         attempt: row.attempt,
         failedAt: row.failed_at,
@@ -162,13 +168,11 @@ export class FailedItemsService {
     advance: SkipAdvance,
     manager?: EntityManager,
   ): Promise<void> {
-    const { name, message } =
-      error instanceof Error ? error : { name: 'Error', message: String(error) };
     await this.write(
       'skip',
       key,
       epoch,
-      this.sql.skip(key, epoch, itemIndex, this.ledgerJson(value), name, message, {
+      this.sql.skip(key, epoch, itemIndex, this.ledgerJson(value), errorDetail(error), {
         currentIndex: advance.currentIndex,
         currentBatchIndex: advance.currentBatchIndex,
         processedBatches: advance.processedBatches,

@@ -67,6 +67,51 @@ export interface ItemPolicies {
   skip?: SkipPolicy;
 }
 
+/**
+ * The policies of one queue's `@Checkpointed({ queue })` methods, set in the module options
+ * (`queues: { screening: { skip: { limit: { ratio: 0.02 } } } }`), so that operators change a
+ * skip limit or a retry budget in configuration. Any field may be left out: the decorator's
+ * values win field by field, and what neither gives is left out (a policy without `on` stops
+ * bootstrap).
+ */
+export interface QueueItemPolicies {
+  retry?: Partial<RetryPolicy>;
+  skip?: Partial<SkipPolicy>;
+}
+
+/** The decorator's policies over the queue's module options: a field the decorator gives wins. */
+export function mergePolicies(
+  decorator: ItemPolicies,
+  queue: QueueItemPolicies | undefined,
+): ItemPolicies {
+  const retry =
+    queue?.retry === undefined
+      ? decorator.retry
+      : ({
+          ...queue.retry,
+          ...defined(decorator.retry),
+          ...(queue.retry.backoff === undefined && decorator.retry?.backoff === undefined
+            ? {}
+            : { backoff: { ...queue.retry.backoff, ...defined(decorator.retry?.backoff) } }),
+        } as RetryPolicy);
+  const skip =
+    queue?.skip === undefined
+      ? decorator.skip
+      : ({ ...queue.skip, ...defined(decorator.skip) } as SkipPolicy);
+  return {
+    ...(retry === undefined ? {} : { retry }),
+    ...(skip === undefined ? {} : { skip }),
+  };
+}
+
+/** The fields of `value` that are not undefined. */
+function defined<T extends object>(value: T | undefined): Partial<T> {
+  if (value === undefined) return {};
+  return Object.fromEntries(
+    Object.entries(value).filter(([, field]) => field !== undefined),
+  ) as Partial<T>;
+}
+
 const DEFAULT_BACKOFF: Required<BackoffOptions> = {
   initialMs: 100,
   factor: 2,
@@ -111,33 +156,51 @@ export function describeLimit(limit: SkipLimit | undefined, items: number): stri
   return `${limit.ratio * 100}% of ${items} items (${skipAllowance(limit, items)})`;
 }
 
-/** The problems of `retry` and `skip` options, each naming the field and what is allowed. */
-export function itemPolicyProblems(policies: ItemPolicies): string[] {
+/**
+ * The problems of `retry` and `skip` options, each naming the field and what is allowed.
+ * `prefix` goes before each field's name (`queues.screening.`); `partial` allows `limit` and
+ * `on` to be left out (a queue's module options, completed by the decorator's).
+ */
+export function itemPolicyProblems(
+  policies: ItemPolicies | QueueItemPolicies,
+  { prefix = '', partial = false }: { prefix?: string; partial?: boolean } = {},
+): string[] {
   const problems: string[] = [];
   const { retry, skip } = policies;
   if (retry !== undefined) {
     if (!isObject(retry)) {
-      problems.push('retry must be an object { limit, backoff?, on, replayTries? }');
+      problems.push(`${prefix}retry must be an object { limit, backoff?, on, replayTries? }`);
     } else {
-      if (!Number.isSafeInteger(retry.limit) || retry.limit < 0) {
-        problems.push(`retry.limit must be a whole number >= 0 (got ${show(retry.limit)})`);
+      if (
+        !(partial && retry.limit === undefined) &&
+        (!Number.isSafeInteger(retry.limit) || (retry.limit as number) < 0)
+      ) {
+        problems.push(
+          `${prefix}retry.limit must be a whole number >= 0 (got ${show(retry.limit)})`,
+        );
       }
-      problems.push(...matcherProblems('retry.on', retry.on));
-      problems.push(...backoffProblems(retry.backoff));
+      if (!(partial && retry.on === undefined)) {
+        problems.push(...matcherProblems(`${prefix}retry.on`, retry.on));
+      }
+      problems.push(...backoffProblems(prefix, retry.backoff));
       const tries = retry.replayTries;
       if (tries !== undefined && !(Number.isSafeInteger(tries) && tries >= 1)) {
-        problems.push(`retry.replayTries must be a whole number >= 1 (got ${show(tries)})`);
+        problems.push(
+          `${prefix}retry.replayTries must be a whole number >= 1 (got ${show(tries)})`,
+        );
       }
     }
   }
   if (skip !== undefined) {
     if (!isObject(skip)) {
-      problems.push('skip must be an object { on, limit?, ledgerValue? }');
+      problems.push(`${prefix}skip must be an object { on, limit?, ledgerValue? }`);
     } else {
-      problems.push(...matcherProblems('skip.on', skip.on));
-      problems.push(...limitProblems(skip.limit));
+      if (!(partial && skip.on === undefined)) {
+        problems.push(...matcherProblems(`${prefix}skip.on`, skip.on));
+      }
+      problems.push(...limitProblems(prefix, skip.limit));
       if (skip.ledgerValue !== undefined && typeof skip.ledgerValue !== 'function') {
-        problems.push('skip.ledgerValue must be a function of the item');
+        problems.push(`${prefix}skip.ledgerValue must be a function of the item`);
       }
     }
   }
@@ -156,10 +219,10 @@ function matcherProblems(field: string, on: unknown): string[] {
     : [];
 }
 
-function backoffProblems(backoff: unknown): string[] {
+function backoffProblems(prefix: string, backoff: unknown): string[] {
   if (backoff === undefined) return [];
   if (!isObject(backoff))
-    return ['retry.backoff must be an object { initialMs?, factor?, maxMs?, jitter? }'];
+    return [`${prefix}retry.backoff must be an object { initialMs?, factor?, maxMs?, jitter? }`];
   const problems: string[] = [];
   const { initialMs, factor, maxMs, jitter } = backoff as BackoffOptions;
   for (const [name, value] of [
@@ -168,36 +231,36 @@ function backoffProblems(backoff: unknown): string[] {
   ] as const) {
     if (value !== undefined && !(Number.isFinite(value) && value >= 0)) {
       problems.push(
-        `retry.backoff.${name} must be a number of milliseconds >= 0 (got ${show(value)})`,
+        `${prefix}retry.backoff.${name} must be a number of milliseconds >= 0 (got ${show(value)})`,
       );
     }
   }
   if (factor !== undefined && !(Number.isFinite(factor) && factor >= 1)) {
-    problems.push(`retry.backoff.factor must be a number >= 1 (got ${show(factor)})`);
+    problems.push(`${prefix}retry.backoff.factor must be a number >= 1 (got ${show(factor)})`);
   }
   if (jitter !== undefined && typeof jitter !== 'boolean') {
-    problems.push(`retry.backoff.jitter must be true or false (got ${show(jitter)})`);
+    problems.push(`${prefix}retry.backoff.jitter must be true or false (got ${show(jitter)})`);
   }
   return problems;
 }
 
-function limitProblems(limit: unknown): string[] {
+function limitProblems(prefix: string, limit: unknown): string[] {
   if (limit === undefined) return [];
   if (isObject(limit) && 'count' in limit && !('ratio' in limit)) {
     const count = limit.count;
     return typeof count === 'number' && Number.isSafeInteger(count) && count >= 0
       ? []
-      : [`skip.limit.count must be a whole number >= 0 (got ${show(count)})`];
+      : [`${prefix}skip.limit.count must be a whole number >= 0 (got ${show(count)})`];
   }
   if (isObject(limit) && 'ratio' in limit && !('count' in limit)) {
     const ratio = limit.ratio;
     return typeof ratio === 'number' && ratio > 0 && ratio <= 1
       ? []
       : [
-          `skip.limit.ratio must be a share of the items, above 0 and at most 1 (got ${show(ratio)})`,
+          `${prefix}skip.limit.ratio must be a share of the items, above 0 and at most 1 (got ${show(ratio)})`,
         ];
   }
-  return ['skip.limit must be { count: n } or { ratio: r } (one of them)'];
+  return [`${prefix}skip.limit must be { count: n } or { ratio: r } (one of them)`];
 }
 
 function isObject(value: unknown): value is object {

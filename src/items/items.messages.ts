@@ -6,22 +6,6 @@ export const itemMessages = {
     `Progress and the ledger are kept: fix the items or raise skip.limit, and the next attempt resumes at item ${index}`,
   redriveOutOfRange: (key: string, index: number, length: number) =>
     `redrive of key "${key}": the ledger holds item ${index}, but batches() got only ${length} items; pass the same input as the run that skipped it`,
-  retrying: (
-    key: string,
-    index: number,
-    count: number,
-    cause: string,
-    retry: number,
-    limit: number,
-    delayMs: number,
-  ) =>
-    `"${key}": ${count === 1 ? `item ${index}` : `batch at item ${index} (${count} items)`} failed (${cause}); retry ${retry} of ${limit} in ${Math.round(delayMs)} ms`,
-  scanning: (key: string, index: number, count: number, cause: string) =>
-    `"${key}": batch at item ${index} failed (${cause}); replaying its ${count} items one at a time`,
-  skipped: (key: string, index: number, cause: string) =>
-    `"${key}": item ${index} failed (${cause}); written to the failed-item ledger, the work goes on`,
-  failedAgain: (key: string, index: number, cause: string) =>
-    `"${key}": redriven item ${index} failed again (${cause}); it stays in the ledger`,
   redriveNeedsBoss: (key: string, queue: string) =>
     `redrive of key "${key}": its job of queue "${queue}" must be sent again, and this CheckpointModule has no pg-boss: give it the boss option`,
   redriveJobGone: (key: string, queue: string, jobId: string) =>

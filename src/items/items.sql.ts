@@ -6,6 +6,7 @@ import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
 import type { Query } from '../checkpoint.sql.js';
 import { assertSchemaName } from '../checkpoint.validation.js';
 import { RUN_STATES } from '../runs/runs.constants.js';
+import type { ErrorDetail } from './items.errors.js';
 
 const { completed, released, running } = CHECKPOINT_STATES;
 const { running: RUN_OPEN, completed: RUN_COMPLETED } = RUN_STATES;
@@ -30,8 +31,7 @@ export function itemsSql(schema: string) {
       epoch: number,
       itemIndex: number,
       item: string | null,
-      errorName: string,
-      errorMessage: string,
+      error: ErrorDetail,
       advance: {
         currentIndex: number | null;
         currentBatchIndex: number | null;
@@ -43,11 +43,13 @@ export function itemsSql(schema: string) {
         `WITH owner AS (
            SELECT key, attempt FROM ${table} WHERE key = $1 AND running_epoch = $2 FOR UPDATE
          ), written AS (
-           INSERT INTO ${ledger} AS f (key, item_index, item, error_name, error_message, attempt, failed_at)
-           SELECT key, $3, $4::jsonb, $5, $6, attempt, clock_timestamp() FROM owner
+           INSERT INTO ${ledger} AS f
+             (key, item_index, item, error_name, error_message, error_class, error_code, attempt, failed_at)
+           SELECT key, $3, $4::jsonb, $5, $6, $11, $12::jsonb, attempt, clock_timestamp() FROM owner
            ON CONFLICT (key, item_index) DO UPDATE SET
              item = EXCLUDED.item, error_name = EXCLUDED.error_name,
-             error_message = EXCLUDED.error_message, attempt = EXCLUDED.attempt,
+             error_message = EXCLUDED.error_message, error_class = EXCLUDED.error_class,
+             error_code = EXCLUDED.error_code, attempt = EXCLUDED.attempt,
              failed_at = EXCLUDED.failed_at
            RETURNING (xmax = 0) AS inserted
          )
@@ -64,12 +66,14 @@ export function itemsSql(schema: string) {
           epoch,
           itemIndex,
           item,
-          errorName,
-          errorMessage,
+          error.name,
+          error.message,
           advance.currentIndex,
           advance.currentBatchIndex,
           advance.processedBatches,
           advance.cursor,
+          error.className,
+          error.code === null ? null : JSON.stringify(error.code),
         ],
       ),
     /** A redriven item passed: its ledger row goes, in the item's transaction. */

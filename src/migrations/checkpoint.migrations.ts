@@ -10,6 +10,7 @@ import { runCounts } from './000008-run-counts.js';
 import { listIndexes } from './000009-list-indexes.js';
 import { changes } from './000010-changes.js';
 import { redriveItems } from './000011-redrive-items.js';
+import { failedItemErrorDetail } from './000012-failed-item-error-detail.js';
 import { CheckpointMigrationLockError } from '../checkpoint.errors.js';
 import { messages } from '../checkpoint.messages.js';
 import { checkpointSql } from '../checkpoint.sql.js';
@@ -27,6 +28,7 @@ export const checkpointMigrations: readonly CheckpointMigration[] = Object.freez
   listIndexes,
   changes,
   redriveItems,
+  failedItemErrorDetail,
 ]);
 
 /** How often a process waiting for another's concurrent migration asks for the lock again. */

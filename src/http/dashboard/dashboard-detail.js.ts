@@ -57,7 +57,7 @@ export const DASHBOARD_DETAIL_JS = `
       }
       if (withKey) row.appendChild(make('td', 'ledger-key', item.key));
       row.appendChild(make('td', 'index', '#' + item.itemIndex));
-      row.appendChild(make('td', 'ledger-error', item.errorName + ': ' + item.errorMessage));
+      row.appendChild(make('td', 'ledger-error', (item.errorClass || item.errorName) + (item.errorCode == null ? '' : ' (' + item.errorCode + ')') + ': ' + item.errorMessage));
       row.appendChild(make('td', '', item.attempt));
       row.appendChild(make('td', '', item.failedAt));
       row.appendChild(make('td', 'value', item.item === null ? '' : JSON.stringify(item.item)));
