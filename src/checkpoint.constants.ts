@@ -54,6 +54,8 @@ export const CHECKPOINT_CONTROLS = Object.freeze({
   cancel: 'cancel',
 } as const);
 
+/** An operator's request to a key: `pause` or `cancel` (see CheckpointService.control). */
 export type CheckpointControl = (typeof CHECKPOINT_CONTROLS)[keyof typeof CHECKPOINT_CONTROLS];
 
+/** The state of a key's row: one of CHECKPOINT_STATES. */
 export type CheckpointState = (typeof CHECKPOINT_STATES)[keyof typeof CHECKPOINT_STATES];

@@ -1,6 +1,11 @@
 // The public API of nestjs-checkpoint.
 export { CheckpointModule } from './checkpoint.module.js';
-export { CheckpointModuleOptions, type RetentionOptions } from './checkpoint.options.js';
+export {
+  CheckpointModuleOptions,
+  type ConnectionOptions,
+  type Pooling,
+  type RetentionOptions,
+} from './checkpoint.options.js';
 export type { CheckpointModuleExtras } from './checkpoint.module-definition.js';
 export { CheckpointService, type ClaimedCheckpoint } from './checkpoint.service.js';
 export { CheckpointQueues } from './boss/checkpoint-queues.js';
@@ -21,7 +26,10 @@ export type {
 export type { ChunkPlan } from './runs/runs.plan.js';
 export { CheckpointJobs, type JobWork, type RunJobOptions } from './boss/checkpoint-jobs.js';
 export { InjectCheckpointBoss } from './boss/checkpoint-boss.js';
-export { Checkpointed } from './decorators/checkpointed.decorator.js';
+export {
+  Checkpointed,
+  type CheckpointedQueueDecorator,
+} from './decorators/checkpointed.decorator.js';
 export { CheckpointCtx, CHECKPOINT_CONTEXT } from './decorators/checkpoint-ctx.decorator.js';
 export {
   CHECKPOINT_BOSS,
@@ -95,6 +103,8 @@ export {
   createCheckpointTypeOrmMigrations,
   runCheckpointMigrations,
 } from './migrations/checkpoint.migrations.js';
+export type { MigrationLockPatience } from './migrations/checkpoint.migrations.js';
+export type { OrphanedJob } from './ownership/checkpoint-orphans.js';
 export type { CheckpointMigration } from './migrations/migration.interface.js';
 export {
   CheckpointTelemetry,

@@ -14,7 +14,11 @@ type FirstParameterIsOneJob<M extends (...args: never[]) => unknown> =
       ? unknown
       : { 'with `queue`, the first parameter must be the pg-boss Job': never };
 
-/** The decorator `@Checkpointed({ queue })` returns: it checks the method's first parameter. */
+/**
+ * The decorator `@Checkpointed({ queue })` returns: it checks the method's first parameter.
+ *
+ * @typeParam M - the decorated method's type, whose first parameter must be one pg-boss Job
+ */
 export type CheckpointedQueueDecorator = <M extends (...args: never[]) => unknown>(
   target: object,
   propertyKey: string | symbol,

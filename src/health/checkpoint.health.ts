@@ -114,6 +114,7 @@ export class CheckpointHealthIndicator implements OnModuleInit {
  */
 @Module({})
 export class CheckpointHealthModule {
+  /** Provides CheckpointHealthIndicator with these thresholds; import TerminusModule beside it. */
   static forRoot(options: CheckpointHealthOptions = {}): DynamicModule {
     const stallMs = options.stallMs ?? 60_000;
     const timeoutMs = options.timeoutMs ?? 5_000;

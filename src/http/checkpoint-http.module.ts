@@ -83,6 +83,7 @@ class UnprotectedWarning implements OnApplicationBootstrap {
  */
 @Module({})
 export class CheckpointHttpModule {
+  /** The dashboard and its API under `options.path`, behind `options.guard` (see the options). */
   static forRoot(options: CheckpointHttpModuleOptions = {}): DynamicModule {
     const path = (options.path ?? 'checkpoints').replace(/^\/+|\/+$/g, '');
     if (!PATH_PATTERN.test(path)) {

@@ -71,6 +71,7 @@ class TestLifecycle implements OnApplicationBootstrap, OnApplicationShutdown {
  */
 @Module({})
 export class CheckpointTestingModule {
+  /** A fresh schema, the checkpoint module and (by default) pg-boss on it, for one testing module. */
   static forRoot(options: CheckpointTestingOptions = {}): DynamicModule {
     const test = new TestSchema(testSchemaName());
     return {
