@@ -91,6 +91,7 @@ export type {
   BackoffOptions,
   ErrorClass,
   ErrorMatcher,
+  QueueItemPolicies,
   RetryPolicy,
   SkipLimit,
   SkipPolicy,
