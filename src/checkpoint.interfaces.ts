@@ -87,6 +87,12 @@ export interface CheckpointRecord extends Required<
   skippedItems: number;
   /** When a redrive of the ledger was asked for and has not run yet, else null. */
   redriveRequestedAt: Date | null;
+  /**
+   * Pickups of the key's pg-boss job that followed a hand-back spending no retry (a graceful
+   * shutdown, a pause and resume). pg-boss's `retry_count` counts them too: the retries really
+   * spent are `retry_count - handBacks`.
+   */
+  handBacks: number;
   createdAt: Date;
   /** An operator's pending request (`pause` or `cancel`), or null. */
   control: CheckpointControl | null;

@@ -43,6 +43,8 @@ export interface CheckpointRow {
   lease_expires_at: Date | null;
   /** Migration 7 (failed items). */
   redrive_requested_at: Date | null;
+  /** Migration 13: pickups after a hand-back that spent no retry. */
+  hand_backs?: number;
 }
 
 export interface QueryOutcome<R> {
@@ -391,6 +393,7 @@ export function toRecord(row: CheckpointRow): CheckpointRecord {
     error: row.error,
     skippedItems: Number(row.skipped_items),
     redriveRequestedAt: row.redrive_requested_at ?? null,
+    handBacks: row.hand_backs ?? 0,
     lastUpdate: row.updated_at,
     createdAt: row.created_at,
     control: row.control,

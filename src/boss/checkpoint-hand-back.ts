@@ -17,6 +17,12 @@ const logger = new Logger('Checkpoint');
  * stay as they were. pg-boss offers no hand-back of an active job that spends nothing, and its
  * job table is not ours to write. When that cannot be done the job is failed (one retry spent),
  * so that it is never left active until its expiry.
+ *
+ * pg-boss counts the next pickup in the job's `retry_count` all the same: its fetch adds one to
+ * the count of every job that had started, and the count names the attempt in its fence against
+ * stale workers, so no pg-boss 12 call may take it back. `record` counts the hand-back on the
+ * key (`hand_backs`) in the same transaction, so that `retry_count - hand_backs` is the retries
+ * really spent.
  */
 export async function handBackJob(
   boss: PgBoss,
@@ -24,6 +30,7 @@ export async function handBackJob(
   queue: string,
   job: ActiveJob,
   reason: string,
+  record?: (manager: EntityManager) => Promise<unknown>,
 ): Promise<void> {
   const attempt = { id: job.id, retryCount: job.retryCount };
   try {
@@ -31,6 +38,7 @@ export async function handBackJob(
       const db = bossDb(manager);
       const failed = await boss.fail(queue, attempt, { handedBack: reason }, { db });
       if (affected(failed) === 0) return;
+      await record?.(manager);
       const updated = await boss.update(queue, undefined, {
         id: job.id,
         retryLimit: job.retryLimit + 1,

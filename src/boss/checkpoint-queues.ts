@@ -8,7 +8,7 @@ import {
   OnModuleInit,
 } from '@nestjs/common';
 import type { Job, JobWithMetadata, PgBoss } from 'pg-boss';
-import type { DataSource } from 'typeorm';
+import type { DataSource, EntityManager } from 'typeorm';
 import { CHECKPOINT_DATA_SOURCE, CHECKPOINT_OPTIONS } from '../checkpoint.constants.js';
 import {
   CheckpointAbortedError,
@@ -20,6 +20,7 @@ import { messages } from '../checkpoint.messages.js';
 import type { ResolvedCheckpointOptions } from '../checkpoint.options.js';
 import type { AttemptHooks, CheckpointedMethod } from '../attempt/attempt.interfaces.js';
 import { CheckpointRunner } from '../attempt/checkpoint.runner.js';
+import { CheckpointRepository } from '../checkpoint.repository.js';
 import { CheckpointService } from '../checkpoint.service.js';
 import { CHECKPOINT_BOSS_HANDLE, guardStop, type BossHandle } from './checkpoint-boss.js';
 import { bossDb, handBackJob } from './checkpoint-hand-back.js';
@@ -66,6 +67,7 @@ export class CheckpointQueues
     @Inject(CHECKPOINT_DATA_SOURCE) private readonly dataSource: DataSource,
     private readonly service: CheckpointService,
     private readonly runner: CheckpointRunner,
+    private readonly repository: CheckpointRepository,
   ) {
     this.boss = handle.boss;
     this.jobControl =
@@ -77,6 +79,7 @@ export class CheckpointQueues
             service,
             this.logger,
             (queue) => this.registrations.has(queue) || this.borrowedQueues.has(queue),
+            (key, manager) => this.countHandBack(key, manager),
           );
   }
 
@@ -280,8 +283,9 @@ export class CheckpointQueues
     const boss = this.boss;
     if (boss !== null && !this.registrations.has(queue)) this.borrowedQueues.add(queue);
     if (boss !== null && this.service.shutdownSignal.aborted) {
-      // Fetched while shutting down (by a worker that is not ours): give it straight back.
-      await this.handBack(queue, job);
+      // Fetched while shutting down (by a worker that is not ours): give it straight back. No
+      // attempt named its key: the default one is counted (a `key` option's is not).
+      await this.handBack(queue, job, `${queue}:${job.id}`);
       return undefined;
     }
     const attempt = { id: job.id, retryCount: job.retryCount };
@@ -314,7 +318,7 @@ export class CheckpointQueues
         this.service.shutdownSignal.aborted &&
         error instanceof CheckpointAbortedError
       ) {
-        await this.handBack(queue, job);
+        await this.handBack(queue, job, error.key);
         return undefined;
       }
       throw error;
@@ -331,6 +335,7 @@ export class CheckpointQueues
   private async handBack(
     queue: string,
     job: Job<unknown> & { retryLimit?: number },
+    key: string,
   ): Promise<void> {
     const boss = this.boss as PgBoss;
     const retryLimit =
@@ -341,7 +346,13 @@ export class CheckpointQueues
       queue,
       { id: job.id, retryCount: job.retryCount, retryLimit },
       'shutdown',
+      (manager) => this.countHandBack(key, manager),
     );
+  }
+
+  /** Counts a pickup that spends no retry on the key, in the hand-back's transaction. */
+  private countHandBack(key: string, manager: EntityManager): Promise<unknown> {
+    return this.repository.run('hand-back', key, this.repository.sql.countHandBack(key), manager);
   }
 }
 

@@ -1,6 +1,6 @@
 import type { Logger } from '@nestjs/common';
 import type { Job, PgBoss } from 'pg-boss';
-import type { DataSource } from 'typeorm';
+import type { DataSource, EntityManager } from 'typeorm';
 import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
 import { CheckpointPausedError, type CheckpointCancelledError } from '../checkpoint.errors.js';
 import type { ControlAction } from '../checkpoint.interfaces.js';
@@ -19,6 +19,8 @@ export class JobControl {
     private readonly logger: Logger,
     /** Whether this process works `queue` (its own workers' queues and the borrowed ones). */
     private readonly works: (queue: string) => boolean,
+    /** Counts a pickup that spends no retry on the key (see handBackJob). */
+    private readonly countHandBack: (key: string, manager: EntityManager) => Promise<unknown>,
   ) {}
 
   /**
@@ -35,7 +37,7 @@ export class JobControl {
     await boss.cancel(queue, { id: job.id, retryCount: job.retryCount });
     if (error instanceof CheckpointPausedError) {
       const record = await this.service.find(error.key);
-      if (record !== null && record.control === null) await this.requeue(queue, job.id);
+      if (record !== null && record.control === null) await this.requeue(queue, job.id, error.key);
     }
     this.logger.log(
       `job ${job.id} of "${queue}" ${error instanceof CheckpointPausedError ? 'paused' : 'cancelled'}`,
@@ -56,7 +58,7 @@ export class JobControl {
       if (record?.queue == null || record.jobId === null) return;
       if (!this.works(record.queue)) return;
       if (action === 'resume') {
-        if (record.control === null) await this.requeue(record.queue, record.jobId);
+        if (record.control === null) await this.requeue(record.queue, record.jobId, key);
       } else if (
         record.state === CHECKPOINT_STATES.paused ||
         record.state === CHECKPOINT_STATES.cancelled
@@ -75,7 +77,7 @@ export class JobControl {
    * as a retry, so its retry limit is raised by one in the same transaction: a pause spends none.
    * Only the process whose resume moved the job raises it.
    */
-  private async requeue(queue: string, jobId: string): Promise<void> {
+  private async requeue(queue: string, jobId: string, key: string): Promise<void> {
     const boss = this.boss;
     const current = await boss.getJobById(queue, jobId);
     if (current === null || current.state !== 'cancelled') return;
@@ -85,6 +87,7 @@ export class JobControl {
       if (affected(resumed) === 0) return;
       if (current.startedOn !== null && current.startedOn !== undefined) {
         await boss.update(queue, undefined, { id: jobId, retryLimit: current.retryLimit + 1, db });
+        await this.countHandBack(key, manager);
       }
     });
   }

@@ -13,6 +13,8 @@ export interface KeyView {
   queue: string | null;
   jobId: string | null;
   attempt: number;
+  /** Pickups of its job that followed a hand-back (no retry spent): see CheckpointRecord. */
+  handBacks: number;
   /** Give it back as `expectedEpoch` to rewind. */
   epoch: number;
   owner: string | null;
@@ -110,6 +112,7 @@ export function toKeyView(row: CheckpointRow): KeyView {
     queue: row.queue,
     jobId: row.job_id,
     attempt: row.attempt,
+    handBacks: row.hand_backs ?? 0,
     epoch: Number(row.epoch),
     owner: row.owner,
     processedItems: progress.processedItems,

@@ -23,6 +23,7 @@ interface AskedRow {
   job_id: string | null;
   run_id: string | null;
   run_mode: 'queued' | 'direct' | null;
+  hand_backs: number;
 }
 
 /** pg-boss job states after which nothing runs the job again unless it is sent again. */
@@ -111,11 +112,12 @@ export class ItemRedrive {
     }
     await this.bossCall(row.key, async () => {
       await boss.deleteJob(queue, jobId, { db });
-      const ids = await boss.insert(queue, [resend(job)], { db, returnId: true });
+      const ids = await boss.insert(queue, [resend(job, row.hand_backs)], { db, returnId: true });
       if (ids?.length !== 1) {
         throw new CheckpointRedriveError(row.key, itemMessages.redriveNotSent(row.key, jobId));
       }
     });
+    await this.repository.run('redrive', row.key, this.sql.jobSentAgain(row.key), manager);
     return true;
   }
 
@@ -129,13 +131,16 @@ export class ItemRedrive {
   }
 }
 
-/** The job as it was sent: its id (the key is `<queue>:<id>`), data and options. */
-function resend(job: JobWithMetadata<object>): JobInsert {
+/**
+ * The job as it was sent: its id (the key is `<queue>:<id>`), data and options; its retry limit
+ * without the one added per hand-back.
+ */
+function resend(job: JobWithMetadata<object>, handBacks: number): JobInsert {
   return {
     id: job.id,
     data: job.data,
     priority: job.priority,
-    retryLimit: job.retryLimit,
+    retryLimit: Math.max(0, job.retryLimit - handBacks),
     retryDelay: job.retryDelay,
     retryBackoff: job.retryBackoff,
     retryDelayMax: job.retryDelayMax ?? undefined,

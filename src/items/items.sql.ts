@@ -158,7 +158,7 @@ export function itemsSql(schema: string) {
            updated_at = clock_timestamp()
          FROM asked a
          WHERE c.key = a.key
-         RETURNING c.key, a.items::bigint AS items, a.state AS was, c.queue, c.job_id, c.run_id,
+         RETURNING c.key, a.items::bigint AS items, a.state AS was, c.queue, c.job_id, c.run_id, c.hand_backs,
            (SELECT r.mode FROM ${run} r WHERE r.id = c.run_id) AS run_mode`,
         [key, runId, items],
       ),
@@ -168,6 +168,8 @@ export function itemsSql(schema: string) {
      * run again). A run in any other state is left as it is: an open one reads its state from
      * its chunks, a cancelled one stays cancelled.
      */
+    /** The key's job was sent again: a new job, whose pickups no hand-back preceded yet. */
+    jobSentAgain: (key: string) => q(`UPDATE ${table} SET hand_backs = 0 WHERE key = $1`, [key]),
     reopenRuns: (runIds: string[]) =>
       q(
         `UPDATE ${run} SET state = '${RUN_OPEN}', completed_at = NULL, updated_at = clock_timestamp()

@@ -11,6 +11,7 @@ import { listIndexes } from './000009-list-indexes.js';
 import { changes } from './000010-changes.js';
 import { redriveItems } from './000011-redrive-items.js';
 import { failedItemErrorDetail } from './000012-failed-item-error-detail.js';
+import { handBacks } from './000013-hand-backs.js';
 import { CheckpointMigrationLockError } from '../checkpoint.errors.js';
 import { messages } from '../checkpoint.messages.js';
 import { checkpointSql } from '../checkpoint.sql.js';
@@ -29,6 +30,7 @@ export const checkpointMigrations: readonly CheckpointMigration[] = Object.freez
   changes,
   redriveItems,
   failedItemErrorDetail,
+  handBacks,
 ]);
 
 /** How often a process waiting for another's concurrent migration asks for the lock again. */

@@ -117,6 +117,7 @@ export class RunReads {
       current_index: string;
       total_items: string | null;
       attempt: number;
+      hand_backs: number;
       result: unknown;
       error: unknown;
     }>('run-chunks', id, this.sql.chunks(id));
@@ -128,6 +129,7 @@ export class RunReads {
       processedItems: Number(row.current_index),
       totalItems: row.total_items === null ? null : Number(row.total_items),
       attempt: row.attempt,
+      handBacks: row.hand_backs,
       result: row.result,
       error: row.error,
     }));

@@ -109,6 +109,8 @@ export interface RunChunk {
   processedItems: number;
   totalItems: number | null;
   attempt: number;
+  /** Pickups of its job that followed a hand-back (no retry spent): see CheckpointRecord. */
+  handBacks: number;
   /** The chunk handler's return value, once completed. */
   result: unknown;
   error: unknown;

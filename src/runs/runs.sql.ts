@@ -133,7 +133,7 @@ export function runsSql(schema: string) {
     /** The chunks of a run in order, with their results. */
     chunks: (id: string) =>
       q(
-        `SELECT key, job_id, run_chunk, state, current_index, total_items, attempt, result, error
+        `SELECT key, job_id, run_chunk, state, current_index, total_items, attempt, hand_backs, result, error
          FROM ${checkpoint} WHERE run_id = $1 ORDER BY run_chunk`,
         [id],
       ),

@@ -263,6 +263,12 @@ export function ownershipSql({ table, controlChannel, q, prepared }: StatementKi
         [key, epoch, error, ownerPid, ownerStarted],
       ),
     /**
+     * The key's job was handed back without spending a retry: its next pickup, which pg-boss
+     * counts in `retry_count`, is a hand-back's. In the hand-back's transaction.
+     */
+    countHandBack: (key: string) =>
+      q(`UPDATE ${table} SET hand_backs = hand_backs + 1 WHERE key = $1`, [key]),
+    /**
      * Tells every process that a job of `queue` was handed back (control channel, `handback:`),
      * so that an idle worker of the queue fetches it now instead of at its next poll.
      */

@@ -11,7 +11,7 @@ export const DASHBOARD_DETAIL_JS = `
     var fields = el('detail-fields');
     fields.textContent = '';
     [['State', view.state + (view.control ? ' (' + view.control + ' requested)' : '')],
-      ['Attempt', view.attempt], ['Epoch', view.epoch], ['Items', number(view.processedItems) + ' / ' + number(view.totalItems)],
+      ['Attempt', view.attempt], ['Hand-backs', view.handBacks], ['Epoch', view.epoch], ['Items', number(view.processedItems) + ' / ' + number(view.totalItems)],
       ['Batches', number(view.processedBatches)], ['Skipped items', number(view.skippedItems)],
       ['Rate', rate(view)], ['ETA', eta(view)], ['Run', view.runId || '–'], ['Queue', view.queue || '–'],
       ['Job', view.jobId || '–'], ['Owner', view.owner || '–'], ['Last update', view.lastUpdate]]
