@@ -54,8 +54,8 @@ export class CheckpointModuleOptions {
   maxPayloadBytes?: number;
 
   /**
-   * Inputs of at most this many items run directly in the caller; larger ones go to the queue
-   * (`CheckpointService.dispatch`). Default 50.
+   * `CheckpointRuns.start()` runs inputs of at most this many items directly in the caller;
+   * larger ones go to the queue as chunks. Default 50 (per call: `start`'s own `directThreshold`).
    */
   @IsOptional()
   @IsInt(wholeNumber(0))
