@@ -67,14 +67,16 @@ export interface CheckpointedOptions extends CheckpointQueueOptions, CheckpointW
   /**
    * Retries a batch whose body throws one of the errors named, in place: the batch is rolled
    * back and handed to the loop body again after a backoff, up to `limit` times in a row.
-   * `signal` cuts the wait short. Items replayed one at a time are retried the same way.
+   * `signal` cuts the wait short. When the retries are spent, the batch is replayed one item
+   * at a time and each item gets `replayTries` tries (default 1). A queue's module options
+   * (`queues`) fill in the fields left out here.
    */
   retry?: RetryPolicy;
   /**
    * Isolates failing items: when a batch throws one of the errors named (after its retries),
    * it is rolled back and replayed one item at a time; an item that still throws is written to
    * the failed-item ledger and the work goes on past it. Beyond `limit` the attempt fails with
-   * CheckpointSkipLimitError, progress and ledger kept. See README "Items that fail".
+   * CheckpointSkipLimitError, progress and ledger kept. See docs/failing-items.md.
    */
   skip?: SkipPolicy;
 }

@@ -6,7 +6,10 @@ import { FailedItemsService, type CheckpointPage, type FailedItem } from 'nestjs
 export class Ledger {
   constructor(private readonly failedItems: FailedItemsService) {}
 
-  /** Each item: { key, itemIndex, item, errorName, errorMessage, attempt, failedAt }. */
+  /**
+   * Each item: { key, itemIndex, item, errorClass, errorCode, errorMessage, errorName, attempt,
+   * failedAt }; errorClass is the error's constructor.name, errorCode its `code` (or null).
+   */
   ofKey(key: string): Promise<CheckpointPage<FailedItem>> {
     return this.failedItems.list({ key }); // pages of 1,000: pass `after` for the next one
   }
@@ -14,6 +17,16 @@ export class Ledger {
   /** Every chunk of a run: the keys whose run_id is runId. */
   ofRun(runId: string, after?: string): Promise<CheckpointPage<FailedItem>> {
     return this.failedItems.list({ runId, after });
+  }
+
+  /** All of a run's ledger, page after page: `more` says whether another page follows. */
+  async *allOfRun(runId: string): AsyncGenerator<FailedItem> {
+    for (let after: string | undefined, more = true; more;) {
+      const page = await this.failedItems.list({ runId, after, limit: 500 });
+      yield* page.items;
+      more = page.more;
+      after = page.after ?? undefined;
+    }
   }
 
   /**
