@@ -17,6 +17,7 @@ import { assertKey } from '../checkpoint.validation.js';
 import type { FailedItem, RedriveRequest } from '../items/failed-item.interface.js';
 import { FailedItemsService } from '../items/failed-items.service.js';
 import { decodeCursor, TIME_AND_KEY, toPage } from '../page-cursor.js';
+import type { Run } from '../runs/runs.interfaces.js';
 import { CheckpointRuns } from '../runs/runs.service.js';
 import { httpMessages } from './checkpoint-http.messages.js';
 import {
@@ -30,7 +31,7 @@ import {
   toRunView,
   type KeyView,
   type Page,
-  type RunRow,
+  type ChunkCounts,
   type RunView,
   type StateCounts,
   type ThroughputView,
@@ -102,19 +103,18 @@ export class CheckpointHttpService implements OnModuleInit {
     return view;
   }
 
+  /** A page of runs, newest first, as CheckpointRuns.list reads them (its state, its paging). */
   async listRuns(limit: number, after: string | null): Promise<Page<RunView>> {
-    const position = after === null ? null : decodeCursor('runs', after, TIME_AND_KEY);
-    const { rows } = await this.repository.run<RunRow & { page_at: string }>(
-      'list',
-      undefined,
-      this.sql.listRuns(limit, position),
-    );
-    return toPage(rows, limit, (row) => [row.page_at, row.run_id], toRunView);
+    const page = await this.runsService.list({ limit, after: after ?? undefined });
+    return { ...page, items: await this.runViews(page.items) };
   }
 
+  /** The run as CheckpointRuns.get reads it, with its chunks per state (404 for no run). */
   async run(id: string): Promise<RunView> {
     assertKey(id);
-    const [view] = await this.runs([id]);
+    const run = await this.runsService.get(id);
+    if (run === null) throw new NotFoundException(httpMessages.noRun(id));
+    const [view] = await this.runViews([run]);
     if (view === undefined) throw new NotFoundException(httpMessages.noRun(id));
     return view;
   }
@@ -240,8 +240,24 @@ export class CheckpointHttpService implements OnModuleInit {
     return rows.map(toKeyView);
   }
 
+  /** The runs that exist among `ids`, each read by the library. */
   private async runs(ids: string[]): Promise<RunView[]> {
-    const { rows } = await this.repository.run<RunRow>('list', undefined, this.sql.runs(ids));
-    return rows.map(toRunView);
+    const found = await Promise.all(ids.map((id) => this.runsService.get(id)));
+    return this.runViews(found.filter((run): run is Run => run !== null));
+  }
+
+  /**
+   * The library's runs with what the page adds: chunks per state, the highest attempt and the
+   * running chunks' rate (one statement for all of them).
+   */
+  private async runViews(runs: Run[]): Promise<RunView[]> {
+    if (runs.length === 0) return [];
+    const { rows } = await this.repository.run<ChunkCounts>(
+      'list',
+      undefined,
+      this.sql.chunkCounts(runs.map((run) => run.id)),
+    );
+    const byRun = new Map(rows.map((row) => [row.run_id, row]));
+    return runs.map((run) => toRunView(run, byRun.get(run.id)));
   }
 }

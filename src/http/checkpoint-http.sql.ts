@@ -23,11 +23,9 @@ export function checkpointHttpSql(schema: string) {
   assertSchemaName(schema);
   const table = `"${schema}"."checkpoint"`;
   const q = (text: string, values: unknown[] = []): Query => ({ text, values });
-  // One row per run: its chunks' rows summed. The rate adds up the running chunks' own rates.
-  const runAggregates = `count(*)::int AS chunks,
-    sum(current_index)::text AS processed_items,
-    CASE WHEN bool_and(total_items IS NOT NULL) THEN sum(total_items)::text END AS total_items,
-    sum(skipped_items)::text AS skipped_items,
+  // What the page shows of a run besides the library's Run: its chunks per state, the highest
+  // attempt, and the rate of its running chunks (their own rates added up).
+  const chunkCounts = `run_id,
     count(*) FILTER (WHERE state = 'pending')::int AS pending,
     count(*) FILTER (WHERE state = 'running')::int AS running,
     count(*) FILTER (WHERE state = 'paused')::int AS paused,
@@ -39,9 +37,7 @@ export function checkpointHttpSql(schema: string) {
     COALESCE(sum(CASE WHEN state = '${running}' AND updated_at > attempt_started_at
       THEN (current_index - attempt_start_index)
            / EXTRACT(EPOCH FROM updated_at - attempt_started_at) END), 0)::float8
-      AS items_per_second,
-    min(created_at) AS created_at, max(updated_at) AS updated_at`;
-  const runColumns = `run_id, ${runAggregates}`;
+      AS items_per_second`;
 
   return {
     /**
@@ -72,21 +68,9 @@ export function checkpointHttpSql(schema: string) {
       );
     },
     keys: (keys: string[]) => q(`SELECT * FROM ${table} WHERE key = ANY($1::text[])`, [keys]),
-    /**
-     * A page of runs (the run table, newest first), each summed over its own chunks only (the
-     * run_id index), after the position of an earlier page. Reads `limit + 1` rows.
-     */
-    listRuns: (limit: number, after: readonly [string, string] | null) =>
-      q(
-        `SELECT r.id AS run_id, a.*, r.created_at::text AS page_at
-         FROM "${schema}"."run" r CROSS JOIN LATERAL (
-           SELECT ${runAggregates} FROM ${table} WHERE run_id = r.id) a
-         WHERE $1::timestamptz IS NULL OR (r.created_at, r.id) < ($1::timestamptz, $2::text)
-         ORDER BY r.created_at DESC, r.id DESC LIMIT $3`,
-        [after?.[0] ?? null, after?.[1] ?? null, limit + 1],
-      ),
-    runs: (runIds: string[]) =>
-      q(`SELECT ${runColumns} FROM ${table} WHERE run_id = ANY($1::text[]) GROUP BY run_id`, [
+    /** Chunks per state of these runs (the run_id index): one row per run that has chunks. */
+    chunkCounts: (runIds: string[]) =>
+      q(`SELECT ${chunkCounts} FROM ${table} WHERE run_id = ANY($1::text[]) GROUP BY run_id`, [
         runIds,
       ]),
     /**

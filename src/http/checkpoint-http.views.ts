@@ -2,6 +2,8 @@ import type { CheckpointPage } from '../page-cursor.js';
 import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
 import type { CheckpointRow } from '../checkpoint.repository.js';
 import { toProgress } from '../progress/checkpoint-reads.js';
+import { RUN_STATES, type RunState } from '../runs/runs.constants.js';
+import type { Run } from '../runs/runs.interfaces.js';
 
 /** One key as the HTTP API and the dashboard show it. */
 export interface KeyView {
@@ -33,17 +35,25 @@ export interface KeyView {
   createdAt: string;
 }
 
-/** One run: its chunks (the keys with its run_id) summed. */
+/**
+ * One run: the library's Run (its state, items and times, as CheckpointRuns reads them) with what
+ * the page adds from its chunks.
+ */
 export interface RunView {
   id: string;
-  state: string;
+  queue: string;
+  /** The run's state as CheckpointRuns defines it: created, running, completed, failed, cancelled. */
+  state: RunState;
+  /** `pause` while a chunk of it is paused (Resume is then what the page offers), else null. */
+  control: 'pause' | null;
   chunks: number;
   /** How many chunks are in each state. */
   counts: Record<string, number>;
   processedItems: number;
-  totalItems: number | null;
+  totalItems: number;
   percentage: number;
   skippedItems: number;
+  /** Items per second of its running chunks together, or null when none runs. */
   itemsPerSecond: number | null;
   etaSeconds: number | null;
   attempt: number;
@@ -69,13 +79,9 @@ export interface StateCounts {
 /** A page of a list: pass `after` back for the next page while `more` is true. */
 export type Page<T> = CheckpointPage<T>;
 
-/** What the SQL returns per run (counts as strings where they are bigint). */
-export interface RunRow {
+/** What `chunkCounts` returns per run. */
+export interface ChunkCounts {
   run_id: string;
-  chunks: number;
-  processed_items: string;
-  total_items: string | null;
-  skipped_items: string;
   pending: number;
   running: number;
   paused: number;
@@ -85,8 +91,6 @@ export interface RunRow {
   released: number;
   attempt: number;
   items_per_second: number;
-  created_at: Date;
-  updated_at: Date;
 }
 
 export function toKeyView(row: CheckpointRow): KeyView {
@@ -129,55 +133,39 @@ export function toKeyView(row: CheckpointRow): KeyView {
   };
 }
 
-export function toRunView(row: RunRow): RunView {
-  const processedItems = Number(row.processed_items);
-  const totalItems = row.total_items === null ? null : Number(row.total_items);
-  const rate = row.items_per_second > 0 ? row.items_per_second : null;
+export function toRunView(run: Run, chunks: ChunkCounts | undefined): RunView {
   const counts = {
-    pending: row.pending,
-    running: row.running,
-    paused: row.paused,
-    released: row.released,
-    completed: row.completed,
-    failed: row.failed,
-    cancelled: row.cancelled,
+    pending: chunks?.pending ?? 0,
+    running: chunks?.running ?? 0,
+    paused: chunks?.paused ?? 0,
+    released: chunks?.released ?? 0,
+    completed: chunks?.completed ?? 0,
+    failed: chunks?.failed ?? 0,
+    cancelled: chunks?.cancelled ?? 0,
   };
+  const rate = chunks !== undefined && chunks.items_per_second > 0 ? chunks.items_per_second : null;
   return {
-    id: row.run_id,
-    state: runState(counts, row.chunks),
-    chunks: row.chunks,
+    id: run.id,
+    queue: run.queue,
+    state: run.state,
+    control: counts.paused > 0 ? 'pause' : null,
+    chunks: run.chunkCount,
     counts,
-    processedItems,
-    totalItems,
-    percentage:
-      totalItems !== null && totalItems > 0
-        ? Math.min(100, Math.round((processedItems / totalItems) * 1000) / 10)
-        : row.completed === row.chunks
-          ? 100
-          : 0,
-    skippedItems: Number(row.skipped_items),
+    processedItems: run.processedItems,
+    totalItems: run.totalItems,
+    percentage: run.percentage,
+    skippedItems: run.skippedItems,
     itemsPerSecond: rate,
     etaSeconds:
-      row.completed === row.chunks
+      run.state === RUN_STATES.completed
         ? 0
-        : totalItems !== null && rate !== null
-          ? Math.max(0, totalItems - processedItems) / rate
-          : null,
-    attempt: row.attempt,
-    createdAt: row.created_at.toISOString(),
-    lastUpdate: row.updated_at.toISOString(),
+        : rate === null
+          ? null
+          : Math.max(0, run.totalItems - run.processedItems) / rate,
+    attempt: chunks?.attempt ?? 0,
+    createdAt: run.createdAt.toISOString(),
+    lastUpdate: run.lastUpdate.toISOString(),
   };
-}
-
-/** A run's state from its chunks': the most pressing one wins. */
-function runState(counts: Record<string, number>, chunks: number): string {
-  if (counts.completed === chunks) return 'completed';
-  if ((counts.running ?? 0) > 0) return 'running';
-  if ((counts.failed ?? 0) > 0) return 'failed';
-  if ((counts.paused ?? 0) > 0) return 'paused';
-  if ((counts.cancelled ?? 0) > 0) return 'cancelled';
-  if ((counts.released ?? 0) > 0) return 'released';
-  return 'pending';
 }
 
 function describeError(error: unknown): { name: string; message: string } | null {

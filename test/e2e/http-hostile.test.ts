@@ -47,6 +47,14 @@ before(async () => {
     cursor: undefined,
   });
   await service.release(KEY, epoch);
+  // Runs as CheckpointRuns.start() writes them: a row of the run table, its chunks tagged.
+  for (const id of [RUN, CLEAN_RUN]) {
+    await sql(
+      `INSERT INTO "${schema}".run (id, queue, state, mode, total_items, chunk_count, chunk_size)
+       VALUES ($1, 'q', 'running', 'queued', 100, 1, 100)`,
+      [id],
+    );
+  }
   await sql(`UPDATE "${schema}".checkpoint SET run_id = $1 WHERE key = $2`, [RUN, KEY]);
   // A key and a run with empty ledgers: a body that passes asks a redrive that has nothing to do.
   const other = await service.claim(CLEAN, { totalItems: 10 });

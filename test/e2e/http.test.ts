@@ -4,7 +4,7 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { CheckpointService, FailedItemsService } from '../../src/index.js';
+import { CheckpointRuns, CheckpointService, FailedItemsService } from '../../src/index.js';
 import { dropSchema, sql, uniqueSchema } from '../support/database.js';
 import {
   CapturingLogger,
@@ -55,9 +55,19 @@ async function seed(key: string, at: number, total = 100, runId?: string): Promi
   await service.advance(key, claim.epoch, { currentIndex: at, processedBatches: at / 10 });
   await service.release(key, claim.epoch);
   if (runId !== undefined) {
+    await runRow(runId);
     await sql(`UPDATE "${schema}".checkpoint SET run_id = $1 WHERE key = $2`, [runId, key]);
   }
   return claim.epoch;
+}
+
+/** A run row as CheckpointRuns.start() writes it (a run is a row of the run table), once. */
+async function runRow(id: string, chunks = 1, totalItems = 100): Promise<void> {
+  await sql(
+    `INSERT INTO "${schema}".run (id, queue, state, mode, total_items, chunk_count, chunk_size)
+     VALUES ($1, 'q', 'running', 'queued', $2, $3, $4) ON CONFLICT (id) DO NOTHING`,
+    [id, totalItems, chunks, Math.ceil(totalItems / chunks)],
+  );
 }
 
 const snapshot = () =>
@@ -68,6 +78,7 @@ const enc = encodeURIComponent;
 
 describe('reading', () => {
   it('lists keys with paging and filters, and shows one', async () => {
+    await runRow('run-a', 3, 300);
     for (let i = 0; i < 7; i++) await seed(`list/${i}`, 10 * i, 100, i < 3 ? 'run-a' : undefined);
     // Keyset pages of 3, newest first: 3 + 3 + 1, each saying whether more follow.
     const seen: string[] = [];
@@ -113,11 +124,16 @@ describe('reading', () => {
     assert.equal(run.body.chunks, 3);
     assert.equal(run.body.processedItems, 0 + 10 + 20);
     assert.equal(run.body.totalItems, 300);
-    // The list of runs reads the run table (runs started with CheckpointRuns).
-    await sql(
-      `INSERT INTO "${schema}".run (id, queue, state, mode, total_items, chunk_count, chunk_size)
-       VALUES ('run-a', 'q', 'running', 'queued', 300, 3, 100)`,
+    assert.equal(run.body.state, 'running', "the library's state of the run");
+    assert.equal((run.body.counts as { released: number }).released, 3);
+    // One chunk failed, two can still run: the run is not failed (CheckpointRuns' definition).
+    await sql(`UPDATE "${schema}".checkpoint SET state = 'failed' WHERE key = 'list/0'`);
+    const partly = await request(`${api}/runs/run-a`);
+    assert.deepEqual(
+      [partly.body.state, (partly.body.counts as { failed: number }).failed],
+      [(await guarded.app.get(CheckpointRuns).get('run-a'))?.state, 1],
     );
+    assert.equal(partly.body.state, 'running');
     const runs = await request(`${api}/runs`);
     assert.ok((runs.body.items as Array<{ id: string }>).some((each) => each.id === 'run-a'));
     assert.equal(runs.body.more, false);

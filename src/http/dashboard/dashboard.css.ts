@@ -35,7 +35,7 @@ td.error { max-width: 260px; overflow: hidden; text-overflow: ellipsis; white-sp
   background: #eef0f3; }
 .state.running { background: #e3edff; color: #1f4fb5; }
 .state.completed { background: #e3f6ea; color: #17733f; }
-.state.paused, .state.released, .state.pending { background: #fff4e5; color: #7a4b00; }
+.state.paused, .state.released, .state.pending, .state.created { background: #fff4e5; color: #7a4b00; }
 .state.failed, .state.cancelled { background: #fde8e8; color: #a52222; }
 .control { font-size: 11px; color: var(--warn); margin-left: 4px; }
 .actions { white-space: nowrap; }
