@@ -41,6 +41,8 @@ export interface CliArgs {
   after: string | undefined;
   to: number | undefined;
   epoch: number | undefined;
+  /** `redrive <key> --items 3,7`: only these items of the key's ledger. */
+  items: number[] | undefined;
   olderThan: { days?: number; hours?: number; minutes?: number; seconds?: number } | undefined;
 }
 
@@ -57,6 +59,7 @@ const OPTIONS = {
   after: { type: 'string' },
   to: { type: 'string' },
   epoch: { type: 'string' },
+  items: { type: 'string' },
   'older-than': { type: 'string' },
 } as const;
 
@@ -74,7 +77,7 @@ const ALLOWED: Record<Command, readonly string[]> = {
   resume: ['run'],
   cancel: ['run'],
   rewind: ['to', 'epoch'],
-  redrive: ['run'],
+  redrive: ['run', 'items'],
   purge: ['older-than', 'state'],
   migrate: [],
 };
@@ -84,10 +87,11 @@ const DEFAULT_BOSS_SCHEMA = 'pgboss';
 
 /**
  * Whether the command needs the application's pg-boss: a run's state reads its chunk jobs (a run
- * is failed only when none will run again) and a run's cancel cancels them.
+ * is failed only when none will run again), a run's cancel cancels them, and a redrive sends a
+ * settled job again.
  */
 export function needsBoss(args: CliArgs): boolean {
-  return args.run !== null || (args.command === 'list' && args.runs);
+  return args.run !== null || (args.command === 'list' && args.runs) || args.command === 'redrive';
 }
 
 /** `--help`, or the parsed command line. Throws CliUsageError for what it cannot run. */
@@ -125,6 +129,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliArgs | 'hel
   if (command === 'rewind' && (values.to === undefined || values.epoch === undefined)) {
     throw new CliUsageError(cliMessages.rewindNeeds());
   }
+  if (values.items !== undefined && run !== null) throw new CliUsageError(cliMessages.itemsOfKey());
   if (command === 'purge' && values['older-than'] === undefined) {
     throw new CliUsageError(cliMessages.purgeNeeds());
   }
@@ -144,6 +149,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliArgs | 'hel
     after: values.after,
     to: numberOf('to', values.to),
     epoch: numberOf('epoch', values.epoch),
+    items: values.items === undefined ? undefined : itemsOf(values.items),
     olderThan: values['older-than'] === undefined ? undefined : ageOf(values['older-than']),
   };
 }
@@ -153,6 +159,12 @@ function numberOf(option: string, value: string | undefined): number | undefined
   if (value === undefined) return undefined;
   if (!/^-?\d+$/.test(value)) throw new CliUsageError(cliMessages.notANumber(option, value));
   return Number(value);
+}
+
+/** `3,7,12`: item indexes (the library checks them). */
+function itemsOf(value: string): number[] {
+  if (!/^\d+(,\d+)*$/.test(value)) throw new CliUsageError(cliMessages.badItems(value));
+  return value.split(',').map(Number);
 }
 
 const UNITS = { d: 'days', h: 'hours', m: 'minutes', s: 'seconds' } as const;

@@ -4,6 +4,7 @@
 import { CHECKPOINT_STATES, type CheckpointState } from '../checkpoint.constants.js';
 import type { ControlAction } from '../checkpoint.interfaces.js';
 import type { CheckpointService } from '../checkpoint.service.js';
+import type { RedriveRequest } from '../items/failed-item.interface.js';
 import type { FailedItemsService } from '../items/failed-items.service.js';
 import { httpMessages } from '../http/checkpoint-http.messages.js';
 import type { RunState } from '../runs/runs.constants.js';
@@ -222,19 +223,26 @@ async function redrive(args: CliArgs, services: CliServices): Promise<CliResult>
     if (request.items === 0) {
       throw new CliRefusedError(httpMessages.nothingToRedrive(`run ${JSON.stringify(args.run)}`));
     }
-    return done(request, cliMessages.redriven(request.items, request.keys.length));
+    return done(request, redriven(request));
   }
   const name = key(args);
   const record = await found(name, services);
-  const request = await failedItems.redrive(name);
+  const items = args.items;
+  const request = await failedItems.redrive(name, items === undefined ? {} : { items });
   if (request.items === 0) {
+    if (record.state === CHECKPOINT_STATES.running) {
+      throw new CliRefusedError(httpMessages.redriveRunning(name));
+    }
+    if (items !== undefined) throw new CliNotFoundError(httpMessages.notInLedger(name, items));
     throw new CliRefusedError(
-      record.state === CHECKPOINT_STATES.running
-        ? httpMessages.redriveRunning(name)
-        : httpMessages.nothingToRedrive(`checkpoint key ${JSON.stringify(name)}`),
+      httpMessages.nothingToRedrive(`checkpoint key ${JSON.stringify(name)}`),
     );
   }
-  return done(request, cliMessages.redriven(request.items, request.keys.length));
+  return done(request, redriven(request));
+}
+
+function redriven(request: RedriveRequest): string {
+  return cliMessages.redriven(request.items, request.keys.length, request.sent.length);
 }
 
 async function purge(args: CliArgs, { checkpoints }: CliServices): Promise<CliResult> {

@@ -16,7 +16,7 @@ Commands:
   resume <key> | --run <id>                           lift a pause
   cancel <key> | --run <id>                           stop for good (a run's pg-boss jobs too)
   rewind <key> --to N --epoch E                       resume from item N (E: the epoch "show" printed)
-  redrive <key> | --run <id>                          run the failed-item ledger again at the next attempt
+  redrive <key> [--items 3,7] | --run <id>            run the failed-item ledger (or these items) again, once
   purge --older-than 30d [--state S]                  delete keys in S (default completed) not updated for that long
   migrate                                             apply the library's migrations
 
@@ -34,6 +34,9 @@ Commands:
   purgeNeeds: () => 'purge needs --older-than <age>, such as 30d, 12h, 15m or 45s',
   notANumber: (option: string, value: string) =>
     `--${option} must be a whole number (got ${JSON.stringify(value)})`,
+  itemsOfKey: () => "--items names items of one key's ledger: give a key, not --run",
+  badItems: (value: string) =>
+    `--items must be item indexes separated by commas, such as 3,7,12 (got ${JSON.stringify(value)})`,
   badAge: (value: string) =>
     `--older-than must be a number and a unit d, h, m or s, such as 30d (got ${JSON.stringify(value)})`,
   noDatabaseUrl: () =>
@@ -48,8 +51,11 @@ Commands:
   controlled: (action: string, what: string) => `${action}: ${what}`,
   rewound: (key: string, to: number, epoch: number) =>
     `rewound ${JSON.stringify(key)} to item ${to}; its epoch is now ${epoch}`,
-  redriven: (items: number, keys: number) =>
-    `redrive asked for ${items} failed item(s) in ${keys} key(s): each runs again at the key's next attempt (send its job again, or call its method)`,
+  redriven: (items: number, keys: number, sent: number) =>
+    `redrive asked for ${items} failed item(s) in ${keys} key(s): ` +
+    (sent > 0
+      ? `${sent} settled job(s) sent again to run them`
+      : "each runs at its key's next attempt (its job is waiting, retrying or active, or the key is called directly)"),
   purged: (keys: number) => `purged ${keys} key(s)`,
   migrated: (versions: number[]) =>
     versions.length === 0

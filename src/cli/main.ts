@@ -9,6 +9,7 @@ import {
   CheckpointStoreError,
   CheckpointValidationError,
 } from '../checkpoint.errors.js';
+import { CheckpointRedriveError } from '../items/items.errors.js';
 import { CheckpointRunNotFoundError } from '../runs/runs.errors.js';
 import { CliUsageError, parseCli, type CliArgs } from './cli.args.js';
 import { CliNotFoundError, CliRefusedError } from './cli.commands.js';
@@ -36,6 +37,7 @@ function failure(
   }
   if (
     error instanceof CliRefusedError ||
+    error instanceof CheckpointRedriveError ||
     error instanceof CheckpointEpochMovedError ||
     error instanceof CheckpointLeaseConflictError
   ) {

@@ -14,6 +14,7 @@ import {
   CheckpointStoreError,
   CheckpointValidationError,
 } from '../checkpoint.errors.js';
+import { CheckpointRedriveError } from '../items/items.errors.js';
 import { httpMessages } from './checkpoint-http.messages.js';
 
 interface JsonResponse {
@@ -55,7 +56,8 @@ export class CheckpointHttpExceptionFilter implements ExceptionFilter {
     }
     if (
       error instanceof CheckpointEpochMovedError ||
-      error instanceof CheckpointLeaseConflictError
+      error instanceof CheckpointLeaseConflictError ||
+      error instanceof CheckpointRedriveError
     ) {
       return this.client(HttpStatus.CONFLICT, error);
     }

@@ -28,8 +28,6 @@ export const httpMessages = {
     `checkpoint key ${JSON.stringify(key)} is not a pg-boss job's key (no queue and job id): run its method again to retry it`,
   notInLedger: (key: string, items: number[]) =>
     `items ${items.join(', ')} are not in the failed-item ledger of ${JSON.stringify(key)}`,
-  partialRedrive: (key: string) =>
-    `a redrive runs the whole failed-item ledger of ${JSON.stringify(key)}: name all of its items, or none`,
   redriveRunning: (key: string) =>
     `checkpoint key ${JSON.stringify(key)} is running: redrive it when its attempt ends`,
   nothingToRedrive: (what: string) => `${what} has no failed items to redrive`,

@@ -154,27 +154,19 @@ export class CheckpointHttpService implements OnModuleInit {
   }
 
   /**
-   * The key's ledger runs again at its next attempt (FailedItemsService.redrive). `items` names
-   * some of its ledger items; the library redrives a key's whole ledger, so naming fewer than
-   * all of them is refused rather than silently widened.
+   * The key's ledger items run again, once each (FailedItemsService.redrive): all of them, or the
+   * `items` named. Its settled pg-boss job is sent again in the same transaction.
    */
   async redriveKey(key: string, items: number[] | undefined): Promise<RedriveRequest> {
     const view = await this.key(key);
-    if (items !== undefined) {
-      const ledger = await this.ledger.list({ key, limit: 1000 });
-      const known = new Set(ledger.items.map((item) => item.itemIndex));
-      const unknown = items.filter((index) => !known.has(index));
-      if (unknown.length > 0) throw new NotFoundException(httpMessages.notInLedger(key, unknown));
-      if (ledger.more || new Set(items).size < known.size) {
-        throw new ConflictException(httpMessages.partialRedrive(key));
-      }
-    }
-    const request = await this.ledger.redrive(key);
+    const request = await this.ledger.redrive(key, items === undefined ? {} : { items });
     if (request.items === 0) {
+      if (view.state === CHECKPOINT_STATES.running) {
+        throw new ConflictException(httpMessages.redriveRunning(key));
+      }
+      if (items !== undefined) throw new NotFoundException(httpMessages.notInLedger(key, items));
       throw new ConflictException(
-        view.state === CHECKPOINT_STATES.running
-          ? httpMessages.redriveRunning(key)
-          : httpMessages.nothingToRedrive(`checkpoint key ${JSON.stringify(key)}`),
+        httpMessages.nothingToRedrive(`checkpoint key ${JSON.stringify(key)}`),
       );
     }
     return request;

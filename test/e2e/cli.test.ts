@@ -143,6 +143,9 @@ describe('nestjs-checkpoint (the command line)', () => {
     await refused(['list', 'extra'], 2, 'list takes no key');
     await refused(['list'], 2, 'DATABASE_URL is not set', { DATABASE_URL: '' });
     await refused(['list', '--runs', '--boss-schema', 'pg-boss'], 2, '--boss-schema must be');
+    await refused(['redrive', 'k', '--items', '3,x'], 2, '--items must be item indexes');
+    await refused(['redrive', '--run', 'r', '--items', '3'], 2, "--items names items of one key's");
+    await refused(['show', 'k', '--items', '3'], 2, 'option --items is not an option of show');
   });
 
   it('bad values reach the library and come back with its message (exit code 2)', async () => {
@@ -402,6 +405,59 @@ describe('nestjs-checkpoint (the command line)', () => {
     assert.equal(human.code, 0, human.stderr);
     assert.equal(human.stdout, 'cancel: run cli-kept is cancelled\n');
     assert.deepEqual(await jobs('cli-kept', 2), ['cancelled', 'cancelled']);
+  });
+
+  it('redrive --items runs only the chosen items, and sends the settled job again in the same transaction', async () => {
+    const boss = app.get<PgBoss>(CHECKPOINT_BOSS);
+    const queue = 'cli-redrive';
+    await boss.createQueue(queue);
+    // A pg-boss job whose key completed with items 3 and 7 in its ledger; the job completed too.
+    const ledgered = async (jobId: string) => {
+      const name = `${queue}:${jobId}`;
+      const claim = await service.claim(name, { totalItems: 10, queue, jobId });
+      for (const item of [3, 7]) {
+        await app
+          .get(FailedItemsService)
+          .skip(name, claim.epoch, item, { id: item }, new Error('refused'), {
+            currentIndex: item + 1,
+            currentBatchIndex: null,
+            processedBatches: null,
+            cursor: undefined,
+          });
+      }
+      await service.complete(name, claim.epoch);
+      return name;
+    };
+    const id = await boss.send(queue, { items: 10 });
+    assert.ok(id);
+    const [job] = await boss.fetch(queue);
+    assert.equal(job?.id, id);
+    await boss.complete(queue, id);
+    const name = await ledgered(id);
+
+    const redriven = await json<{ keys: string[]; items: number; sent: string[] }>([
+      'redrive',
+      name,
+      '--items',
+      '7',
+    ]);
+    assert.deepEqual(redriven, { keys: [name], items: 1, sent: [name] });
+    assert.equal((await boss.getJobById(queue, id))?.state, 'created', 'the job was sent again');
+    const [marked] = await sql<{ redrive_items: string[] | null }>(
+      `SELECT redrive_items FROM "${schema}".checkpoint WHERE key = $1`,
+      [name],
+    );
+    assert.deepEqual(marked?.redrive_items?.map(Number), [7], 'only item 7 runs again');
+    await refused(
+      ['redrive', name, '--items', '5'],
+      3,
+      `items 5 are not in the failed-item ledger of "${name}"`,
+    );
+
+    // A job gone from pg-boss cannot be sent again: refused (1), nothing marked.
+    const gone = await ledgered('00000000-0000-4000-8000-000000000001');
+    await refused(['redrive', gone, '--items', '3'], 1, 'redrive');
+    assert.equal((await row(gone))?.redrive_requested_at, null);
   });
 });
 

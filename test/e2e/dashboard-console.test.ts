@@ -40,12 +40,15 @@ const ITEMS = 60;
 const BAD = 27;
 /** Its index in its chunk (chunks of 20): the ledger counts items per chunk. */
 const BAD_IN_CHUNK = BAD % 20;
+/** A second refused item of the same chunk: it stays in the ledger until it is chosen. */
+const OTHER = 33;
+const OTHER_IN_CHUNK = OTHER % 20;
 
 class RefusedItemError extends Error {
   override name = 'RefusedItemError';
 }
 
-const refused = new Set([BAD]);
+const refused = new Set([BAD, OTHER]);
 
 /** A chunk handler as a user writes one: each item's effect a row, in the batch's transaction. */
 @Injectable()
@@ -129,7 +132,7 @@ before(async () => {
     executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
     args: ['--no-sandbox'],
   });
-  // A run of 3 chunks; one item of the second chunk is refused and goes to the ledger.
+  // A run of 3 chunks; two items of the second chunk are refused and go to the ledger.
   const runs = http.app.get(CheckpointRuns);
   await runs.start(QUEUE, { id: RUN, items: range(ITEMS), chunkSize: 20 });
   await waitUntil(async () => (await runs.get(RUN))?.state === 'completed', 60_000, 'the run');
@@ -298,7 +301,7 @@ describe('the dashboard as a console, in Chromium', () => {
     assert.deepEqual(errors, []);
   });
 
-  it('an operator redrives a ledger item from the run detail: its effect once, the ledger row gone', async () => {
+  it('an operator redrives chosen ledger items from the run detail: each effect once, its ledger row gone, the others kept', async () => {
     const { page, errors } = await open(OPERATOR);
     await page.locator(`#runs tr[data-run="${RUN}"]`).click({ timeout: 10_000 });
     const ledgerRow = page.locator(`#run-ledger tr[data-item="${BAD_IN_CHUNK}"]`);
@@ -320,31 +323,63 @@ describe('the dashboard as a console, in Chromium', () => {
     );
     assert.equal(before?.n, 0);
 
-    // The model answers now; the operator redrives the item.
-    refused.clear();
+    const effects = () =>
+      sql<{ item: number; n: number }>(
+        `SELECT item, count(*)::int AS n FROM "${schema}".effect GROUP BY item ORDER BY item`,
+      );
+    const ledger = async () =>
+      (
+        await sql<{ item_index: string }>(
+          `SELECT item_index FROM "${schema}".failed_item ORDER BY item_index`,
+        )
+      ).map((row) => Number(row.item_index));
+    const completedAgain = () =>
+      waitUntil(
+        async () => (await http.app.get(CheckpointRuns).get(RUN))?.state === 'completed',
+        15_000,
+        'the run completed again',
+      );
+    assert.deepEqual(await ledger(), [BAD_IN_CHUNK, OTHER_IN_CHUNK]);
+
+    // The model answers item 27 now; the operator redrives that one item of the chunk's two. The
+    // redrive alone finishes it: it sends the chunk's job again, the application's own worker runs
+    // the item, and nobody calls the handler or sends a job by hand.
+    refused.delete(BAD);
     await ledgerRow.locator('button.item-redrive').click();
-    await page.locator('#notice').filter({ hasText: 'Redrive asked for 1 item' }).waitFor();
-    // The redrive sent the chunk's job again: the application's own worker runs the item, nobody
-    // calls the handler or sends a job by hand.
-    // The page hears the change: the ledger row goes; the item's effect is there once.
+    await page
+      .locator('#notice')
+      .filter({ hasText: 'Redrive asked for 1 item(s): 1 job(s) sent again' })
+      .waitFor();
+    // The page hears the change: the ledger row goes; the item's effect is there once, and the
+    // item not chosen stays in the ledger, not run.
     await ledgerRow.waitFor({ state: 'detached', timeout: 15_000 });
-    await page.locator('#run-ledger-empty').waitFor({ state: 'visible' });
-    const effects = await sql<{ item: number; n: number }>(
-      `SELECT item, count(*)::int AS n FROM "${schema}".effect GROUP BY item ORDER BY item`,
-    );
+    await completedAgain();
+    const otherRow = page.locator(`#run-ledger tr[data-item="${OTHER_IN_CHUNK}"]`);
+    await otherRow.waitFor();
+    assert.deepEqual(await ledger(), [OTHER_IN_CHUNK]);
     assert.deepEqual(
-      effects,
+      await effects(),
+      range(ITEMS)
+        .filter((item) => item !== OTHER)
+        .map((item) => ({ item, n: 1 })),
+    );
+
+    // Then the other one, chosen with its box and "Redrive selected".
+    refused.clear();
+    await otherRow.locator('input.pick-item').check();
+    await page.locator('#run-redrive-selected:enabled').click();
+    await page
+      .locator('#notice')
+      .filter({ hasText: 'Redrive asked for 1 item(s): 1 job(s) sent again' })
+      .waitFor();
+    await otherRow.waitFor({ state: 'detached', timeout: 15_000 });
+    await page.locator('#run-ledger-empty').waitFor({ state: 'visible' });
+    await completedAgain();
+    assert.deepEqual(
+      await effects(),
       range(ITEMS).map((item) => ({ item, n: 1 })),
     );
-    const [ledger] = await sql<{ n: number }>(
-      `SELECT count(*)::int AS n FROM "${schema}".failed_item`,
-    );
-    assert.equal(ledger?.n, 0);
-    await waitUntil(
-      async () => (await http.app.get(CheckpointRuns).get(RUN))?.state === 'completed',
-      15_000,
-      'the run completed again',
-    );
+    assert.deepEqual(await ledger(), []);
     assert.deepEqual(errors, []);
   });
 });

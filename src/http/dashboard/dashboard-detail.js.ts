@@ -91,20 +91,24 @@ export const DASHBOARD_DETAIL_JS = `
     var button = el(id === 'ledger' ? 'redrive-selected' : 'run-redrive-selected');
     if (button) button.disabled = pickedItems(id).length === 0;
   }
-  // Redrive asks each key's next attempt to run the items again first; the ledger rows go as
-  // they pass. One request per key, one after the other.
+  // Redrive runs the chosen items again, once each (a settled job is sent again with it); the
+  // ledger rows go as they pass. One request per key, one after the other.
+  function howRedriven(sent) {
+    return sent > 0 ? sent + ' job(s) sent again to run them.' : 'they run at the next attempt of their key.';
+  }
   function redrive(button, targets) {
     var asked = 0;
+    var sent = 0;
     button.disabled = true;
     var chain = Promise.resolve();
     targets.forEach(function (target) {
       chain = chain.then(function () {
         return api('keys/' + encodeURIComponent(target.key) + '/redrive', { method: 'POST', body: { items: target.items } })
-          .then(function (answer) { asked += answer.items; });
+          .then(function (answer) { asked += answer.items; sent += answer.sent.length; });
       });
     });
     return chain.then(function () {
-      notice('Redrive asked for ' + asked + ' item(s): each runs again at the next attempt of its key.');
+      notice('Redrive asked for ' + asked + ' item(s): ' + howRedriven(sent));
       refreshLedgers();
     }).catch(function (error) { notice('Redrive failed: ' + error.message); })
       .then(function () { button.disabled = false; });
@@ -246,7 +250,7 @@ export const DASHBOARD_DETAIL_JS = `
   if (el('key-redrive')) el('key-redrive').addEventListener('click', function () {
     var key = state.selected;
     act(el('key-redrive'), 'Redrive', 'keys/' + encodeURIComponent(key) + '/redrive', {}, function (answer) {
-      notice('Redrive asked for ' + answer.items + ' item(s) of ' + key + ': they run again at its next attempt.');
+      notice('Redrive asked for ' + answer.items + ' item(s) of ' + key + ': ' + howRedriven(answer.sent.length));
       refreshLedgers();
     });
   });
@@ -259,7 +263,8 @@ export const DASHBOARD_DETAIL_JS = `
   if (el('run-redrive')) el('run-redrive').addEventListener('click', function () {
     var id = state.run;
     act(el('run-redrive'), 'Redrive', 'runs/' + encodeURIComponent(id) + '/redrive', undefined, function (answer) {
-      notice('Redrive asked for ' + answer.items + ' item(s) in ' + answer.keys.length + ' chunk(s) of run ' + id + '.');
+      notice('Redrive asked for ' + answer.items + ' item(s) in ' + answer.keys.length + ' chunk(s) of run ' + id + ': ' +
+        howRedriven(answer.sent.length));
       refreshLedgers();
     });
   });
