@@ -20,7 +20,8 @@ const SETTLE_MS = 250;
 const KINDS: ReadonlyArray<{ kind: string; pattern: RegExp }> = [
   {
     kind: 'checkpoint advance (UPDATE … SET current_index)',
-    pattern: /^UPDATE \S+"checkpoint" SET\s+current_index/,
+    // In transactional mode the advance sent with the COMMIT is that UPDATE inside a WITH.
+    pattern: /^(WITH advanced AS \()?UPDATE \S+"checkpoint" SET\s+current_index/,
   },
   { kind: "the batch's own INSERT", pattern: /^INSERT INTO \S+"bench_effect"/ },
   {
