@@ -140,7 +140,7 @@ describe('control from another process', () => {
     assert.equal(await operator.resume(key), true);
     assert.equal(await operator.resume(key), false, 'a second resume has nothing to do');
     // The next attempt (2) resumes where the pause left it.
-    await worker.waitFor((line) => line === `start ${id} ${atPause?.current_index} 2`, 10_000);
+    await worker.waitFor((line) => line === `start ${id} ${atPause?.current_index} 2`, 60_000);
     await waitUntil(
       async () => (await row(key))?.state === 'completed',
       60_000,
@@ -163,17 +163,17 @@ describe('control from another process', () => {
       'progress',
     );
     assert.equal(await operator.cancel(key), true);
-    await waitUntil(async () => (await row(key))?.state === 'cancelled', 5000, 'cancelled');
-    await waitUntil(async () => (await job(id))?.state === 'cancelled', 5000, 'job cancelled');
+    await waitUntil(async () => (await row(key))?.state === 'cancelled', 60_000, 'cancelled');
+    await waitUntil(async () => (await job(id))?.state === 'cancelled', 60_000, 'job cancelled');
     const stoppedAt = (await row(key))?.current_index;
     assert.equal((await effects(id)).rows, Number(stoppedAt), 'committed work stays');
 
     // Even if the job is put back by hand, the key refuses to run.
     await boss.resume(QUEUE, id);
     await worker
-      .waitFor((line) => line.includes(`job ${id} of "${QUEUE}" cancelled`), 10_000)
+      .waitFor((line) => line.includes(`job ${id} of "${QUEUE}" cancelled`), 60_000)
       .catch(() => undefined);
-    await waitUntil(async () => (await job(id))?.state === 'cancelled', 10_000, 'refused again');
+    await waitUntil(async () => (await job(id))?.state === 'cancelled', 60_000, 'refused again');
     assert.equal((await row(key))?.current_index, stoppedAt);
     assert.equal(await operator.resume(key), false, 'a cancelled key cannot be resumed');
     assert.equal(await operator.pause(key), false, 'nor paused');
@@ -197,7 +197,7 @@ describe('control from another process', () => {
     );
 
     await operator.pause(key);
-    await waitUntil(async () => (await row(key))?.state === 'paused', 5000, 'paused');
+    await waitUntil(async () => (await row(key))?.state === 'paused', 60_000, 'paused');
     const before = await sql(`SELECT * FROM "${schema}".checkpoint WHERE key = $1`, [key]);
     const current = await operator.find(key);
     assert.ok(current);
@@ -225,7 +225,7 @@ describe('control from another process', () => {
     );
     assert.equal((await row(key))?.current_index, '100');
     await operator.resume(key);
-    await worker.waitFor((each) => each === `start ${id} 100 ${current.attempt + 1}`, 10_000);
+    await worker.waitFor((each) => each === `start ${id} 100 ${current.attempt + 1}`, 60_000);
     await waitUntil(async () => (await row(key))?.state === 'completed', 60_000, 'completed');
     const counts = await effects(id);
     assert.equal(counts.distinct, 2000);

@@ -177,6 +177,8 @@ async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what:
 /** A browser context, signed in as `session` (or not at all), and the API answers it received. */
 async function open(session?: string) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
+  // Playwright's 30 s default is too short on a loaded machine; these are failure detectors.
+  context.setDefaultTimeout(60_000);
   contexts.push(context);
   if (session !== undefined) {
     await context.addCookies([{ name: SESSION_COOKIE, value: session, url: http.url }]);
@@ -205,7 +207,7 @@ async function chunkOf(item: number): Promise<{ key: string; job_id: string }> {
 describe('the dashboard as a console, in Chromium', () => {
   it('without a session: only the sign-in state, and no data request succeeds', async () => {
     const { page, answers, errors } = await open();
-    await page.locator('#denied').waitFor({ state: 'visible', timeout: 10_000 });
+    await page.locator('#denied').waitFor({ state: 'visible', timeout: 60_000 });
     assert.equal(await page.locator('#main').isHidden(), true);
     const shown = (await page.locator('body').innerText()).toLowerCase();
     assert.ok(shown.includes('sign in'), shown);
@@ -219,7 +221,7 @@ describe('the dashboard as a console, in Chromium', () => {
   it('a reader sees runs, keys, a run detail and the ledger, and no control at all', async () => {
     const { page, errors } = await open(READER);
     const runRow = page.locator(`#runs tr[data-run="${RUN}"]`);
-    await runRow.waitFor({ timeout: 10_000 });
+    await runRow.waitFor({ timeout: 60_000 });
     assert.equal(await runRow.getAttribute('data-state'), 'completed');
     await page.locator('#keys tbody tr').first().waitFor();
     assert.equal(await page.locator('#keys tbody tr').count(), 4, 'three chunks and the import');
@@ -229,7 +231,7 @@ describe('the dashboard as a console, in Chromium', () => {
       .filter({ hasText: '3' })
       .waitFor();
     await runRow.click();
-    await page.locator(`#run-ledger tr[data-item="${BAD_IN_CHUNK}"]`).waitFor({ timeout: 10_000 });
+    await page.locator(`#run-ledger tr[data-item="${BAD_IN_CHUNK}"]`).waitFor({ timeout: 60_000 });
     assert.equal(await page.locator('#chunks tbody tr').count(), 3);
     const controls = await page
       .locator(
@@ -239,7 +241,7 @@ describe('the dashboard as a console, in Chromium', () => {
     assert.equal(controls, 0, "no control in a reader's page");
     // A failed key: its detail shows it failed, and offers no Retry.
     await page.locator(`#keys tr[data-key="${failedKey}"] td.key`).click();
-    await page.locator(`#detail[data-key="${failedKey}"]`).waitFor({ timeout: 5000 });
+    await page.locator(`#detail[data-key="${failedKey}"]`).waitFor({ timeout: 60_000 });
     await page.locator('#detail-error').filter({ hasText: 'upstream unavailable' }).waitFor();
     assert.ok((await page.locator('#detail-fields').innerText()).includes('failed'));
     assert.equal(await page.locator('#key-retry').count(), 0, 'no Retry for a reader');
@@ -248,19 +250,19 @@ describe('the dashboard as a console, in Chromium', () => {
 
   it('search finds a key by its pg-boss job id', async () => {
     const { page, errors } = await open(READER);
-    await page.locator('#keys tbody tr').first().waitFor({ timeout: 10_000 });
+    await page.locator('#keys tbody tr').first().waitFor({ timeout: 60_000 });
     const chunk = await chunkOf(45);
     await page.locator('#search-input').fill(chunk.job_id);
     await page.locator('#search button[type="submit"]').click();
     await page.locator('#keys tbody tr').first().waitFor();
     await waitUntil(
       async () => (await page.locator('#keys tbody tr').count()) === 1,
-      5000,
+      60_000,
       'one row',
     );
     assert.equal(await page.locator('#keys tbody tr').getAttribute('data-key'), chunk.key);
     // One match opens its detail, which names the job.
-    await page.locator(`#detail[data-key="${chunk.key}"]`).waitFor({ timeout: 5000 });
+    await page.locator(`#detail[data-key="${chunk.key}"]`).waitFor({ timeout: 60_000 });
     assert.ok((await page.locator('#detail-fields').innerText()).includes(chunk.job_id));
     assert.deepEqual(errors, []);
   });
@@ -268,10 +270,10 @@ describe('the dashboard as a console, in Chromium', () => {
   it('an operator retries a failed key: its job runs again from item 10 and completes, each item once', async () => {
     const { page, errors } = await open(OPERATOR);
     const keyRow = page.locator(`#keys tr[data-key="${failedKey}"]`);
-    await keyRow.locator('td.key').click({ timeout: 10_000 });
-    await page.locator(`#detail[data-key="${failedKey}"]`).waitFor({ timeout: 5000 });
+    await keyRow.locator('td.key').click({ timeout: 60_000 });
+    await page.locator(`#detail[data-key="${failedKey}"]`).waitFor({ timeout: 60_000 });
     const retry = page.locator('#key-retry');
-    await page.locator('#key-retry:enabled').waitFor({ timeout: 5000 });
+    await page.locator('#key-retry:enabled').waitFor({ timeout: 60_000 });
     assert.equal(await keyRow.getAttribute('data-state'), 'failed');
 
     upstream.down = false;
@@ -280,7 +282,7 @@ describe('the dashboard as a console, in Chromium', () => {
     // The page hears the key run again and complete, without a reload.
     await page
       .locator(`#keys tr[data-key="${failedKey}"][data-state="completed"]`)
-      .waitFor({ timeout: 30_000 });
+      .waitFor({ timeout: 60_000 });
     const [key] = await sql<{ state: string; current_index: string; attempt: number }>(
       `SELECT state, current_index, attempt FROM "${schema}".checkpoint WHERE key = $1`,
       [failedKey],
@@ -297,15 +299,15 @@ describe('the dashboard as a console, in Chromium', () => {
     const job = await http.app.get<PgBoss>(CHECKPOINT_BOSS).getJobById(IMPORTS, failedJob);
     assert.equal(job?.state, 'completed');
     // Nothing left to retry: the button is off.
-    await page.locator('#key-retry:disabled').waitFor({ timeout: 5000 });
+    await page.locator('#key-retry:disabled').waitFor({ timeout: 60_000 });
     assert.deepEqual(errors, []);
   });
 
   it('an operator redrives chosen ledger items from the run detail: each effect once, its ledger row gone, the others kept', async () => {
     const { page, errors } = await open(OPERATOR);
-    await page.locator(`#runs tr[data-run="${RUN}"]`).click({ timeout: 10_000 });
+    await page.locator(`#runs tr[data-run="${RUN}"]`).click({ timeout: 60_000 });
     const ledgerRow = page.locator(`#run-ledger tr[data-item="${BAD_IN_CHUNK}"]`);
-    await ledgerRow.waitFor({ timeout: 10_000 });
+    await ledgerRow.waitFor({ timeout: 60_000 });
     const chunk = await chunkOf(BAD);
     assert.equal(await ledgerRow.getAttribute('data-key'), chunk.key);
     assert.ok((await ledgerRow.locator('td.ledger-error').innerText()).includes('refused'));
@@ -336,7 +338,7 @@ describe('the dashboard as a console, in Chromium', () => {
     const completedAgain = () =>
       waitUntil(
         async () => (await http.app.get(CheckpointRuns).get(RUN))?.state === 'completed',
-        15_000,
+        60_000,
         'the run completed again',
       );
     assert.deepEqual(await ledger(), [BAD_IN_CHUNK, OTHER_IN_CHUNK]);
@@ -352,7 +354,7 @@ describe('the dashboard as a console, in Chromium', () => {
       .waitFor();
     // The page hears the change: the ledger row goes; the item's effect is there once, and the
     // item not chosen stays in the ledger, not run.
-    await ledgerRow.waitFor({ state: 'detached', timeout: 15_000 });
+    await ledgerRow.waitFor({ state: 'detached', timeout: 60_000 });
     await completedAgain();
     const otherRow = page.locator(`#run-ledger tr[data-item="${OTHER_IN_CHUNK}"]`);
     await otherRow.waitFor();
@@ -372,7 +374,7 @@ describe('the dashboard as a console, in Chromium', () => {
       .locator('#notice')
       .filter({ hasText: 'Redrive asked for 1 item(s): 1 job(s) sent again' })
       .waitFor();
-    await otherRow.waitFor({ state: 'detached', timeout: 15_000 });
+    await otherRow.waitFor({ state: 'detached', timeout: 60_000 });
     await page.locator('#run-ledger-empty').waitFor({ state: 'visible' });
     await completedAgain();
     assert.deepEqual(

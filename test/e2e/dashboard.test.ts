@@ -60,7 +60,7 @@ async function row(key: string) {
 async function processedOnPage(page: Page, key: string): Promise<number> {
   const value = await page
     .locator(`tr[data-key="${key}"] .bar`)
-    .getAttribute('data-processed', { timeout: 5000 });
+    .getAttribute('data-processed', { timeout: 60_000 });
   return Number(value);
 }
 
@@ -98,6 +98,8 @@ describe('dashboard in Chromium', () => {
 
     // A signed-in operator: the application's session cookie, which EventSource sends too.
     const context = await browser.newContext({ viewport: { width: 1280, height: 760 } });
+    // Playwright's 30 s default is too short on a loaded machine; these are failure detectors.
+    context.setDefaultTimeout(60_000);
     await context.addCookies([{ name: SESSION_COOKIE, value: OPERATOR, url: http.url }]);
     const page = await context.newPage();
     const dialogs: string[] = [];
@@ -108,14 +110,14 @@ describe('dashboard in Chromium', () => {
     const pageErrors: string[] = [];
     page.on('pageerror', (error) => pageErrors.push(error.message));
     await page.goto(`${http.url}/ops/checkpoints`);
-    await page.locator('#live.on').waitFor({ timeout: 10_000 });
+    await page.locator('#live.on').waitFor({ timeout: 60_000 });
 
     // The worker's key appears (live, without reloading), and its bar moves.
-    await page.locator(`tr[data-key="${key}"]`).waitFor({ timeout: 15_000 });
+    await page.locator(`tr[data-key="${key}"]`).waitFor({ timeout: 60_000 });
     const first = await processedOnPage(page, key);
     await waitUntil(
       async () => (await processedOnPage(page, key)) > first + 200,
-      15_000,
+      60_000,
       'the bar to move',
     );
     const moving = await processedOnPage(page, key);
@@ -123,15 +125,15 @@ describe('dashboard in Chromium', () => {
 
     // Hostile text is shown as text: no script ran, no image element was made.
     const errorCell = page.locator(`tr[data-key="${hostile}"] td.error`);
-    await errorCell.filter({ hasText: 'model refused' }).waitFor({ timeout: 5000 });
+    await errorCell.filter({ hasText: 'model refused' }).waitFor({ timeout: 60_000 });
     assert.equal(await errorCell.textContent(), `Error: ${XSS}`);
     await page.locator(`tr[data-key="${hostile}"] td.key`).click();
     // The detail panel fills in after its own request: wait for it, then compare exactly.
     const detailError = page.locator('#detail-error');
-    await detailError.filter({ hasText: 'model refused' }).waitFor({ timeout: 5000 });
+    await detailError.filter({ hasText: 'model refused' }).waitFor({ timeout: 60_000 });
     assert.equal(await detailError.textContent(), `Error: ${XSS}`);
     const ledgerRow = page.locator('#ledger tr[data-item="150"]');
-    await ledgerRow.waitFor({ timeout: 5000 });
+    await ledgerRow.waitFor({ timeout: 60_000 });
     assert.equal(await ledgerRow.locator('td.ledger-error').textContent(), `Error: ${XSS}`);
     assert.equal(await ledgerRow.locator('td.value').textContent(), '{"abstract":"<b>bold?</b>"}');
     assert.equal(await page.locator('main b').count(), 0);

@@ -116,7 +116,7 @@ describe('worker faults', () => {
           const found = await row(schema, id);
           return found?.state === 'running' && found.owner_pid !== null ? found : undefined;
         },
-        10_000,
+        60_000,
         'a running owner',
       );
       const killedAt = Date.now();
@@ -126,7 +126,7 @@ describe('worker faults', () => {
           const found = await row(schema, id);
           return found?.owner_pid !== before.owner_pid ? true : undefined;
         },
-        10_000,
+        60_000,
         'the lease to be re-asserted',
       );
       reasserted.push(Date.now() - killedAt);
@@ -138,7 +138,7 @@ describe('worker faults', () => {
         const found = await job(schema, id);
         return found?.state === 'completed' ? found : undefined;
       },
-      10_000,
+      60_000,
       'pg-boss to record completion',
     );
     const effects = await effectCounts(schema, id);
@@ -198,7 +198,7 @@ describe('worker faults', () => {
       await other.waitFor((l) => l === `done ${id}`);
       await waitUntil(
         async () => ((await row(schema, id))?.state === 'completed' ? true : undefined),
-        10_000,
+        60_000,
         'the key to complete',
       );
       watching = false;

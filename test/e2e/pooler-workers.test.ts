@@ -192,11 +192,11 @@ describe('pg-boss workers through a transaction pooler without a direct URL', ()
     );
     const asked = Date.now();
     assert.equal(await operator.pause(key), true);
-    await child.waitFor((line) => line === `stopped ${id} CheckpointPausedError`, 5000);
+    await child.waitFor((line) => line === `stopped ${id} CheckpointPausedError`, 60_000);
     const pausedAfter = Date.now() - asked;
-    await waitUntil(async () => (await row(key))?.state === 'paused', 10_000, 'paused');
+    await waitUntil(async () => (await row(key))?.state === 'paused', 60_000, 'paused');
     assert.equal(await operator.resume(key), true);
-    await child.waitFor((line) => line.startsWith(`start ${id} `) && line.endsWith(' 2'), 30_000);
+    await child.waitFor((line) => line.startsWith(`start ${id} `) && line.endsWith(' 2'), 60_000);
     await watched;
     const last = seen.at(-1);
     assert.equal(last?.state, 'completed');
@@ -211,12 +211,12 @@ describe('pg-boss workers through a transaction pooler without a direct URL', ()
     assert.equal(await operator.cancel(cancelled.key), true);
     await child.waitFor(
       (line) => line === `stopped ${cancelled.id} CheckpointCancelledError`,
-      5000,
+      60_000,
     );
     const cancelledAfter = Date.now() - cancelAsked;
     await waitUntil(
       async () => (await row(cancelled.key))?.state === 'cancelled',
-      10_000,
+      60_000,
       'cancelled',
     );
     t.diagnostic(

@@ -173,7 +173,7 @@ describe('pg-boss workers', () => {
     );
     await waitUntil(
       async () => (await completedJobs(schema, [id])) === 1,
-      20_000,
+      60_000,
       'the job to complete',
     );
     assert.deepEqual(await effectCounts(schema, [id]), { rows: 600, distinct: 600 });

@@ -33,7 +33,7 @@ describe('runs under crashes', () => {
     const started = Date.now();
     let kills = 0;
     while ((await runs.get('big'))?.state !== 'completed') {
-      if (Date.now() - started > 150_000)
+      if (Date.now() - started > 600_000)
         assert.fail(`the run did not complete: ${JSON.stringify(await runs.get('big'))}`);
       await sleep(800 + Math.random() * 700);
       if ((await runs.get('big'))?.state === 'completed') break;
@@ -43,7 +43,7 @@ describe('runs under crashes', () => {
       workers[victim] = start('run-worker');
     }
     const ms = Date.now() - started;
-    await watcher.waitFor((line) => line === 'end', 15_000);
+    await watcher.waitFor((line) => line === 'end', 60_000);
     const progress = watcher.lines
       .filter((line) => line.startsWith('progress '))
       .map((line) => {

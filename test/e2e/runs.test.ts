@@ -182,7 +182,7 @@ describe('runs', () => {
             `SELECT count(*)::int AS n FROM "${schema}".run_hook_effect WHERE run_id = 'large'`,
           )
         )[0]?.n === 1,
-      10_000,
+      60_000,
       `the completion hook (had ${hooks?.n})`,
     );
     const listed = (await runs.list({ queue: RUN_QUEUE })).items;

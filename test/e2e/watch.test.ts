@@ -31,7 +31,7 @@ it('sees a completion whose transaction commits long after the write', async () 
   const completed = firstValueFrom(
     service.watch(key).pipe(
       filter((progress) => progress.state === 'completed'),
-      timeout(10_000),
+      timeout(60_000),
     ),
   );
   const dataSource = app.get<DataSource>(getDataSourceToken());

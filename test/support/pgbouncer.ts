@@ -93,13 +93,13 @@ export class PgBouncer {
 
   /** Waits (bounded) until the port accepts connections. */
   private async listening(): Promise<void> {
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + 60_000;
     for (;;) {
       if (this.process.exitCode !== null)
         throw new Error(`pgbouncer exited at start:\n${this.output.text}`);
       if (await accepts(this.port)) return;
       if (Date.now() > deadline)
-        throw new Error(`pgbouncer did not listen within 10 s:\n${this.output.text}`);
+        throw new Error(`pgbouncer did not listen within 60 s:\n${this.output.text}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
