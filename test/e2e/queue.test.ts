@@ -58,6 +58,7 @@ describe('pg-boss workers', () => {
       const started = Date.now();
       let kills = 0;
       while ((await completedJobs(schema, ids)) < ids.length) {
+        // Liveness, not speed: a job stalled until pg-boss's expiry (900 s) fails this bound.
         if (Date.now() - started > 240_000) {
           const states = await sql(
             `SELECT key, state, current_index, attempt FROM "${schema}".checkpoint`,
@@ -87,11 +88,6 @@ describe('pg-boss workers', () => {
       assert.deepEqual(await effectCounts(schema, ids), { rows: 20_000, distinct: 20_000 });
       for (const id of ids) assert.equal((await boss.getJobById(QUEUE, id))?.state, 'completed');
     }
-    // A liveness bound, not a speed claim: crashes must not stall jobs until pg-boss's expiry.
-    assert.ok(
-      chaos.ms < calm.ms * 6,
-      `chaos run took ${(chaos.ms / calm.ms).toFixed(2)}x the calm one`,
-    );
   });
 
   it('SIGTERM hands the job to another worker at the next item; four deploys on retryLimit 1', async (t: TestContext) => {
