@@ -142,10 +142,9 @@ export function itemsSql(schema: string) {
                   ELSE (SELECT count(*) FROM ${ledger} f
                         WHERE f.key = t.key AND f.item_index = ANY ($3::bigint[])) END AS items
            FROM target t
-           WHERE CASE WHEN $3::bigint[] IS NULL
-                   THEN EXISTS (SELECT 1 FROM ${ledger} f WHERE f.key = t.key)
-                   ELSE EXISTS (SELECT 1 FROM ${ledger} f
-                                WHERE f.key = t.key AND f.item_index = ANY ($3::bigint[])) END
+           WHERE EXISTS (SELECT 1 FROM ${ledger} f
+                         WHERE f.key = t.key
+                           AND ($3::bigint[] IS NULL OR f.item_index = ANY ($3::bigint[])))
          )
          UPDATE ${table} c SET redrive_requested_at = clock_timestamp(),
            redrive_items = CASE

@@ -33,6 +33,8 @@ describe('resolveOptions', () => {
       boss: undefined,
       // The connection set-up is detected at bootstrap.
       connection: {},
+      // Item policies per queue: none unless configured.
+      queues: {},
     });
   });
 
