@@ -32,12 +32,7 @@ let worker: INestApplicationContext;
 let api: string;
 
 before(async () => {
-  bouncer = await PgBouncer.start({
-    poolMode: 'transaction',
-    serverLifetimeS: 2,
-    serverIdleTimeoutS: 1,
-    poolSize: 10,
-  });
+  bouncer = await PgBouncer.recycling(10);
   await sql(`CREATE SCHEMA "${schema}"`);
   await sql(createEffectTable(schema));
   // A 30 s lease is renewed every 10 s: the pause is heard by the shared poll before that.

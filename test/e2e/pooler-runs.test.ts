@@ -17,12 +17,7 @@ const CONNECTION = { pooling: 'transaction' } as const;
 let bouncer: PgBouncer;
 
 before(async () => {
-  bouncer = await PgBouncer.start({
-    poolMode: 'transaction',
-    serverLifetimeS: 2,
-    serverIdleTimeoutS: 1,
-    poolSize: 20,
-  });
+  bouncer = await PgBouncer.recycling(20);
 });
 
 // Registered after runsTestBed's: the workers and the application are gone before the pooler.

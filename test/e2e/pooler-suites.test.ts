@@ -14,12 +14,7 @@ const SUITES = ['failing-items-crash.test.js'];
 let bouncer: PgBouncer;
 
 before(async () => {
-  bouncer = await PgBouncer.start({
-    poolMode: 'transaction',
-    serverLifetimeS: 2,
-    serverIdleTimeoutS: 1,
-    poolSize: 20,
-  });
+  bouncer = await PgBouncer.recycling(20);
 });
 
 after(async () => {

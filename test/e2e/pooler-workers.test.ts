@@ -26,12 +26,7 @@ let operatorApp: INestApplicationContext;
 let operator: CheckpointService;
 
 before(async () => {
-  bouncer = await PgBouncer.start({
-    poolMode: 'transaction',
-    serverLifetimeS: 2,
-    serverIdleTimeoutS: 1,
-    poolSize: 10,
-  });
+  bouncer = await PgBouncer.recycling(10);
   bed = await workerBed('pool_workers', 'queue-worker', {
     DATABASE_URL: bouncer.url,
     CHECKPOINT_OPTIONS: JSON.stringify({ connection: CONNECTION }),

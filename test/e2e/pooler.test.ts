@@ -20,13 +20,7 @@ let transaction: PgBouncer;
 let session: PgBouncer;
 
 before(async () => {
-  // Server connections live 2 s and idle ones go after 1 s: every job outlives many of them.
-  transaction = await PgBouncer.start({
-    poolMode: 'transaction',
-    serverLifetimeS: 2,
-    serverIdleTimeoutS: 1,
-    poolSize: 6,
-  });
+  transaction = await PgBouncer.recycling(6);
   session = await PgBouncer.start({ poolMode: 'session', poolSize: 12 });
 });
 

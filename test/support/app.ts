@@ -108,3 +108,33 @@ export class CountingLogger implements TypeOrmLogger {
     return this.queries.slice(start);
   }
 }
+
+/**
+ * The body of a worker fixture: `job` works its queue with a pg-boss of the library's own, polled
+ * every second; the process prints `ready <pid>` once it is up and stops on SIGTERM.
+ */
+export async function serveWorker(
+  job: Type,
+  poolSize: number,
+  checkpoint: Partial<CheckpointModuleOptions> = {},
+): Promise<void> {
+  const schema = process.env.SCHEMA as string;
+  const app = await createTestApp({
+    schema,
+    providers: [job],
+    poolSize,
+    checkpoint: {
+      boss: {
+        connectionString: DATABASE_URL,
+        schema: `${schema}_boss`,
+        max: 4,
+        superviseIntervalSeconds: 1,
+        monitorIntervalSeconds: 1,
+      },
+      shutdownTimeoutMs: 10_000,
+      ...checkpoint,
+    },
+  });
+  app.enableShutdownHooks();
+  process.stdout.write(`ready ${process.pid}\n`);
+}

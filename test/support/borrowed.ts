@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { PgBoss } from 'pg-boss';
 import { QUEUE } from '../fixtures/queue-job.js';
 import { sql } from './database.js';
-import type { Child } from './process.js';
+import { Child } from './process.js';
 import { workerBed } from './workers.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -57,9 +57,7 @@ export async function effectCounts(schema: string, id: string) {
 export async function startJob(boss: PgBoss, workers: [Child, Child], count: number) {
   const id = await boss.send(QUEUE, { count, batchDelayMs: 60 });
   assert.ok(id);
-  const started = (worker: Child) =>
-    worker.waitFor((line) => line.startsWith(`start ${id}`)).then(() => worker);
-  const holder = await Promise.race(workers.map(started));
+  const { child: holder } = await Child.firstOf(workers, (line) => line.startsWith(`start ${id}`));
   const spare = holder === workers[0] ? workers[1] : workers[0];
   await holder.waitFor(
     () => holder.lines.filter((line) => line.startsWith(`batch ${id}`)).length >= 3,

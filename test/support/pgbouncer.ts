@@ -77,6 +77,19 @@ export class PgBouncer {
     return bouncer;
   }
 
+  /**
+   * Transaction pooling whose server connections live 2 s and go after 1 s idle: every job
+   * outlives many of them, so nothing may rely on a session.
+   */
+  static recycling(poolSize: number): Promise<PgBouncer> {
+    return PgBouncer.start({
+      poolMode: 'transaction',
+      serverLifetimeS: 2,
+      serverIdleTimeoutS: 1,
+      poolSize,
+    });
+  }
+
   /** What pgbouncer logged (for a failing test's message). */
   get log(): string {
     return this.output.text;
