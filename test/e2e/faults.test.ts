@@ -270,7 +270,8 @@ describe('faults in one process', () => {
         ),
         lines.join('\n'),
       );
-      assert.ok(waited >= 1500 && waited < 10_000, `${waited} ms`);
+      // At least the statement timeout; the upper bound only detects a hang.
+      assert.ok(waited >= 1500 && waited < 60_000, `${waited} ms`);
     } finally {
       await locker.query('ROLLBACK');
       await locker.end();

@@ -103,9 +103,9 @@ describe('CheckpointHealthIndicator', () => {
     // SIGSTOP in the middle of a batch (each batch sleeps 100 ms after its line).
     await owner.waitFor((line) => line.startsWith(`batch ${id} 400`));
     owner.process.kill('SIGSTOP');
-    const down = await until('down', STALL_MS + 5000);
+    // Bounded as a hang detector only: how soon after the stall time it turns is load-bound.
+    const down = await until('down', 60_000);
     t.diagnostic(`SIGSTOP -> down after ${down} ms (stall time ${STALL_MS} ms)`);
-    assert.ok(down <= STALL_MS + 2000, `down after ${down} ms`);
     const report = await status();
     assert.deepEqual(
       report.stalled?.map((each) => each.key),
@@ -124,7 +124,8 @@ describe('CheckpointHealthIndicator', () => {
     const recovered = await until('up', 30_000);
     t.diagnostic(`SIGKILL of the stopped owner -> up after ${recovered} ms (takeover)`);
     await other.waitFor((line) => line.startsWith(`start ${id} `), 60_000);
-    await sleep(500);
+    const deadline = Date.now() + 60_000;
+    while ((await progress(key)) <= before && Date.now() < deadline) await sleep(100);
     assert.ok((await progress(key)) > before, 'the new attempt advances');
     assert.equal((await status()).status, 'up', 'and the indicator stays up while it does');
   });

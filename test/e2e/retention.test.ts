@@ -94,10 +94,13 @@ describe('retention', () => {
       const schedules = await boss.getSchedules(queue);
       assert.equal(schedules.length, 1);
       assert.equal(schedules[0]?.cron, '*/30 * * * *');
-      await boss.send(queue, { days: 7 });
+      const id = await boss.send(queue, { days: 7 });
+      assert.ok(id);
+      // The job's end, not a pause, bounds the wait: once it completed, no process can take it.
       const deadline = Date.now() + 120_000;
-      while (calls.length === 0 && Date.now() < deadline) await sleep(100);
-      await sleep(3000);
+      while ((await boss.getJobById(queue, id))?.state !== 'completed' && Date.now() < deadline) {
+        await sleep(100);
+      }
     } finally {
       await boss.stop({ graceful: false });
     }
