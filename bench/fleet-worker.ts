@@ -5,8 +5,8 @@
 // library's statements get) advances KEYS keys of its own with the library's advance statement.
 //
 // It reads commands on stdin, one a line, and answers on stdout:
-//   drive <library|raw> <warmupMs> <windowMs>  the other way waits; answers `saves <n>`, the
-//                                              saves completed inside the window
+//   drive <library|raw> <warmupMs> <windowMs>  the other way waits; answers
+//                                              `saves <in window> <in slice> <CPU µs>`
 //   counts                                     answers `counts <renewals> <reaper looks>`,
 //                                              the statements sent so far (TypeORM's logger)
 // Between drives the jobs run freely.
@@ -144,10 +144,14 @@ for await (const line of createInterface({ input: process.stdin })) {
     setTurn(way);
     const start = performance.now() + warmupMs;
     const end = start + windowMs;
+    const cpuFrom = process.cpuUsage();
     await sleep(warmupMs + windowMs + 20);
+    const cpu = process.cpuUsage(cpuFrom);
     const saves = saved[way].filter((at) => at >= start && at <= end).length;
+    const all = saved[way].length;
     setTurn('library');
-    say(`saves ${saves}`);
+    // The saves in the window, and the process's CPU time over all saves of the slice.
+    say(`saves ${saves} ${all} ${cpu.user + cpu.system}`);
   } else if (command === 'counts') {
     say(`counts ${logger.renewals} ${logger.looks}`);
   }

@@ -106,9 +106,12 @@ export async function measureProcesses(env: BenchEnv): Promise<Section> {
     env.progress(`15. many processes: ${slices} slices of each way`);
     const before = await countAll(fleet);
     const saves = { library: [] as number[], raw: [] as number[] };
+    const cpuPerSave = { library: [] as number[], raw: [] as number[] };
     for (let slice = 0; slice < 2 * slices; slice++) {
       const way = (['library', 'raw', 'raw', 'library'] as const)[slice % 4];
-      saves[way].push(await drive(fleet, way));
+      const counted = await drive(fleet, way);
+      saves[way].push(counted.saves);
+      cpuPerSave[way].push(counted.cpuPerSaveUs);
     }
     const afterSlices = await countAll(fleet);
     const looksFew = await timeLooks(env, schema);
@@ -142,6 +145,9 @@ export async function measureProcesses(env: BenchEnv): Promise<Section> {
     const expectedLooks = processes * (1000 / REAP_INTERVAL_MS);
     const perSecond = (samples: number[]) =>
       samples.reduce((sum, n) => sum + n, 0) / ((samples.length * WINDOW_MS) / 1000);
+    const median = (values: number[]) => Math.round(summarize(values).p50);
+    const cpuLibrary = median(cpuPerSave.library);
+    const cpuRaw = median(cpuPerSave.raw);
     const library = perSecond(saves.library);
     const rawRate = perSecond(saves.raw);
     const few = processes * KEYS;
@@ -158,6 +164,7 @@ export async function measureProcesses(env: BenchEnv): Promise<Section> {
       connections: Object.fromEntries(connections.rows.map((row) => [row.name, row.open])),
       savesPerSlice: { library: saves.library, raw: saves.raw, windowMs: WINDOW_MS },
       savesPerSecond: { library: Math.round(library), raw: Math.round(rawRate) },
+      clientCpuPerSaveUs: { library: cpuLibrary, raw: cpuRaw },
       renewalsPerSecond: Math.round(renewals * 100) / 100,
       expectedRenewalsPerSecond: expectedRenewals,
       reaperLooksPerSecond: {
@@ -216,6 +223,12 @@ export async function measureProcesses(env: BenchEnv): Promise<Section> {
           ms(lookMany.p50),
           ms(lookFew.p50),
           ratio(lookMany.p50 / lookFew.p50),
+        ],
+        [
+          "the workers' CPU time per save (median of slices)",
+          `${count(cpuLibrary)} µs`,
+          `${count(cpuRaw)} µs (raw pool)`,
+          ratio(cpuLibrary / cpuRaw),
         ],
         ['connections of the fleet', count(totalConnections), perProcess, ''],
       ],
@@ -294,12 +307,29 @@ function nextLine(child: Child, prefix: string): Promise<string> {
   return child.waitFor((line) => line.startsWith(prefix) && earlier-- <= 0, 60_000);
 }
 
+/** What one slice of a way counted over the fleet. */
+interface Slice {
+  /** Saves inside the counted window. */
+  saves: number;
+  /** The processes' CPU time per save over the whole slice, in microseconds. */
+  cpuPerSaveUs: number;
+}
+
 /** One slice of `way` in every process at once: the saves counted in the window, summed. */
-async function drive(fleet: readonly Child[], way: 'library' | 'raw'): Promise<number> {
+async function drive(fleet: readonly Child[], way: 'library' | 'raw'): Promise<Slice> {
   const replies = fleet.map((child) => nextLine(child, 'saves '));
   for (const child of fleet) child.send(`drive ${way} ${WARMUP_MS} ${WINDOW_MS}`);
   const lines = await Promise.all(replies);
-  return lines.reduce((sum, line) => sum + Number(line.split(' ')[1]), 0);
+  let saves = 0;
+  let all = 0;
+  let cpuUs = 0;
+  for (const line of lines) {
+    const [, inWindow, inSlice, cpu] = line.split(' ').map(Number);
+    saves += inWindow;
+    all += inSlice;
+    cpuUs += cpu;
+  }
+  return { saves, cpuPerSaveUs: cpuUs / Math.max(1, all) };
 }
 
 /** The renewals and reaper looks every process has sent so far, summed. */
