@@ -90,7 +90,11 @@ export function keysSql({ schema, table, q, prepared }: StatementKit) {
            ORDER BY c.created_at, c.key LIMIT $5
            FOR UPDATE OF c SKIP LOCKED
          ), items AS (
-           DELETE FROM "${schema}"."failed_item" f USING doomed d WHERE f.key = d.key RETURNING 1
+           -- = ANY(ARRAY(...)) probes the ledger's primary key per doomed key. A join with
+           -- doomed is planned from the key column's skewed statistics (one key may hold most of
+           -- the ledger) and became a sequential scan of the whole ledger on every slice.
+           DELETE FROM "${schema}"."failed_item" f
+           WHERE f.key = ANY (ARRAY(SELECT d.key FROM doomed d)) RETURNING 1
          ), keys AS (
            DELETE FROM ${table} c USING doomed d WHERE c.key = d.key RETURNING 1
          )
