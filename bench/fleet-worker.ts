@@ -7,6 +7,8 @@
 // It reads commands on stdin, one a line, and answers on stdout:
 //   drive <library|raw> <warmupMs> <windowMs>  the other way waits; answers
 //                                              `saves <in window> <in slice> <CPU µs>`
+//   hold | free                                this process's loops stop at their next save
+//                                              (answers `held`) or run freely again (`freed`)
 //   counts                                     answers `counts <renewals> <reaper looks>`,
 //                                              the statements sent so far (TypeORM's logger)
 // Between drives the jobs run freely.
@@ -36,11 +38,12 @@ const batchSize = Number(process.env.BATCH_SIZE ?? 10);
 /** Items of every job: the jobs outlast the section. */
 const ITEMS = Array.from({ length: 2_000_000 }, (_, i) => i);
 
-/** Whose turn it is: the other way's loops wait at their next save. */
-let turn: 'library' | 'raw' = 'library';
+/** Whose turn it is: the other way's loops wait at their next save ('none': both wait). */
+let turn: 'library' | 'raw' | 'none' = 'library';
 const waiting: Array<() => void> = [];
-const mayGo = (way: 'library' | 'raw') =>
-  turn === way ? Promise.resolve() : new Promise<void>((resolve) => waiting.push(resolve));
+const mayGo = async (way: 'library' | 'raw') => {
+  while (turn !== way) await new Promise<void>((resolve) => waiting.push(resolve));
+};
 const setTurn = (next: typeof turn) => {
   turn = next;
   for (const resume of waiting.splice(0)) resume();
@@ -152,6 +155,10 @@ for await (const line of createInterface({ input: process.stdin })) {
     setTurn('library');
     // The saves in the window, and the process's CPU time over all saves of the slice.
     say(`saves ${saves} ${all} ${cpu.user + cpu.system}`);
+  } else if (command === 'hold' || command === 'free') {
+    // Held: this process saves nothing while the bench drives others (the ceiling's sweep).
+    setTurn(command === 'hold' ? 'none' : 'library');
+    say(command === 'hold' ? 'held' : 'freed');
   } else if (command === 'counts') {
     say(`counts ${logger.renewals} ${logger.looks}`);
   }

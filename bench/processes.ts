@@ -115,6 +115,7 @@ export async function measureProcesses(env: BenchEnv): Promise<Section> {
     }
     const afterSlices = await countAll(fleet);
     const looksFew = await timeLooks(env, schema);
+    const sweep = await sweepCeiling(env, fleet, slices);
 
     env.progress(`15. many processes: the reaper with ${count(MORE_RUNNING)} more running keys`);
     const owner = await holder.query<{ pid: number; started: string }>(
@@ -165,6 +166,11 @@ export async function measureProcesses(env: BenchEnv): Promise<Section> {
       savesPerSlice: { library: saves.library, raw: saves.raw, windowMs: WINDOW_MS },
       savesPerSecond: { library: Math.round(library), raw: Math.round(rawRate) },
       clientCpuPerSaveUs: { library: cpuLibrary, raw: cpuRaw },
+      ceiling: sweep.map((point) => ({
+        processes: point.processes,
+        library: Math.round(point.library),
+        raw: Math.round(point.raw),
+      })),
       renewalsPerSecond: Math.round(renewals * 100) / 100,
       expectedRenewalsPerSecond: expectedRenewals,
       reaperLooksPerSecond: {
@@ -230,6 +236,12 @@ export async function measureProcesses(env: BenchEnv): Promise<Section> {
           `${count(cpuRaw)} µs (raw pool)`,
           ratio(cpuLibrary / cpuRaw),
         ],
+        ...[...sweep, { processes, library, raw: rawRate }].map((point) => [
+          `ceiling: saves/s with ${point.processes} of the ${processes} processes saving`,
+          `${count(point.library)}/s`,
+          `${count(point.raw)}/s (raw pool)`,
+          ratio(point.library / point.raw),
+        ]),
         ['connections of the fleet', count(totalConnections), perProcess, ''],
       ],
       targets: [
@@ -330,6 +342,48 @@ async function drive(fleet: readonly Child[], way: 'library' | 'raw'): Promise<S
     cpuUs += cpu;
   }
   return { saves, cpuPerSaveUs: cpuUs / Math.max(1, all) };
+}
+
+/** Fleet sizes the ceiling is swept at, below the whole fleet (which the slices measured). */
+const SWEEP = [1, 4, 8, 16] as const;
+
+/** Saves per second of each way with only the first `n` processes saving, the rest held. */
+interface SweepPoint {
+  processes: number;
+  library: number;
+  raw: number;
+}
+
+/**
+ * The ceiling on this machine: the same ABBA slices with 1, 4, 8 and 16 of the processes saving
+ * and the others held at their next save (their leases and the reaper go on).
+ */
+async function sweepCeiling(
+  env: BenchEnv,
+  fleet: readonly Child[],
+  slices: number,
+): Promise<SweepPoint[]> {
+  const points: SweepPoint[] = [];
+  const say = async (children: readonly Child[], command: string, answer: string) => {
+    const replies = children.map((child) => nextLine(child, answer));
+    for (const child of children) child.send(command);
+    await Promise.all(replies);
+  };
+  for (const n of SWEEP.filter((each) => each < fleet.length)) {
+    env.progress(`15. many processes: the ceiling with ${n} of ${fleet.length} saving`);
+    const driven = fleet.slice(0, n);
+    await say(fleet.slice(n), 'hold', 'held');
+    const saves = { library: 0, raw: 0 };
+    const rounds = Math.max(2, Math.round(slices / 3));
+    for (let slice = 0; slice < 2 * rounds; slice++) {
+      const way = (['library', 'raw', 'raw', 'library'] as const)[slice % 4];
+      saves[way] += (await drive(driven, way)).saves;
+    }
+    const seconds = (rounds * WINDOW_MS) / 1000;
+    points.push({ processes: n, library: saves.library / seconds, raw: saves.raw / seconds });
+  }
+  await say(fleet, 'free', 'freed');
+  return points;
 }
 
 /** The renewals and reaper looks every process has sent so far, summed. */
