@@ -51,7 +51,8 @@ export class CheckpointSession {
   private current?: SessionIdentity;
   private opening?: Promise<QueryRunner>;
   private reconnecting = false;
-  private listening = false;
+  /** The channels this session LISTENs on (a new connection listens on none). */
+  private readonly listening = { progress: false, control: false };
   private readonly changed = new Set<string>();
   /** Operators' requests to record for polling processes (`<action>:<key>`). */
   private readonly controlChanges: string[] = [];
@@ -139,21 +140,32 @@ export class CheckpointSession {
     this.flushTimer ??= setTimeout(() => void this.flush(), NOTIFY_INTERVAL_MS).unref();
   }
 
-  /** Subscribes to keys changed in any process; LISTENs on first use. */
+  /**
+   * Subscribes to keys changed in any process; LISTENs on first use and UNLISTENs when the last
+   * subscriber leaves, so that a worker nobody watches from receives no one's progress.
+   */
   async subscribe(listener: (key: string) => void): Promise<() => void> {
     this.notificationListeners.add(listener);
-    await this.ensureListening();
-    return () => this.notificationListeners.delete(listener);
+    await this.ensureListening('progress');
+    return () => {
+      this.notificationListeners.delete(listener);
+      if (this.notificationListeners.size > 0 || !this.listening.progress) return;
+      // The session runs its statements in order: a LISTEN asked for later comes after this.
+      this.listening.progress = false;
+      void this.query('watch', undefined, this.repository.sql.unlisten('progress')).catch(
+        (error: Error) => this.logger.warn(`could not stop listening: ${error.message}`),
+      );
+    };
   }
 
-  private async ensureListening(): Promise<void> {
+  private async ensureListening(which: 'progress' | 'control'): Promise<void> {
     if (this.poll !== undefined) return this.poll.start();
-    if (this.listening) return;
-    this.listening = true;
+    if (this.listening[which]) return;
+    this.listening[which] = true;
     try {
-      await this.query('watch', undefined, this.repository.sql.listen());
+      await this.query('watch', undefined, this.repository.sql.listen(which));
     } catch (error) {
-      this.listening = false;
+      this.listening[which] = false;
       throw error;
     }
   }
@@ -164,7 +176,7 @@ export class CheckpointSession {
    */
   async subscribeControl(listener: (action: string, key: string) => void): Promise<() => void> {
     this.controlListeners.add(listener);
-    await this.ensureListening();
+    await this.ensureListening('control');
     return () => this.controlListeners.delete(listener);
   }
 
@@ -320,7 +332,8 @@ export class CheckpointSession {
       this.runner = undefined;
       this.client = undefined;
       this.current = undefined;
-      this.listening = false;
+      this.listening.progress = false;
+      this.listening.control = false;
     }
     void runner.release().catch(() => undefined);
     if (this.closed) return;
@@ -356,14 +369,16 @@ export class CheckpointSession {
           await this.open();
           const identity = this.current;
           if (identity === undefined) continue;
-          if (
-            (this.notificationListeners.size > 0 || this.controlListeners.size > 0) &&
-            !this.listening
-          ) {
-            this.listening = true;
-            await this.query('watch', undefined, this.repository.sql.listen()).catch(
+          const wanted = {
+            progress: this.notificationListeners.size > 0,
+            control: this.controlListeners.size > 0,
+          };
+          for (const which of ['progress', 'control'] as const) {
+            if (!wanted[which] || this.listening[which]) continue;
+            this.listening[which] = true;
+            await this.query('watch', undefined, this.repository.sql.listen(which)).catch(
               (error: Error) => {
-                this.listening = false;
+                this.listening[which] = false;
                 this.logger.warn(`could not listen again: ${error.message}`);
               },
             );

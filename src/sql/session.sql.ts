@@ -96,9 +96,14 @@ export function sessionSql({ schema, table, lockSpace, channel, controlChannel, 
       ),
 
     // --- progress across processes ------------------------------------------------------------
-    // Progress on one channel, operators' requests on another (one round trip for both).
+    // Progress on one channel, operators' requests on another. A process listens on each only
+    // while something in it subscribes: every NOTIFY wakes every listening backend, so workers
+    // that listened to progress would each receive every other worker's progress.
     ping: () => q(`SELECT 1`),
-    listen: () => q(`LISTEN "${channel}"; LISTEN "${controlChannel}"`),
+    listen: (which: 'progress' | 'control') =>
+      q(`LISTEN "${which === 'progress' ? channel : controlChannel}"`),
+    unlisten: (which: 'progress' | 'control') =>
+      q(`UNLISTEN "${which === 'progress' ? channel : controlChannel}"`),
     /**
      * Leaves a borrowed connection as the pool lent it: no LISTEN, no owner's lock, default
      * socket probes.
