@@ -201,10 +201,17 @@ export class FailedItemsService {
     afterIndex: number,
     limit: number,
   ): Promise<Array<{ itemIndex: number; item: unknown }>> {
+    // Read at each page: a redrive asked meanwhile may have added items.
+    const { rows: requests } = await this.repository.run<{
+      at: string | null;
+      items: string[] | null;
+    }>('redrive', key, this.sql.redriveRequest(key));
+    const at = requests[0]?.at ?? null;
+    if (at === null) return [];
     const { rows } = await this.repository.run<{ item_index: string; item: unknown }>(
       'redrive',
       key,
-      this.sql.redriveItems(key, afterIndex, limit),
+      this.sql.redriveItems(key, afterIndex, { at, items: requests[0]?.items ?? null }, limit),
     );
     return rows.map((row) => ({ itemIndex: Number(row.item_index), item: row.item }));
   }

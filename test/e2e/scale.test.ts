@@ -42,6 +42,8 @@ const SIZE: FillSize = {
   runningKeys: 2_000,
 };
 const TABLES = new Set(['checkpoint', 'run', 'failed_item']);
+/** When the ledger's redrive was asked: after every fill row failed. */
+const REQUESTED = new Date().toISOString();
 let app: INestApplicationContext;
 let client: pg.Client;
 
@@ -165,7 +167,14 @@ describe('every statement finds its rows by an index on a table of history', () 
       'ledger of a key, deep': i.listOfKey('ledger:big', ['ledger:big', 80_000], 100),
       'ledger of a run': i.listOfRun('run:ledger', null, 100),
       'ledger of a run, further': i.listOfRun('run:ledger', ['run:ledger:7', 20], 100),
-      'redrive page': i.redriveItems('ledger:big', 80_000, 500),
+      'redrive request': i.redriveRequest('ledger:big'),
+      'redrive page': i.redriveItems('ledger:big', 80_000, { at: REQUESTED, items: null }, 500),
+      'redrive page of chosen items': i.redriveItems(
+        'ledger:big',
+        80_000,
+        { at: REQUESTED, items: ['80001', '80002'] },
+        500,
+      ),
       'redrive request of a run': i.requestRedrive(null, 'run:ledger'),
       'retention runs slice': t.purgeRuns(at, 200),
     };
@@ -175,6 +184,28 @@ describe('every statement finds its rows by an index on a table of history', () 
       if (tables.length > 0) scanned.push(`${label}: Seq Scan on ${tables.join(', ')}\n${plan}`);
     }
     assert.deepEqual(scanned, []);
+  });
+
+  it('a redrive page reads its page, not the rest of the ledger', async () => {
+    // An ordered range of the ledger's primary key that stops at the LIMIT: no sort of the
+    // ledger's remaining items (a bitmap scan and sort read all of them on every page).
+    const query = itemsSql(schema).redriveItems(
+      'ledger:big',
+      80_000,
+      { at: REQUESTED, items: null },
+      500,
+    );
+    const { rows } = await client.query<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>(
+      `EXPLAIN (FORMAT JSON) ${query.text}`,
+      query.values,
+    );
+    const kinds: string[] = [];
+    const walk = (node: PlanNode) => {
+      kinds.push(`${node['Node Type']}${node['Index Name'] ? ` ${node['Index Name']}` : ''}`);
+      node.Plans?.forEach(walk);
+    };
+    walk(rows[0]['QUERY PLAN'][0].Plan);
+    assert.deepEqual(kinds, ['Limit', 'Index Scan failed_item_pkey']);
   });
 });
 
