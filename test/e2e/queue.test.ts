@@ -5,6 +5,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { PgBoss } from 'pg-boss';
 import { QUEUE, type ScreeningData } from '../fixtures/queue-job.js';
 import { sql } from '../support/database.js';
+import { Child } from '../support/process.js';
 import { cleanUpAfterAll, workerBed } from '../support/workers.js';
 import { DEFAULT_LEASE_TTL_MS } from '../../src/checkpoint.constants.js';
 
@@ -70,7 +71,13 @@ describe('pg-boss workers', () => {
         }
         await sleep(chaos ? 700 + Math.random() * 400 : 200);
         if (!chaos || (await completedJobs(schema, ids)) === ids.length) continue;
-        const victim = Math.floor(Math.random() * workers.length);
+        // Only a worker that has booted: on a busy machine a boot outlasts a second, and killing
+        // workers still booting would leave none to work.
+        const booted = workers.flatMap((worker, index) =>
+          worker.lines.some((line) => line.startsWith('ready')) ? [index] : [],
+        );
+        if (booted.length === 0) continue;
+        const victim = booted[Math.floor(Math.random() * booted.length)];
         await workers[victim]?.kill('SIGKILL');
         kills += 1;
         workers[victim] = startWorker();
@@ -93,12 +100,12 @@ describe('pg-boss workers', () => {
   it('SIGTERM hands the job to another worker at the next item; four deploys on retryLimit 1', async (t: TestContext) => {
     const { schema, boss, startWorker } = await setUp('deploy');
     const env = { RETRY_LIMIT: '1' };
-    let holder = startWorker(env);
-    await holder.waitFor((line) => line.startsWith('ready'));
+    // Every worker is up before the job is sent: a worker booting while the job runs (slow on a
+    // busy machine) could let the holder finish before the next deploy.
+    const workers = Array.from({ length: 5 }, () => startWorker(env));
+    await Promise.all(workers.map((worker) => worker.waitFor((line) => line.startsWith('ready'))));
     const id = await send(boss, { count: 8000, batchDelayMs: 60 });
-    await holder.waitFor((line) => line.startsWith(`start ${id}`));
-    let spare = startWorker(env);
-    await spare.waitFor((line) => line.startsWith('ready'));
+    let { child: holder } = await Child.firstOf(workers, (line) => line.startsWith(`start ${id}`));
     const handoffs: number[] = [];
     for (let deploy = 1; deploy <= 4; deploy++) {
       const current = holder;
@@ -108,8 +115,10 @@ describe('pg-boss workers', () => {
       await current.waitFor(() => batchesSoFar() >= seen + 3);
       const stoppedAt = Date.now();
       current.process.kill('SIGTERM');
-      const next = spare;
-      const started = await next.waitFor((line) => line.startsWith(`start ${id}`));
+      const { child: next, line: started } = await Child.firstOf(
+        workers.filter((worker) => !worker.lines.some((line) => line.startsWith(`start ${id}`))),
+        (line) => line.startsWith(`start ${id}`),
+      );
       handoffs.push(Date.now() - stoppedAt);
       const exit = await current.exited;
       // After a graceful close Nest re-raises the signal, so a clean stop ends by SIGTERM.
@@ -127,8 +136,6 @@ describe('pg-boss workers', () => {
         'resumed at the item after the last batch',
       );
       holder = next;
-      spare = startWorker(env);
-      await spare.waitFor((line) => line.startsWith('ready'));
     }
     await waitUntil(
       async () => (await completedJobs(schema, [id])) === 1,
