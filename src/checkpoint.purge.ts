@@ -25,11 +25,14 @@ interface SliceRow {
   key: string;
 }
 
-/** A slice aims at this duration: well under the 100 ms a live attempt may wait for a row. */
-const SLICE_TARGET_MS = 40;
-const FIRST_SLICE = 200;
+/**
+ * A slice aims at this duration: a fifth of the 100 ms a live attempt may wait for a row, so
+ * that a slice slowed by a burst of load elsewhere still ends within it.
+ */
+const SLICE_TARGET_MS = 20;
+const FIRST_SLICE = 100;
 const LEAST_SLICE = 10;
-const MOST_SLICE = 5000;
+const MOST_SLICE = 2000;
 
 /**
  * How long to rest after a slice that took `ms`: as long again, so that the purge takes at most

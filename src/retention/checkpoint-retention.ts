@@ -69,7 +69,7 @@ export class CheckpointRetention implements OnApplicationBootstrap, BeforeApplic
   async purge(days: number): Promise<PurgeResult> {
     const before = new Date(Date.now() - days * 86_400_000);
     const result: PurgeResult = { keys: 0, runs: 0, failedItems: 0, slices: 0, longestSliceMs: 0 };
-    let size = 200;
+    let size = 100;
     for (;;) {
       const started = performance.now();
       const { rowCount } = await this.repository.run<{ id: string }>(
