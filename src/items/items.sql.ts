@@ -90,12 +90,6 @@ export function itemsSql(schema: string) {
          WHERE key = $1 AND running_epoch = $2`,
         [key, epoch, itemIndex],
       ),
-    /**
-     * The ledger items a redrive still has to run: those that failed before it was asked for
-     * (an item that failed again during this redrive is not tried twice) and, when it named
-     * items, only those; a page at a time: the items after `afterIndex`, through the ledger's
-     * primary key.
-     */
     /** The redrive request of `key`: when it was asked, and its chosen items (null: all). */
     redriveRequest: (key: string) =>
       q(
@@ -104,11 +98,13 @@ export function itemsSql(schema: string) {
         [key],
       ),
     /**
-     * A page of the ledger items that `request` (redriveRequest) asks to run again, after item
-     * `afterIndex`: one ordered range of the primary key that stops at the page's end, however
-     * long the ledger. The request's values come bound, not as subqueries: the planner guessed
-     * those filters would keep a few rows and read and sorted the rest of the ledger instead
-     * (86 ms a page 80% into a million-item ledger).
+     * The ledger items a redrive (`request`, read by redriveRequest) still has to run: those that
+     * failed before it was asked for (an item that failed again during this redrive is not tried
+     * twice) and, when it named items, only those; a page at a time, after item `afterIndex`: one
+     * ordered range of the primary key that stops at the page's end, however long the ledger. The
+     * request's values come bound, not as subqueries: the planner guessed those filters would keep
+     * a few rows, and read and sorted the rest of the ledger instead (86 ms a page 80% into a
+     * million-item ledger).
      */
     redriveItems: (
       key: string,
