@@ -16,6 +16,14 @@ import { Child } from '../test/support/process.js';
 import { bootApp } from './app.js';
 import { FLEET_QUEUE } from './jobs.js';
 import type { BenchEnv } from './env.js';
+import {
+  countAll,
+  drive,
+  sweepCeiling,
+  WARMUP_MS,
+  WINDOW_MS,
+  type Counts,
+} from './fleet-commands.js';
 import { sleep, summarize } from './harness.js';
 import { count, ms, ratio, summaryJson, target, type Json, type Section } from './report.js';
 
@@ -30,8 +38,6 @@ const BATCH_SIZE = 10;
 /** Short enough that renewals are counted in the hundreds within the section. */
 const LEASE_TTL_MS = 6000;
 const SLICES = 6;
-const WARMUP_MS = 1000;
-const WINDOW_MS = 2000;
 /** The second number of running keys the reaper is counted at (the fleet's own, plus these). */
 const MORE_RUNNING = 10_000;
 const REAPER_WINDOW_MS = 12_000;
@@ -40,13 +46,6 @@ const LOOK_SAMPLES = 30;
 const RENEWAL_TOLERANCE = 0.15;
 const REAPER_GROWTH_MAX = 1.1;
 const LIBRARY_OVER_RAW_MIN = 0.8;
-
-/** What the fleet's processes counted between two readings. */
-interface Counts {
-  at: number;
-  renewals: number;
-  looks: number;
-}
 
 export async function measureProcesses(env: BenchEnv): Promise<Section> {
   const schema = `${env.schema}_fleet`;
@@ -311,95 +310,6 @@ async function untilRunning(env: BenchEnv, schema: string, n: number): Promise<v
     }
     await sleep(200);
   }
-}
-
-/** The next line of `child` that starts with `prefix`, after those it already printed. */
-function nextLine(child: Child, prefix: string): Promise<string> {
-  let earlier = child.lines.filter((line) => line.startsWith(prefix)).length;
-  return child.waitFor((line) => line.startsWith(prefix) && earlier-- <= 0, 60_000);
-}
-
-/** What one slice of a way counted over the fleet. */
-interface Slice {
-  /** Saves inside the counted window. */
-  saves: number;
-  /** The processes' CPU time per save over the whole slice, in microseconds. */
-  cpuPerSaveUs: number;
-}
-
-/** One slice of `way` in every process at once: the saves counted in the window, summed. */
-async function drive(fleet: readonly Child[], way: 'library' | 'raw'): Promise<Slice> {
-  const replies = fleet.map((child) => nextLine(child, 'saves '));
-  for (const child of fleet) child.send(`drive ${way} ${WARMUP_MS} ${WINDOW_MS}`);
-  const lines = await Promise.all(replies);
-  let saves = 0;
-  let all = 0;
-  let cpuUs = 0;
-  for (const line of lines) {
-    const [, inWindow, inSlice, cpu] = line.split(' ').map(Number);
-    saves += inWindow;
-    all += inSlice;
-    cpuUs += cpu;
-  }
-  return { saves, cpuPerSaveUs: cpuUs / Math.max(1, all) };
-}
-
-/** Fleet sizes the ceiling is swept at, below the whole fleet (which the slices measured). */
-const SWEEP = [1, 4, 8, 16] as const;
-
-/** Saves per second of each way with only the first `n` processes saving, the rest held. */
-interface SweepPoint {
-  processes: number;
-  library: number;
-  raw: number;
-}
-
-/**
- * The ceiling on this machine: the same ABBA slices with 1, 4, 8 and 16 of the processes saving
- * and the others held at their next save (their leases and the reaper go on).
- */
-async function sweepCeiling(
-  env: BenchEnv,
-  fleet: readonly Child[],
-  slices: number,
-): Promise<SweepPoint[]> {
-  const points: SweepPoint[] = [];
-  const say = async (children: readonly Child[], command: string, answer: string) => {
-    const replies = children.map((child) => nextLine(child, answer));
-    for (const child of children) child.send(command);
-    await Promise.all(replies);
-  };
-  for (const n of SWEEP.filter((each) => each < fleet.length)) {
-    env.progress(`15. many processes: the ceiling with ${n} of ${fleet.length} saving`);
-    const driven = fleet.slice(0, n);
-    await say(fleet.slice(n), 'hold', 'held');
-    const saves = { library: 0, raw: 0 };
-    const rounds = Math.max(2, Math.round(slices / 3));
-    for (let slice = 0; slice < 2 * rounds; slice++) {
-      const way = (['library', 'raw', 'raw', 'library'] as const)[slice % 4];
-      saves[way] += (await drive(driven, way)).saves;
-    }
-    const seconds = (rounds * WINDOW_MS) / 1000;
-    points.push({ processes: n, library: saves.library / seconds, raw: saves.raw / seconds });
-  }
-  await say(fleet, 'free', 'freed');
-  return points;
-}
-
-/** The renewals and reaper looks every process has sent so far, summed. */
-async function countAll(fleet: readonly Child[]): Promise<Counts> {
-  const replies = fleet.map((child) => nextLine(child, 'counts '));
-  for (const child of fleet) child.send('counts');
-  const lines = await Promise.all(replies);
-  const at = performance.now();
-  let renewals = 0;
-  let looks = 0;
-  for (const line of lines) {
-    const [, r, l] = line.split(' ');
-    renewals += Number(r);
-    looks += Number(l);
-  }
-  return { at, renewals, looks };
 }
 
 /** How long the reaper's look takes, sent by the bench (LOOK_SAMPLES times). */
