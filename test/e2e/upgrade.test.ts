@@ -165,7 +165,11 @@ describe('live upgrade', () => {
     assert.deepEqual(await versions(), [1, 2, 3, 6, 7]);
     await startRun('before');
     const stopFeeding = feedJobs(boss, schema);
-    await Promise.all(old.map((w) => w.waitFor((l) => l.startsWith('batch '), 60_000)));
+    const batch = (l: string) => l.startsWith('batch ');
+    // The old build goes on: its run worker, and its queue workers as a group (which of them
+    // takes the next job is pg-boss's choice; one may wait a poll or two for one).
+    const oldGoesOn = () => Promise.all([Child.nextOf(oldQueue, batch), nextLine(oldRuns, batch)]);
+    await oldGoesOn();
 
     // A long transaction holds the checkpoint table in a mode that DDL waits for, as a worker's
     // long batch transaction that wrote its checkpoint would.
@@ -201,8 +205,7 @@ describe('live upgrade', () => {
     children.push(...fresh);
     const gaveWay = (l: string) => l.includes('checkpoint migration 8 gave way');
     await Promise.race(fresh.map((w) => w.waitFor(gaveWay, 120_000)));
-    for (let round = 0; round < 2; round++)
-      await Promise.all(old.map((w) => nextLine(w, (l) => l.startsWith('batch '))));
+    for (let round = 0; round < 2; round++) await oldGoesOn();
     const warnings = () => fresh.flatMap((w) => w.lines.filter(gaveWay));
     await waitUntil(
       () => warnings().length >= 2,
@@ -229,13 +232,13 @@ describe('live upgrade', () => {
       t.diagnostic(`waited for a lock ${wait.ms} ms: ${wait.query}`);
 
     // The old workers go on past the upgrade, the previous build starts a run on the new schema.
-    await Promise.all(old.map((w) => nextLine(w, (l) => l.startsWith('batch '))));
+    await oldGoesOn();
     await startRun('after');
     await Promise.all(fresh.map((w) => w.waitFor((l) => l.startsWith('ready'), 120_000)));
     // Both builds work the same queues and runs; then one old worker dies mid-job.
-    await Promise.all(fresh.map((w) => nextLine(w, (l) => l.startsWith('batch '))));
-    await nextLine(oldQueue[0], (l) => l.startsWith('batch '));
-    await oldQueue[0].kill('SIGKILL');
+    await Promise.all([Child.nextOf([...oldQueue, fresh[0]], batch), nextLine(fresh[1], batch)]);
+    const { child: victim } = await Child.nextOf(oldQueue, batch);
+    await victim.kill('SIGKILL');
     const jobs = await stopFeeding();
 
     await waitUntil(
@@ -258,7 +261,7 @@ describe('live upgrade', () => {
     );
     const batches = (w: Child | undefined) => w?.lines.filter((l) => l.startsWith('batch ')).length;
     t.diagnostic(
-      `batches: old queue workers ${oldQueue.map(batches).join(' and ')} (the first SIGKILLed), old run worker ${batches(oldRuns)}, new queue worker ${batches(fresh[0])}, new run worker ${batches(fresh[1])}`,
+      `batches: old queue workers ${oldQueue.map(batches).join(' and ')} (the ${victim === oldQueue[0] ? 'first' : 'second'} SIGKILLed), old run worker ${batches(oldRuns)}, new queue worker ${batches(fresh[0])}, new run worker ${batches(fresh[1])}`,
     );
 
     // Each item's effect exactly once.

@@ -85,6 +85,31 @@ export class Child {
     }
   }
 
+  /**
+   * The first line among `children` that matches and comes after what each has printed so far,
+   * and the child that printed it (the others stop waiting). For work that any of several
+   * workers may take: which one gets the next pg-boss job is pg-boss's choice.
+   */
+  static async nextOf(
+    children: Child[],
+    test: (line: string) => boolean,
+    timeoutMs = 60_000,
+  ): Promise<{ child: Child; line: string }> {
+    const watches = children.map((child) => {
+      const seen = child.lines.length;
+      let index = 0;
+      // watch tests the lines seen first, then each new one: skip the old ones by position.
+      return child.watch((line) => ++index > seen && test(line), timeoutMs);
+    });
+    try {
+      return await Promise.race(
+        watches.map(({ line }, i) => line.then((found) => ({ child: children[i], line: found }))),
+      );
+    } finally {
+      for (const watch of watches) watch.cancel();
+    }
+  }
+
   private watch(
     test: (line: string) => boolean,
     timeoutMs: number,
