@@ -166,7 +166,9 @@ describe('pg-boss workers', () => {
     });
     await stale.waitFor((line) => line === `batch ${id} 150`);
     const fresh = startWorker(env);
-    const resumed = await fresh.waitFor((line) => line.startsWith(`start ${id}`));
+    // pg-boss's supervision re-queues the expired job; a hang bound, as long as a busy machine
+    // needs (three suites at once next to two CPU burners took over 120 s).
+    const resumed = await fresh.waitFor((line) => line.startsWith(`start ${id}`), 300_000);
     assert.equal(resumed.split(' ')[2], '150');
     await fresh.waitFor((line) => line === `done ${id}`);
     await stale.waitFor((line) => line.startsWith(`stopped ${id}`));
