@@ -8,7 +8,13 @@ import {
 import { setTimeout as wait } from 'node:timers/promises';
 import type { PgBoss } from 'pg-boss';
 import { CHECKPOINT_BOSS, CHECKPOINT_OPTIONS, CHECKPOINT_STATES } from '../checkpoint.constants.js';
-import { nextSliceSize, purgeKeys, restAfter, type PurgeCounts } from '../checkpoint.purge.js';
+import {
+  FIRST_SLICE,
+  nextSliceSize,
+  purgeKeys,
+  restAfter,
+  type PurgeCounts,
+} from '../checkpoint.purge.js';
 import type { ResolvedCheckpointOptions } from '../checkpoint.options.js';
 import { CheckpointRepository } from '../checkpoint.repository.js';
 import { retentionSql } from './retention.sql.js';
@@ -69,7 +75,7 @@ export class CheckpointRetention implements OnApplicationBootstrap, BeforeApplic
   async purge(days: number): Promise<PurgeResult> {
     const before = new Date(Date.now() - days * 86_400_000);
     const result: PurgeResult = { keys: 0, runs: 0, failedItems: 0, slices: 0, longestSliceMs: 0 };
-    let size = 100;
+    let size = FIRST_SLICE;
     for (;;) {
       const started = performance.now();
       const { rowCount } = await this.repository.run<{ id: string }>(

@@ -45,14 +45,8 @@ async function waitUntil(
 }
 
 /** The next line `child` prints (after what it printed so far) that matches. */
-function nextLine(child: Child, test: (line: string) => boolean, timeoutMs = 60_000) {
-  const seen = child.lines.length;
-  let index = 0;
-  return child.waitFor((line) => {
-    // waitFor tests the lines seen first, then each new one: skip the old ones by position.
-    index += 1;
-    return index > seen && test(line);
-  }, timeoutMs);
+async function nextLine(child: Child, test: (line: string) => boolean) {
+  return (await Child.nextOf([child], test)).line;
 }
 
 interface LockWait {
