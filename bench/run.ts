@@ -11,6 +11,7 @@ import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { openDatabase } from '../examples/database.js';
 import { bootApp } from './app.js';
+import { measureBalance } from './balance.js';
 import { renderChart } from './chart.js';
 import { measureConcurrency } from './concurrency.js';
 import {
@@ -124,6 +125,7 @@ async function main(): Promise<void> {
       );
     if (wanted('14')) await measure('14', 'Takeover after a SIGKILL', () => measureTakeover(env));
     if (wanted('15')) await measure('15', 'Many processes', () => measureProcesses(env));
+    if (wanted('16')) await measure('16', 'Balanced chunks', () => measureBalance(env));
     const diagnostics = wanted('7')
       ? await measureDiagnostics(env)
       : { sections: [], findings: [] };

@@ -25,7 +25,11 @@ export interface ChunkPlan {
 }
 
 const number = new Intl.NumberFormat('en-US');
-const seconds = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
+/** "2.0 s", "75 s", or "0.4 ms" for chunks of a few fast items. */
+const duration = (ms: number) =>
+  ms < 1000 ? `${ms.toFixed(ms < 10 ? 1 : 0)} ms` : `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
+/** "1 item", "33,334 items". */
+const itemCount = (n: number) => `${number.format(n)} item${n === 1 ? '' : 's'}`;
 
 /**
  * The chunk-size rule. Two limits, the smaller wins:
@@ -50,12 +54,13 @@ export function planChunks(input: PlanInput): ChunkPlan {
   let why: string;
   if (byTime !== null && byTime < fair) {
     count = Math.ceil(totalItems / byTime);
-    why = `${number.format(byTime)} items last about ${seconds(targetChunkMs)} at ${itemMs} ms/item`;
+    why = `${itemCount(byTime)} last about ${duration(targetChunkMs)} at ${itemMs} ms/item`;
   } else {
     count = fairCount;
-    why = `${number.format(fair)} items give each of ${workers} worker(s) a chunk`;
+    const given = fairCount === workers ? `each of ${workers}` : `${fairCount} of the ${workers}`;
+    why = `chunks of ${itemCount(fair)} give ${given} worker(s) one`;
     if (byTime !== null)
-      why += ` (the ${seconds(targetChunkMs)} target would allow ${number.format(byTime)})`;
+      why += ` (the ${duration(targetChunkMs)} target would allow ${number.format(byTime)})`;
     else why += ' (no per-item time measured on this queue yet)';
   }
   if (Math.ceil(totalItems / count) > maxChunkSize) {
@@ -78,9 +83,9 @@ export function planChunks(input: PlanInput): ChunkPlan {
     chunkCount: count,
     estimatedChunkMs,
     reason:
-      `${number.format(totalItems)} items, ${input.workers} live worker(s): ${number.format(count)} chunks ` +
+      `${itemCount(totalItems)}, ${input.workers} live worker(s): ${number.format(count)} chunk${count === 1 ? '' : 's'} ` +
       `of ${sizes(totalItems, count)} because ${why}` +
-      (estimatedChunkMs === null ? '' : `; about ${seconds(estimatedChunkMs)} a chunk`),
+      (estimatedChunkMs === null ? '' : `; about ${duration(estimatedChunkMs)} a chunk`),
   };
 }
 

@@ -50,7 +50,7 @@ describe('planChunks', () => {
     const plan = planChunks({ ...base, totalItems: 1000, workers: 4, itemMs: 2 });
     assert.equal(plan.chunkSize, 250);
     assert.equal(plan.chunkCount, 4);
-    assert.match(plan.reason, /give each of 4 worker\(s\) a chunk/);
+    assert.match(plan.reason, /chunks of 250 items give each of 4 worker\(s\) one/);
   });
 
   it('stays within the bounds, and plans for one worker when none is alive', () => {
