@@ -26,6 +26,8 @@ export interface Slice {
   saves: number;
   /** The processes' CPU time per save over the whole slice, in microseconds. */
   cpuPerSaveUs: number;
+  /** The progress announcements (NOTIFY statements) the processes sent per second of the slice. */
+  notifiesPerSecond: number;
 }
 
 /** One slice of `way` in every process at once: the saves counted in the window, summed. */
@@ -36,13 +38,19 @@ export async function drive(fleet: readonly Child[], way: 'library' | 'raw'): Pr
   let saves = 0;
   let all = 0;
   let cpuUs = 0;
+  let notifies = 0;
   for (const line of lines) {
-    const [, inWindow, inSlice, cpu] = line.split(' ').map(Number);
+    const [, inWindow, inSlice, cpu, notified] = line.split(' ').map(Number);
     saves += inWindow;
     all += inSlice;
     cpuUs += cpu;
+    notifies += notified;
   }
-  return { saves, cpuPerSaveUs: cpuUs / Math.max(1, all) };
+  return {
+    saves,
+    cpuPerSaveUs: cpuUs / Math.max(1, all),
+    notifiesPerSecond: notifies / ((WARMUP_MS + WINDOW_MS) / 1000),
+  };
 }
 
 /** Fleet sizes the ceiling is swept at, below the whole fleet (which the slices measured). */

@@ -5,8 +5,8 @@
 // library's statements get) advances KEYS keys of its own with the library's advance statement.
 //
 // It reads commands on stdin, one a line, and answers on stdout:
-//   drive <library|raw> <warmupMs> <windowMs>  the other way waits; answers
-//                                              `saves <in window> <in slice> <CPU µs>`
+//   drive <library|raw> <warmupMs> <windowMs>  the other way waits; answers `saves <in window>
+//                                              <in slice> <CPU µs> <notify statements>`
 //   hold | free                                this process's loops stop at their next save
 //                                              (answers `held`) or run freely again (`freed`)
 //   counts                                     answers `counts <renewals> <reaper looks>`,
@@ -56,10 +56,13 @@ const saved = { library: [] as number[], raw: [] as number[] };
 class CountingLogger implements TypeOrmLogger {
   renewals = 0;
   looks = 0;
+  /** The session's progress announcements (one statement for all keys changed meanwhile). */
+  notifies = 0;
   logQuery(query: string): void {
     const text = query.trim();
     if (/^UPDATE \S+"checkpoint" AS c SET owner_pid/.test(text)) this.renewals += 1;
     else if (/^WITH look AS MATERIALIZED/.test(text)) this.looks += 1;
+    else if (/^SELECT pg_notify/.test(text)) this.notifies += 1;
   }
   logQueryError(): void {}
   logQuerySlow(): void {}
@@ -148,13 +151,14 @@ for await (const line of createInterface({ input: process.stdin })) {
     const start = performance.now() + warmupMs;
     const end = start + windowMs;
     const cpuFrom = process.cpuUsage();
+    const notifiesFrom = logger.notifies;
     await sleep(warmupMs + windowMs + 20);
     const cpu = process.cpuUsage(cpuFrom);
     const saves = saved[way].filter((at) => at >= start && at <= end).length;
     const all = saved[way].length;
     setTurn('library');
-    // The saves in the window, and the process's CPU time over all saves of the slice.
-    say(`saves ${saves} ${all} ${cpu.user + cpu.system}`);
+    // The saves in the window; the process's CPU time and announcements over the whole slice.
+    say(`saves ${saves} ${all} ${cpu.user + cpu.system} ${logger.notifies - notifiesFrom}`);
   } else if (command === 'hold' || command === 'free') {
     // Held: this process saves nothing while the bench drives others (the ceiling's sweep).
     setTurn(command === 'hold' ? 'none' : 'library');

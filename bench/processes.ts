@@ -106,11 +106,13 @@ export async function measureProcesses(env: BenchEnv): Promise<Section> {
     const before = await countAll(fleet);
     const saves = { library: [] as number[], raw: [] as number[] };
     const cpuPerSave = { library: [] as number[], raw: [] as number[] };
+    const notifies = { library: [] as number[], raw: [] as number[] };
     for (let slice = 0; slice < 2 * slices; slice++) {
       const way = (['library', 'raw', 'raw', 'library'] as const)[slice % 4];
       const counted = await drive(fleet, way);
       saves[way].push(counted.saves);
       cpuPerSave[way].push(counted.cpuPerSaveUs);
+      notifies[way].push(counted.notifiesPerSecond);
     }
     const afterSlices = await countAll(fleet);
     const looksFew = await timeLooks(env, schema);
@@ -148,6 +150,8 @@ export async function measureProcesses(env: BenchEnv): Promise<Section> {
     const median = (values: number[]) => Math.round(summarize(values).p50);
     const cpuLibrary = median(cpuPerSave.library);
     const cpuRaw = median(cpuPerSave.raw);
+    const notifiesLibrary = summarize(notifies.library).p50;
+    const notifiesRaw = summarize(notifies.raw).p50;
     const library = perSecond(saves.library);
     const rawRate = perSecond(saves.raw);
     const few = processes * KEYS;
@@ -165,6 +169,7 @@ export async function measureProcesses(env: BenchEnv): Promise<Section> {
       savesPerSlice: { library: saves.library, raw: saves.raw, windowMs: WINDOW_MS },
       savesPerSecond: { library: Math.round(library), raw: Math.round(rawRate) },
       clientCpuPerSaveUs: { library: cpuLibrary, raw: cpuRaw },
+      notifyStatementsPerSecond: { library: notifies.library, raw: notifies.raw },
       ceiling: sweep.map((point) => ({
         processes: point.processes,
         library: Math.round(point.library),
@@ -230,6 +235,12 @@ export async function measureProcesses(env: BenchEnv): Promise<Section> {
           ratio(lookMany.p50 / lookFew.p50),
         ],
         [
+          'progress NOTIFY statements/s (median of slices)',
+          `${notifiesLibrary.toFixed(1)}/s`,
+          `${notifiesRaw.toFixed(1)}/s (raw pool's slices)`,
+          '',
+        ],
+        [
           "the workers' CPU time per save (median of slices)",
           `${count(cpuLibrary)} µs`,
           `${count(cpuRaw)} µs (raw pool)`,
@@ -264,6 +275,11 @@ export async function measureProcesses(env: BenchEnv): Promise<Section> {
         ),
       ],
       notes: [
+        `A progress announcement is one NOTIFY statement on a process's lease session for all ` +
+          `its keys that advanced in the last 100 ms, sent whether or not any process listens: ` +
+          `a transaction of its own whose commit flushes WAL, and PostgreSQL serialises the ` +
+          `commits of notifying transactions. The raw pool's slices send none (the library's ` +
+          `loops wait), so the saves/s ratio includes them.`,
         `Each look reads the running keys that record a pg-boss job and checks each owner's ` +
           `session in pg_stat_activity: its count per second is fixed (2 per process), its ` +
           `time grows with the running keys (${ms(lookFew.p50)} at ${count(few)}, ` +
