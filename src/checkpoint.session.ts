@@ -13,6 +13,7 @@ import {
 } from './session/connection-mode.js';
 import { openLeaseConnection } from './session/lease-connection.js';
 import { sessionSql } from './session/session.sql.js';
+import { WatcherPresence } from './session/watcher-presence.js';
 import {
   NO_SESSION,
   type SessionIdentity,
@@ -42,7 +43,10 @@ const RECONNECT_MAX_MS = 500;
  * Notifications are coalesced: an advance only marks its key as changed, and a timer announces
  * all changed keys in one statement at most every NOTIFY_INTERVAL_MS. NOTIFY serialises commits
  * on a global lock, so sending one per advance would cap throughput; this keeps it off the
- * batch's path entirely.
+ * batch's path entirely. A key whose progress alone moved is announced only while some process
+ * watches (the `watcher` table, where a process keeps a row while it has subscribers): a fleet
+ * nobody watches notifies nothing of its advances. Every other change (a claim, the end of an
+ * attempt, an operator's request) is always announced.
  */
 export class CheckpointSession {
   private readonly logger = new Logger('Checkpoint');
@@ -54,6 +58,10 @@ export class CheckpointSession {
   /** The channels this session LISTENs on (a new connection listens on none). */
   private readonly listening = { progress: false, control: false };
   private readonly changed = new Set<string>();
+  /** Keys whose progress alone moved since the last flush (announced while anyone watches). */
+  private readonly advanced = new Set<string>();
+  /** This process in the `watcher` table while it has subscribers. */
+  private readonly presence: WatcherPresence;
   /** Operators' requests to record for polling processes (`<action>:<key>`). */
   private readonly controlChanges: string[] = [];
   /** No lease session, no LISTEN: a transaction pooler without a direct URL. */
@@ -78,6 +86,11 @@ export class CheckpointSession {
     private readonly mode: ConnectionMode = { pooling: 'none', source: 'default' },
   ) {
     this.sessionless = !hasSession(mode);
+    this.presence = new WatcherPresence({
+      watching: (process, seconds) => repository.sql.watching(process, seconds),
+      unwatch: (process) => repository.sql.unwatch(process),
+      send: (query) => this.query('watch', undefined, query),
+    });
     if (this.sessionless)
       this.poll = new ChangePoll(
         repository,
@@ -133,29 +146,44 @@ export class CheckpointSession {
     return () => this.restoreListeners.delete(listener);
   }
 
-  /** Marks a key as changed; watchers everywhere hear of it within NOTIFY_INTERVAL_MS. */
-  announce(key: string): void {
+  /**
+   * Marks a key as changed; watchers everywhere hear of it within NOTIFY_INTERVAL_MS. `progress`:
+   * only its progress moved (an advance), which is announced only while some process watches.
+   */
+  announce(key: string, what: 'change' | 'progress' = 'change'): void {
     if (this.closed) return;
-    this.changed.add(key);
+    (what === 'progress' ? this.advanced : this.changed).add(key);
     this.flushTimer ??= setTimeout(() => void this.flush(), NOTIFY_INTERVAL_MS).unref();
   }
 
   /**
    * Subscribes to keys changed in any process; LISTENs on first use and UNLISTENs when the last
-   * subscriber leaves, so that a worker nobody watches from receives no one's progress.
+   * subscriber leaves, so that a worker nobody watches from receives no one's progress. The
+   * process's `watcher` row is written before the LISTEN: every flush that reads no such row
+   * committed before the subscriber's first read, which sees what it would have announced.
    */
   async subscribe(listener: (key: string) => void): Promise<() => void> {
     this.notificationListeners.add(listener);
-    await this.ensureListening('progress');
-    return () => {
-      this.notificationListeners.delete(listener);
-      if (this.notificationListeners.size > 0 || !this.listening.progress) return;
-      // The session runs its statements in order: a LISTEN asked for later comes after this.
-      this.listening.progress = false;
-      void this.query('watch', undefined, this.repository.sql.unlisten('progress')).catch(
-        (error: Error) => this.logger.warn(`could not stop listening: ${error.message}`),
-      );
-    };
+    try {
+      await this.presence.start();
+      await this.ensureListening('progress');
+    } catch (error) {
+      this.unsubscribe(listener);
+      throw error;
+    }
+    return () => this.unsubscribe(listener);
+  }
+
+  private unsubscribe(listener: (key: string) => void): void {
+    this.notificationListeners.delete(listener);
+    if (this.notificationListeners.size > 0) return;
+    void this.presence.stop();
+    if (!this.listening.progress) return;
+    // The session runs its statements in order: a LISTEN asked for later comes after this.
+    this.listening.progress = false;
+    void this.query('watch', undefined, this.repository.sql.unlisten('progress')).catch(
+      (error: Error) => this.logger.warn(`could not stop listening: ${error.message}`),
+    );
   }
 
   private async ensureListening(which: 'progress' | 'control'): Promise<void> {
@@ -217,6 +245,7 @@ export class CheckpointSession {
   /** Sends pending notifications and returns the session to the pool. */
   async close(): Promise<void> {
     await this.flush();
+    await this.presence.stop();
     this.closed = true;
     this.poll?.stop();
     const runner = this.runner;
@@ -236,20 +265,27 @@ export class CheckpointSession {
   private async flush(): Promise<void> {
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
-    if (this.changed.size === 0 && this.controlChanges.length === 0) return;
+    if (this.changed.size === 0 && this.advanced.size === 0 && this.controlChanges.length === 0)
+      return;
     const keys = [...this.changed];
+    const advanced = [...this.advanced].filter((key) => !this.changed.has(key));
     this.changed.clear();
+    this.advanced.clear();
     const controls = this.controlChanges.splice(0);
     try {
       if (this.poll === undefined) {
-        await this.query('notify', undefined, this.repository.sql.notify(keys));
+        await this.query('notify', undefined, this.repository.sql.notify(keys, advanced));
         return;
       }
       const channels = [...keys.map(() => 'progress'), ...controls.map(() => 'control')];
       await this.query(
         'notify',
         undefined,
-        sessionSql(this.repository.sql.schema).recordChanges(channels, [...keys, ...controls]),
+        sessionSql(this.repository.sql.schema).recordChanges(
+          channels,
+          [...keys, ...controls],
+          advanced,
+        ),
       );
     } catch (error) {
       // Progress notifications are best effort: watchers re-read after their last change anyway.

@@ -12,6 +12,7 @@ import { changes } from './000010-changes.js';
 import { redriveItems } from './000011-redrive-items.js';
 import { failedItemErrorDetail } from './000012-failed-item-error-detail.js';
 import { handBacks } from './000013-hand-backs.js';
+import { watchers } from './000014-watchers.js';
 import { CheckpointMigrationLockError } from '../checkpoint.errors.js';
 import { messages } from '../checkpoint.messages.js';
 import { checkpointSql } from '../checkpoint.sql.js';
@@ -31,6 +32,7 @@ export const checkpointMigrations: readonly CheckpointMigration[] = Object.freez
   redriveItems,
   failedItemErrorDetail,
   handBacks,
+  watchers,
 ]);
 
 /** How often a process waiting for another's concurrent migration asks for the lock again. */

@@ -288,7 +288,7 @@ export class CheckpointOwnership {
         await this.repository.run(
           'complete',
           key,
-          this.repository.sql.notify([key]),
+          this.repository.sql.notify([key], []),
           options.manager,
         );
       }
@@ -378,7 +378,11 @@ export class CheckpointOwnership {
       if (lease?.epoch === epoch) lease.controller.abort(error);
       throw error;
     }
-    this.announcements.changed(key, options.manager);
+    this.announcements.changed(
+      key,
+      options.manager,
+      operation === 'advance' ? 'progress' : 'change',
+    );
     return { rows };
   }
 

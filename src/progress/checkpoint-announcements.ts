@@ -1,6 +1,9 @@
 import type { EntityManager, QueryRunner } from 'typeorm';
 import type { CheckpointSession } from '../checkpoint.session.js';
 
+/** What moved: the key's state or anything else (`change`), or its progress alone. */
+type Announced = 'change' | 'progress';
+
 /**
  * Announcements that a key changed (watchers in any process read it again). A write made inside
  * a transaction the library runs is announced after its commit, not before.
@@ -8,7 +11,7 @@ import type { CheckpointSession } from '../checkpoint.session.js';
  */
 export class CheckpointAnnouncements {
   /** Announcements of writes made inside a transaction the library runs: sent after its commit. */
-  private readonly deferred = new WeakMap<QueryRunner, Set<string>>();
+  private readonly deferred = new WeakMap<QueryRunner, Map<string, Announced>>();
 
   constructor(private readonly session: CheckpointSession) {}
 
@@ -17,12 +20,15 @@ export class CheckpointAnnouncements {
     return manager?.queryRunner !== undefined && this.deferred.has(manager.queryRunner);
   }
 
-  /** Announces `key` now, or after the commit when `manager` is the library's own transaction. */
-  changed(key: string, manager: EntityManager | undefined): void {
+  /**
+   * Announces `key` now, or after the commit when `manager` is the library's own transaction.
+   * `progress`: only the key's progress moved (an advance; see CheckpointSession.announce).
+   */
+  changed(key: string, manager: EntityManager | undefined, what: Announced = 'change'): void {
     const deferred =
       manager?.queryRunner === undefined ? undefined : this.deferred.get(manager.queryRunner);
-    if (deferred !== undefined) deferred.add(key);
-    else this.session.announce(key);
+    if (deferred === undefined) this.session.announce(key, what);
+    else if (deferred.get(key) !== 'change') deferred.set(key, what);
   }
 
   /**
@@ -30,11 +36,11 @@ export class CheckpointAnnouncements {
    * watcher reading before the commit would see the old state and never look again).
    */
   defer(runner: QueryRunner): () => void {
-    const keys = new Set<string>();
+    const keys = new Map<string, Announced>();
     this.deferred.set(runner, keys);
     return () => {
       this.deferred.delete(runner);
-      for (const key of keys) this.session.announce(key);
+      for (const [key, what] of keys) this.session.announce(key, what);
     };
   }
 }

@@ -8,10 +8,18 @@ export function sessionSql(schema: string) {
   assertSchemaName(schema);
   const table = `"${schema}"."change"`;
   return {
-    /** Records announcements (`progress` keys, `control` `<action>:<key>`) in one statement. */
-    recordChanges: (channels: string[], payloads: string[]): Query => ({
-      text: `INSERT INTO ${table} (channel, payload) SELECT * FROM unnest($1::text[], $2::text[])`,
-      values: [channels, payloads],
+    /**
+     * Records announcements (`progress` keys, `control` `<action>:<key>`) in one statement;
+     * `advanced` (keys whose progress alone moved) only while some process watches (see
+     * CheckpointSql.notify).
+     */
+    recordChanges: (channels: string[], payloads: string[], advanced: string[]): Query => ({
+      text: `INSERT INTO ${table} (channel, payload)
+             SELECT * FROM unnest($1::text[], $2::text[])
+             UNION ALL
+             SELECT 'progress', k FROM unnest($3::text[]) AS k
+              WHERE EXISTS (SELECT 1 FROM "${schema}"."watcher" WHERE until > clock_timestamp())`,
+      values: [channels, payloads, advanced],
     }),
     /**
      * The rows of every transaction that had not finished at the previous read (`since`, the

@@ -2,6 +2,7 @@ import { ownerLockId, type StatementKit } from './statement-kit.js';
 
 /** The schema's migrations, the lease session (identity, renewal) and LISTEN/NOTIFY. */
 export function sessionSql({ schema, table, lockSpace, channel, controlChannel, q }: StatementKit) {
+  const watcher = `"${schema}"."watcher"`;
   return {
     // --- migrations -------------------------------------------------------------------------
     migrationLock: () =>
@@ -117,8 +118,31 @@ export function sessionSql({ schema, table, lockSpace, channel, controlChannel, 
     blockingPids: (pid: number) => q(`SELECT pg_blocking_pids($1) AS pids`, [pid]),
     /** Cancels the statement a connection of the library runs (a statement timeout). */
     cancelBackend: (pid: number) => q(`SELECT pg_cancel_backend($1) AS cancelled`, [pid]),
-    /** One statement for every key that changed since the last flush. */
-    notify: (keys: string[]) =>
-      q(`SELECT pg_notify($1, k) FROM unnest($2::text[]) AS k`, [channel, keys]),
+    /**
+     * One statement for every key that changed since the last flush: `keys` always, `advanced`
+     * (keys whose progress alone moved) only while some process watches. Without a watcher the
+     * statement notifies nothing, so its transaction commits nothing (no WAL flush, no share
+     * of the cluster's notify lock).
+     */
+    notify: (keys: string[], advanced: string[]) =>
+      q(
+        `SELECT pg_notify($1, k) FROM unnest($2::text[]) AS k
+         UNION ALL
+         SELECT pg_notify($1, k) FROM unnest($3::text[]) AS k
+          WHERE EXISTS (SELECT 1 FROM ${watcher} WHERE until > clock_timestamp())`,
+        [channel, keys, advanced],
+      ),
+    /** This process watches for `seconds` more (renewed while it does); old rows of others go. */
+    watching: (process: string, seconds: number) =>
+      q(
+        `WITH gone AS (DELETE FROM ${watcher}
+                        WHERE until < clock_timestamp() - interval '1 hour' AND process <> $1)
+         INSERT INTO ${watcher} (process, until)
+         VALUES ($1, clock_timestamp() + make_interval(secs => $2))
+         ON CONFLICT (process) DO UPDATE SET until = EXCLUDED.until`,
+        [process, seconds],
+      ),
+    /** This process watches no more. */
+    unwatch: (process: string) => q(`DELETE FROM ${watcher} WHERE process = $1`, [process]),
   };
 }
