@@ -3,14 +3,18 @@
 // Each batch inserts one row per item, at 100 and at 10 items a batch. The floor runs that
 // insert alone in a transaction of its own (DataSource.transaction, as a user would); the
 // hand-written way adds service.advance with the transaction's manager (one more round trip);
-// the decorator does the same through batch.manager, its advance sent with the COMMIT. The time
+// the decorator does the same through batch.manager, its advance sent with the COMMIT; the
+// fourth way sends a SELECT 1 with the COMMIT by the decorator's own path, the bound below
+// which no statement in the batch's transaction comes on this machine. The time
 // of a batch is the gap between consecutive batches (transaction start to commit, plus the loop
-// around it). The three run side by side and take turns batch by batch (harness.ts: lockstep),
+// around it). The four run side by side and take turns batch by batch (harness.ts: lockstep),
 // each passing the turn after its insert, inside its open transaction, so that a burst of load
-// from elsewhere hits all three alike; the pool has a connection per loop, so none waits for
+// from elsewhere hits all four alike; the pool has a connection per loop, so none waits for
 // one. The decorator opens its first transaction before the first mark, and after its last batch
 // opens none, so its intervals hold one transaction start fewer per run than the other ways'
 // (19 in 20): a bias of a twentieth of a BEGIN round trip (~5 µs) in its favour.
+import { CheckpointRepository } from '../src/checkpoint.repository.js';
+import type { Query } from '../src/checkpoint.sql.js';
 import { bootApp, type BenchApp } from './app.js';
 import type { BenchEnv } from './env.js';
 import {
@@ -33,14 +37,17 @@ const DECORATOR_OVER_INSERT_MAX = 1.1;
 const WAYS = {
   decorator: '@Checkpointed({ transactional: true }): insert + advance',
   hand: 'hand-written: insert + advance in one transaction',
+  statement: 'insert + SELECT 1 sent with the COMMIT (the least a statement costs)',
   insert: 'insert alone, in a transaction (floor)',
 } as const;
 type Way = keyof typeof WAYS;
-const ORDER: readonly Way[] = ['decorator', 'hand', 'insert'];
+const ORDER: readonly Way[] = ['decorator', 'hand', 'statement', 'insert'];
+/** A statement that does no work, sent the way the decorator sends its advance. */
+const NOTHING: Query = { text: 'SELECT 1', values: [] };
 
 export async function measureTransactional(env: BenchEnv): Promise<Section> {
-  // Three loops each holding a transaction's connection while they wait, and the session.
-  const app = await bootApp({ url: env.url, schema: env.schema, poolSize: 6 });
+  // Four loops each holding a transaction's connection while they wait, and the session.
+  const app = await bootApp({ url: env.url, schema: env.schema, poolSize: 7 });
   const rows: string[][] = [];
   const targets: Section['targets'] = [];
   const notes: string[] = [];
@@ -59,6 +66,7 @@ export async function measureTransactional(env: BenchEnv): Promise<Section> {
       }
       const over = stats.decorator.summary.p50 / floor.p50;
       const overHand = stats.hand.summary.p50 / floor.p50;
+      const overNothing = stats.statement.summary.p50 / floor.p50;
       targets.push(
         target(
           `${size} rows a batch: transactional batch with advance / insert alone (p50): ` +
@@ -69,7 +77,9 @@ export async function measureTransactional(env: BenchEnv): Promise<Section> {
       notes.push(
         `${size} rows a batch: the advance adds ${ms(stats.decorator.summary.p50 - floor.p50)} ` +
           `to a batch with the COMMIT, ${ms(stats.hand.summary.p50 - floor.p50)} as a ` +
-          'statement of its own (by hand).',
+          'statement of its own (by hand); a statement that does nothing, sent with the ' +
+          `COMMIT the same way, adds ${ms(stats.statement.summary.p50 - floor.p50)} ` +
+          `(${ratio(overNothing)}): what any statement in the batch's transaction costs here.`,
       );
     }
   } finally {
@@ -82,9 +92,11 @@ export async function measureTransactional(env: BenchEnv): Promise<Section> {
       'A batch inserts one row per item through TypeORM (`manager.insert`) in its own ' +
       'transaction. With checkpointing, the advance runs in that same transaction (one commit): ' +
       'the decorator sends it together with the COMMIT (one round trip for both), the ' +
-      'hand-written way awaits it before committing. ' +
+      'hand-written way awaits it before committing. A fourth way sends a SELECT 1 with the ' +
+      'COMMIT the way the decorator sends its advance: what a statement that does nothing ' +
+      'costs. ' +
       `Runs of ${BATCHES_PER_RUN} batches of ${BATCH_SIZE} and of ${SMALL_BATCH_SIZE} items; ` +
-      'the three ways run side by side, taking turns batch by batch (after the insert), and the ' +
+      'the four ways run side by side, taking turns batch by batch (after the insert), and the ' +
       'times exclude the waits for the turn. Each row gives the time per batch. Floor: the same ' +
       'insert alone, in a transaction.',
     columns: ['way', 'batches', 'p50', 'p99', '× floor p50', '× floor p99'],
@@ -95,13 +107,14 @@ export async function measureTransactional(env: BenchEnv): Promise<Section> {
   };
 }
 
-/** The three ways side by side at `size` items a batch. */
+/** The four ways side by side at `size` items a batch. */
 async function measureSize(
   env: BenchEnv,
   app: BenchApp,
   size: number,
 ): Promise<Record<Way, { summary: Summary; batchMs: number[] }>> {
   const { dataSource, service } = app;
+  const repository = app.get(CheckpointRepository);
   const items = Array.from({ length: BATCHES_PER_RUN * size }, (_, i) => i);
   const batchesOf = (from: number) => {
     const batches: number[][] = [];
@@ -157,6 +170,25 @@ async function measureSize(
       }),
     },
     {
+      label: 'statement',
+      measure: sample(async (key, timeline) => {
+        for (const [index, batch] of batchesOf(0).entries()) {
+          timeline.mark();
+          const runner = dataSource.createQueryRunner('master');
+          try {
+            await runner.connect();
+            await runner.startTransaction();
+            await runner.manager.insert(BenchEffect, effectsOf(batch, index));
+            await timeline.pass();
+            await repository.runAndCommit('bench', key, NOTHING, runner);
+          } finally {
+            await runner.release();
+          }
+        }
+        timeline.mark();
+      }),
+    },
+    {
       label: 'insert',
       measure: sample(async (_key, timeline) => {
         for (const [index, batch] of batchesOf(0).entries()) {
@@ -175,5 +207,10 @@ async function measureSize(
     const batchMs = samplesOf(samples, way).flat();
     return { summary: summarize(batchMs), batchMs };
   };
-  return { decorator: of('decorator'), hand: of('hand'), insert: of('insert') };
+  return {
+    decorator: of('decorator'),
+    hand: of('hand'),
+    statement: of('statement'),
+    insert: of('insert'),
+  };
 }

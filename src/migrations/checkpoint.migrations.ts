@@ -13,6 +13,8 @@ import { redriveItems } from './000011-redrive-items.js';
 import { failedItemErrorDetail } from './000012-failed-item-error-detail.js';
 import { handBacks } from './000013-hand-backs.js';
 import { watchers } from './000014-watchers.js';
+import { leanAdvance } from './000015-lean-advance.js';
+import { leaseIndex } from './000016-lease-index.js';
 import { CheckpointMigrationLockError } from '../checkpoint.errors.js';
 import { messages } from '../checkpoint.messages.js';
 import { checkpointSql } from '../checkpoint.sql.js';
@@ -33,6 +35,8 @@ export const checkpointMigrations: readonly CheckpointMigration[] = Object.freez
   failedItemErrorDetail,
   handBacks,
   watchers,
+  leanAdvance,
+  leaseIndex,
 ]);
 
 /** How often a process waiting for another's concurrent migration asks for the lock again. */

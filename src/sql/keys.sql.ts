@@ -7,13 +7,18 @@ const { running, completed, failed, cancelled } = CHECKPOINT_STATES;
 export function keysSql({ schema, table, q, prepared }: StatementKit) {
   return {
     // --- the original service's operations ----------------------------------------------------
-    /** One upsert (prepared: legacy callers save once per batch); the checkpoint is replaced whole. */
+    /**
+     * One upsert (prepared: legacy callers save once per batch); the checkpoint is replaced whole.
+     * `state = c.state` changes nothing but names the column, so that the run-count trigger
+     * (migration 15) follows the position of a finished run chunk saved this way.
+     */
     save: prepared(
       'save',
       `INSERT INTO ${table} AS c (key, state, current_batch_index, current_index,
                                     processed_batches, total_batches, intermediate_result, metadata)
          VALUES ($1, '${running}', $2, $3, $4, $5, $6::jsonb, $7::jsonb)
          ON CONFLICT (key) DO UPDATE SET
+           state = c.state,
            current_batch_index = EXCLUDED.current_batch_index,
            current_index = EXCLUDED.current_index,
            processed_batches = EXCLUDED.processed_batches,

@@ -1,4 +1,7 @@
+import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
 import { ownerLockId, type StatementKit } from './statement-kit.js';
+
+const { running } = CHECKPOINT_STATES;
 
 /** The schema's migrations, the lease session (identity, renewal) and LISTEN/NOTIFY. */
 export function sessionSql({ schema, table, lockSpace, channel, controlChannel, q }: StatementKit) {
@@ -77,8 +80,10 @@ export function sessionSql({ schema, table, lockSpace, channel, controlChannel, 
      * attempt still runs (key and running epoch match) is renewed; a key missing from the result
      * was taken over meanwhile. It reads back each key's operator request too: a process that
      * missed the NOTIFY (its session was down) obeys at its next renewal, which follows a
-     * reconnection at once. `key = ANY($1)` lets the rows be found through the primary key
-     * whatever the join's estimate: a hash join would read the whole table on every renewal.
+     * reconnection at once. `key = ANY($1)` with `state = 'running'` lets the rows be found
+     * through the index of running keys (migration 16), whatever the join's estimate: a hash
+     * join would read the whole table on every renewal, and the primary key grows with history.
+     * Only a running row has a running epoch, so the state adds no condition of its own.
      */
     renew: (
       keys: string[],
@@ -91,7 +96,8 @@ export function sessionSql({ schema, table, lockSpace, channel, controlChannel, 
         `UPDATE ${table} AS c SET owner_pid = $3, owner_started = $4::timestamptz,
            lease_expires_at = clock_timestamp() + $5 * interval '1 millisecond'
          FROM unnest($1::text[], $2::bigint[]) AS l(key, epoch)
-         WHERE c.key = ANY($1::text[]) AND c.key = l.key AND c.running_epoch = l.epoch
+         WHERE c.key = ANY($1::text[]) AND c.state = '${running}' AND c.key = l.key
+           AND c.running_epoch = l.epoch
          RETURNING c.key, c.control`,
         [keys, epochs, pid, started, ttlMs],
       ),

@@ -184,6 +184,32 @@ describe('every statement finds its rows by an index on a table of history', () 
       if (tables.length > 0) scanned.push(`${label}: Seq Scan on ${tables.join(', ')}\n${plan}`);
     }
     assert.deepEqual(scanned, []);
+    // A renewal reads an index of running rows alone, whose size follows the work in flight:
+    // every running row for a process holding them all, a descent per lease for a few.
+    const indexOf = async (query: Query) => {
+      const { rows } = await client.query<{ 'QUERY PLAN': string }>(
+        `EXPLAIN (COSTS OFF) ${query.text}`,
+        query.values,
+      );
+      return rows.map((row) => /Index Scan using (\S+)/.exec(row['QUERY PLAN'])?.[1]).find(Boolean);
+    };
+    assert.match(
+      (await indexOf(statements['lease renewal of every running key'])) ?? '',
+      /^checkpoint_running_(key|queue)_idx$/,
+    );
+    const few = running.slice(0, 8);
+    assert.equal(
+      await indexOf(
+        c.renew(
+          few,
+          few.map(() => 1),
+          1,
+          at.toISOString(),
+          1000,
+        ),
+      ),
+      'checkpoint_running_key_idx',
+    );
   });
 
   it('a redrive page reads its page, not the rest of the ledger', async () => {
@@ -314,6 +340,9 @@ describe('a run keeps its chunk counts on its row', () => {
       // A settled chunk moved again (a rewind) leaves the settled items.
       await service.rewind('r:0', 0, { expectedEpoch: (await service.find('r:0'))?.epoch ?? 0 });
       assert.equal((await runs.get('r'))?.processedItems, 4);
+      // A failed chunk rewound stays failed: its settled items follow its new position.
+      await service.rewind('r:1', 2, { expectedEpoch: (await service.find('r:1'))?.epoch ?? 0 });
+      assert.equal((await runs.get('r'))?.processedItems, 2);
       await service.clearCheckpoint('r:1');
       const [after] = await sql<{ chunks_failed: number; items_settled: string }>(
         `SELECT chunks_failed, items_settled FROM "${local}".run WHERE id = 'r'`,
