@@ -9,6 +9,7 @@ import { statementKit } from './sql/statement-kit.js';
 
 export { FENCED_ADVANCE, HANDED_BACK } from './sql/ownership.sql.js';
 export type { Query } from './sql/statement-kit.js';
+export { someoneWatches } from './sql/statement-kit.js';
 
 /** Builds the statements for one schema. */
 export function checkpointSql(schema: string) {

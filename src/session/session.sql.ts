@@ -1,6 +1,6 @@
 // The statements of the shared change poll (a transaction pooler without a direct URL, where no
 // process can LISTEN). Same rules as checkpoint.sql.ts.
-import type { Query } from '../checkpoint.sql.js';
+import { someoneWatches, type Query } from '../checkpoint.sql.js';
 import { assertSchemaName } from '../checkpoint.validation.js';
 
 /** Builds the change-poll statements for one schema. */
@@ -18,7 +18,7 @@ export function sessionSql(schema: string) {
              SELECT * FROM unnest($1::text[], $2::text[])
              UNION ALL
              SELECT 'progress', k FROM unnest($3::text[]) AS k
-              WHERE EXISTS (SELECT 1 FROM "${schema}"."watcher" WHERE until > clock_timestamp())`,
+              WHERE ${someoneWatches(schema)}`,
       values: [channels, payloads, advanced],
     }),
     /**

@@ -1,5 +1,5 @@
 import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
-import { ownerLockId, type StatementKit } from './statement-kit.js';
+import { ownerLockId, someoneWatches, type StatementKit } from './statement-kit.js';
 
 const { running } = CHECKPOINT_STATES;
 
@@ -135,7 +135,7 @@ export function sessionSql({ schema, table, lockSpace, channel, controlChannel, 
         `SELECT pg_notify($1, k) FROM unnest($2::text[]) AS k
          UNION ALL
          SELECT pg_notify($1, k) FROM unnest($3::text[]) AS k
-          WHERE EXISTS (SELECT 1 FROM ${watcher} WHERE until > clock_timestamp())`,
+          WHERE ${someoneWatches(schema)}`,
         [channel, keys, advanced],
       ),
     /** This process watches for `seconds` more (renewed while it does); old rows of others go. */

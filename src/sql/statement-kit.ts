@@ -89,3 +89,11 @@ export function ownerAlive(c: string): string {
 export function ownerLockId(started: string): string {
   return `((extract(epoch FROM ${started}) * 1000000)::bigint % 2147483647)::int`;
 }
+
+/**
+ * Whether some process watches progress now (a live row in the watcher table, migration 14):
+ * advances alone are announced only then, by a NOTIFY or a change row alike.
+ */
+export function someoneWatches(schema: string): string {
+  return `EXISTS (SELECT 1 FROM "${schema}"."watcher" WHERE until > clock_timestamp())`;
+}

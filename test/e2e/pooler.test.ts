@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import type { LoggerService } from '@nestjs/common';
 import pg from 'pg';
+import { firstValueFrom, timeout } from 'rxjs';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { CheckpointLeaseConflictError, CheckpointService } from '../../src/index.js';
 import { createTestApp } from '../support/app.js';
@@ -258,6 +259,69 @@ describe('ownership behind PgBouncer', () => {
       assert.equal(gone?.n, 0, `${setUp.name}: the pooler recycled its server connections`);
       assert.equal(holder.process.exitCode, null, `the holder lives: ${holder.stderr}`);
       await holder.kill('SIGKILL');
+      await app.close();
+      await dropSchema(schema);
+    }
+  });
+});
+
+describe('announcements without LISTEN (transaction pooling without a direct URL)', () => {
+  it('advances write change rows only while some process watches; claims and ends always', async () => {
+    const schema = uniqueSchema('pool_quiet');
+    const app = await createTestApp({ schema, url: transaction.url, poolSize: 3 });
+    const service = app.get(CheckpointService);
+    const rows = async (key: string) =>
+      (
+        await sql<{ n: number }>(
+          `SELECT count(*)::int AS n FROM "${schema}".change
+            WHERE channel = 'progress' AND payload = $1`,
+          [key],
+        )
+      )[0]?.n ?? 0;
+    /** Waits until `key` has `count` change rows (a flush runs every 100 ms). */
+    const recorded = async (key: string, count = 1) => {
+      const deadline = Date.now() + 60_000;
+      while ((await rows(key)) < count) {
+        if (Date.now() > deadline) assert.fail(`no change row for "${key}"`);
+        await sleep(50);
+      }
+    };
+    try {
+      const key = 'quiet:a';
+      const claim = await service.claim(key, { totalItems: 100 });
+      await recorded(key);
+      // Nobody watches: the advances write no row. A marker claimed after them is recorded in
+      // the same flush as them or a later one, so once it is there they would be too.
+      for (const currentIndex of [10, 20, 30])
+        await service.advance(key, claim.epoch, { currentIndex });
+      await service.claim('quiet:marker-1');
+      await recorded('quiet:marker-1');
+      assert.equal(await rows(key), 1, 'the claim alone');
+      // A watcher in this process: an advance is recorded.
+      const watching = service.watch(key).subscribe();
+      try {
+        // Its row is written before watch() first reads, so once a value came it is there.
+        await firstValueFrom(service.watch(key).pipe(timeout(60_000)));
+        await service.advance(key, claim.epoch, { currentIndex: 40 });
+        await recorded(key, 2);
+      } finally {
+        watching.unsubscribe();
+      }
+      const deadline = Date.now() + 60_000;
+      const watchers = () =>
+        sql<{ n: number }>(`SELECT count(*)::int AS n FROM "${schema}".watcher`);
+      while ((await watchers())[0]?.n !== 0) {
+        if (Date.now() > deadline) assert.fail('the watcher row stayed after the watcher left');
+        await sleep(50);
+      }
+      const before = await rows(key);
+      await service.advance(key, claim.epoch, { currentIndex: 50 });
+      await service.claim('quiet:marker-2');
+      await recorded('quiet:marker-2');
+      assert.equal(await rows(key), before, 'no row for an advance nobody watches');
+      await service.complete(key, claim.epoch, null);
+      await recorded(key, before + 1);
+    } finally {
       await app.close();
       await dropSchema(schema);
     }
