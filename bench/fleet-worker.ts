@@ -62,7 +62,7 @@ class CountingLogger implements TypeOrmLogger {
     const text = query.trim();
     if (/^UPDATE \S+"checkpoint" AS c SET owner_pid/.test(text)) this.renewals += 1;
     else if (/^WITH look AS MATERIALIZED/.test(text)) this.looks += 1;
-    else if (/^SELECT pg_notify/.test(text)) this.notifies += 1;
+    else if (text.includes('pg_notify($1, k)')) this.notifies += 1;
   }
   logQueryError(): void {}
   logQuerySlow(): void {}

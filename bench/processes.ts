@@ -296,7 +296,9 @@ export async function measureProcesses(env: BenchEnv): Promise<Section> {
           `keys that changed in the last 100 ms. Advances alone are notified only while some ` +
           `process watches (none here: the bench's LISTEN is no watcher), so the statement ` +
           `notifies nothing and commits nothing; a NOTIFY would be a transaction whose commit ` +
-          `flushes WAL, serialised with every notifying commit of the cluster.`,
+          `flushes WAL, serialised with every notifying commit of the cluster. After a statement ` +
+          `that found nobody watching, a process holds its advances back for a second: about ` +
+          `one statement a second per process, instead of ten.`,
         `Each look reads the running keys that record a pg-boss job and checks each owner's ` +
           `session in pg_stat_activity: its count per second is fixed (2 per process), its ` +
           `time grows with the running keys (${ms(lookFew.p50)} at ${count(few)}, ` +

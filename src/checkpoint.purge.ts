@@ -33,7 +33,7 @@ const SLICE_TARGET_MS = 20;
 /** The first slice's size, before any has been timed. */
 export const FIRST_SLICE = 100;
 const LEAST_SLICE = 10;
-const MOST_SLICE = 2000;
+const MOST_SLICE = 500;
 
 /**
  * How long to rest after a slice that took `ms`: as long again, so that the purge takes at most

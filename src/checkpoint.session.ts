@@ -12,6 +12,7 @@ import {
   type ConnectionMode,
 } from './session/connection-mode.js';
 import { openLeaseConnection } from './session/lease-connection.js';
+import { PendingAnnouncements } from './session/pending-announcements.js';
 import { sessionSql } from './session/session.sql.js';
 import { WatcherPresence } from './session/watcher-presence.js';
 import {
@@ -45,8 +46,9 @@ const RECONNECT_MAX_MS = 500;
  * on a global lock, so sending one per advance would cap throughput; this keeps it off the
  * batch's path entirely. A key whose progress alone moved is announced only while some process
  * watches (the `watcher` table, where a process keeps a row while it has subscribers): a fleet
- * nobody watches notifies nothing of its advances. Every other change (a claim, the end of an
- * attempt, an operator's request) is always announced.
+ * nobody watches notifies nothing of its advances, and after a look that found no watcher its
+ * advances wait a second for the next look instead of a statement every 100 ms. Every other
+ * change (a claim, the end of an attempt, an operator's request) is always announced.
  */
 export class CheckpointSession {
   private readonly logger = new Logger('Checkpoint');
@@ -57,19 +59,18 @@ export class CheckpointSession {
   private reconnecting = false;
   /** The channels this session LISTENs on (a new connection listens on none). */
   private readonly listening = { progress: false, control: false };
-  private readonly changed = new Set<string>();
-  /** Keys whose progress alone moved since the last flush (announced while anyone watches). */
-  private readonly advanced = new Set<string>();
+  /** Keys to announce, and operators' requests to record for polling processes. */
+  private readonly pending = new PendingAnnouncements();
   /** This process in the `watcher` table while it has subscribers. */
   private readonly presence: WatcherPresence;
-  /** Operators' requests to record for polling processes (`<action>:<key>`). */
-  private readonly controlChanges: string[] = [];
   /** No lease session, no LISTEN: a transaction pooler without a direct URL. */
   private readonly sessionless: boolean;
   private readonly poll?: ChangePoll;
   /** The direct URL's own pool of one connection, for the lease session. */
   private direct?: Promise<DataSource>;
   private flushTimer?: NodeJS.Timeout;
+  /** When the flush timer fires. */
+  private flushAt = 0;
   private readonly lossListeners = new Set<(reason: string) => void>();
   private readonly restoreListeners = new Set<(identity: SessionIdentity) => void>();
   private readonly notificationListeners = new Set<(key: string) => void>();
@@ -152,8 +153,9 @@ export class CheckpointSession {
    */
   announce(key: string, what: 'change' | 'progress' = 'change'): void {
     if (this.closed) return;
-    (what === 'progress' ? this.advanced : this.changed).add(key);
-    this.flushTimer ??= setTimeout(() => void this.flush(), NOTIFY_INTERVAL_MS).unref();
+    this.pending.add(key, what);
+    // A change goes within the interval even while advances wait out a quiet second.
+    if (what === 'change' || this.flushTimer === undefined) this.flushWithin(NOTIFY_INTERVAL_MS);
   }
 
   /**
@@ -214,8 +216,8 @@ export class CheckpointSession {
    */
   announceControl(action: string, key: string): void {
     if (this.poll === undefined || this.closed) return;
-    this.controlChanges.push(`${action}:${key}`);
-    this.flushTimer ??= setTimeout(() => void this.flush(), NOTIFY_INTERVAL_MS).unref();
+    this.pending.addControl(`${action}:${key}`);
+    this.flushWithin(NOTIFY_INTERVAL_MS);
   }
 
   /** Why the session was lost, while it is and no new one has been opened; else undefined. */
@@ -244,7 +246,7 @@ export class CheckpointSession {
 
   /** Sends pending notifications and returns the session to the pool. */
   async close(): Promise<void> {
-    await this.flush();
+    await this.flush(true);
     await this.presence.stop();
     this.closed = true;
     this.poll?.stop();
@@ -262,31 +264,41 @@ export class CheckpointSession {
     }
   }
 
-  private async flush(): Promise<void> {
+  /** Makes the next flush come within `ms`: an earlier timer stays, a later one is moved. */
+  private flushWithin(ms: number): void {
+    const at = Date.now() + ms;
+    if (this.flushTimer !== undefined && this.flushAt <= at) return;
+    clearTimeout(this.flushTimer);
+    this.flushAt = at;
+    this.flushTimer = setTimeout(() => void this.flush(), ms).unref();
+  }
+
+  /**
+   * Announces what is pending in one statement; advances alone wait while nobody watched at the
+   * last look (see PendingAnnouncements), unless `force` (close).
+   */
+  private async flush(force = false): Promise<void> {
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
-    if (this.changed.size === 0 && this.advanced.size === 0 && this.controlChanges.length === 0)
+    const batch = this.pending.take(Date.now(), this.notificationListeners.size > 0, force);
+    if (batch === undefined) return;
+    if ('waitMs' in batch) {
+      this.flushWithin(batch.waitMs);
       return;
-    const keys = [...this.changed];
-    const advanced = [...this.advanced].filter((key) => !this.changed.has(key));
-    this.changed.clear();
-    this.advanced.clear();
-    const controls = this.controlChanges.splice(0);
+    }
+    const { keys, advanced, controls } = batch;
     try {
-      if (this.poll === undefined) {
-        await this.query('notify', undefined, this.repository.sql.notify(keys, advanced));
-        return;
-      }
       const channels = [...keys.map(() => 'progress'), ...controls.map(() => 'control')];
-      await this.query(
-        'notify',
-        undefined,
-        sessionSql(this.repository.sql.schema).recordChanges(
-          channels,
-          [...keys, ...controls],
-          advanced,
-        ),
-      );
+      const statement =
+        this.poll === undefined
+          ? this.repository.sql.notify(keys, advanced)
+          : sessionSql(this.repository.sql.schema).recordChanges(
+              channels,
+              [...keys, ...controls],
+              advanced,
+            );
+      const { rows } = await this.query<{ watched: boolean }>('notify', undefined, statement);
+      this.pending.looked(rows[0]?.watched === true, Date.now());
     } catch (error) {
       // Progress notifications are best effort: watchers re-read after their last change anyway.
       this.logger.warn(`could not announce progress: ${(error as Error).message}`);

@@ -11,14 +11,17 @@ export function sessionSql(schema: string) {
     /**
      * Records announcements (`progress` keys, `control` `<action>:<key>`) in one statement;
      * `advanced` (keys whose progress alone moved) only while some process watches (see
-     * CheckpointSql.notify).
+     * CheckpointSql.notify, whose `watched` it returns too).
      */
     recordChanges: (channels: string[], payloads: string[], advanced: string[]): Query => ({
-      text: `INSERT INTO ${table} (channel, payload)
-             SELECT * FROM unnest($1::text[], $2::text[])
-             UNION ALL
-             SELECT 'progress', k FROM unnest($3::text[]) AS k
-              WHERE ${someoneWatches(schema)}`,
+      text: `WITH w AS MATERIALIZED (SELECT ${someoneWatches(schema)} AS watched),
+                  written AS (
+                    INSERT INTO ${table} (channel, payload)
+                    SELECT * FROM unnest($1::text[], $2::text[])
+                    UNION ALL
+                    SELECT 'progress', k FROM unnest($3::text[]) AS k, w WHERE w.watched
+                    RETURNING 1)
+             SELECT w.watched, (SELECT count(*) FROM written)::int AS sent FROM w`,
       values: [channels, payloads, advanced],
     }),
     /**

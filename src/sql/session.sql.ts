@@ -128,14 +128,16 @@ export function sessionSql({ schema, table, lockSpace, channel, controlChannel, 
      * One statement for every key that changed since the last flush: `keys` always, `advanced`
      * (keys whose progress alone moved) only while some process watches. Without a watcher the
      * statement notifies nothing, so its transaction commits nothing (no WAL flush, no share
-     * of the cluster's notify lock).
+     * of the cluster's notify lock). Returns `watched`: whether a watcher was there, so that
+     * the process can hold its next advances back for a while (PendingAnnouncements).
      */
     notify: (keys: string[], advanced: string[]) =>
       q(
-        `SELECT pg_notify($1, k) FROM unnest($2::text[]) AS k
-         UNION ALL
-         SELECT pg_notify($1, k) FROM unnest($3::text[]) AS k
-          WHERE ${someoneWatches(schema)}`,
+        `WITH w AS MATERIALIZED (SELECT ${someoneWatches(schema)} AS watched),
+              sent AS (SELECT pg_notify($1, k) FROM unnest($2::text[]) AS k
+                       UNION ALL
+                       SELECT pg_notify($1, k) FROM unnest($3::text[]) AS k, w WHERE w.watched)
+         SELECT w.watched, (SELECT count(*) FROM sent)::int AS sent FROM w`,
         [channel, keys, advanced],
       ),
     /** This process watches for `seconds` more (renewed while it does); old rows of others go. */

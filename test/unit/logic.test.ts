@@ -1,4 +1,5 @@
-// Logic that needs no database: option validation, payload checks, batch sizing, progress maths.
+// Logic that needs no database: option validation, payload checks, batch sizing, progress maths,
+// when announcements go.
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -17,6 +18,7 @@ import type { CheckpointRow } from '../../src/checkpoint.repository.js';
 import { toProgress } from '../../src/progress/checkpoint-reads.js';
 import { assertKey, toJson } from '../../src/checkpoint.validation.js';
 import { CheckpointHealthModule } from '../../src/health/index.js';
+import { PendingAnnouncements, QUIET_MS } from '../../src/session/pending-announcements.js';
 
 describe('resolveOptions', () => {
   it('applies defaults', () => {
@@ -219,5 +221,43 @@ describe('isConnectionFailure', () => {
     assert.ok(!isConnectionFailure(Object.assign(new Error('deadlock'), { code: '40P01' })));
     assert.ok(!isConnectionFailure(new CheckpointStoreError('advance', 'k', new Error('x'))));
     assert.ok(!isConnectionFailure(new CheckpointFencedError('k', 1)));
+  });
+});
+
+describe('PendingAnnouncements', () => {
+  it('holds advances alone after a look found nobody watching, never drops them unsent', () => {
+    const pending = new PendingAnnouncements();
+    assert.equal(pending.take(0, false), undefined);
+    pending.add('a', 'progress');
+    // Nothing known yet: the first flush looks.
+    assert.deepEqual(pending.take(0, false), { keys: [], advanced: ['a'], controls: [] });
+    pending.looked(false, 0);
+    pending.add('b', 'progress');
+    assert.deepEqual(pending.take(400, false), { waitMs: QUIET_MS - 400 });
+    // A process that watches itself, or closing, sends at once.
+    assert.deepEqual(pending.take(400, true), { keys: [], advanced: ['b'], controls: [] });
+    pending.add('c', 'progress');
+    assert.deepEqual(pending.take(500, false, true), { keys: [], advanced: ['c'], controls: [] });
+    // A change goes at once, the held advances with it; a key changed is not also "advanced".
+    pending.add('d', 'progress');
+    pending.add('e', 'progress');
+    pending.add('e', 'change');
+    assert.deepEqual(pending.take(600, false), { keys: ['e'], advanced: ['d'], controls: [] });
+    // The quiet second over, advances go to the next look; a look that found a watcher ends it.
+    pending.add('f', 'progress');
+    assert.deepEqual(pending.take(QUIET_MS, false), { keys: [], advanced: ['f'], controls: [] });
+    pending.looked(true, QUIET_MS);
+    pending.add('g', 'progress');
+    assert.deepEqual(pending.take(QUIET_MS + 1, false), {
+      keys: [],
+      advanced: ['g'],
+      controls: [],
+    });
+    pending.addControl('pause:h');
+    assert.deepEqual(pending.take(QUIET_MS + 2, false), {
+      keys: [],
+      advanced: [],
+      controls: ['pause:h'],
+    });
   });
 });
