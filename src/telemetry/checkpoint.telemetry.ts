@@ -121,6 +121,9 @@ export class CheckpointTelemetry implements OnModuleInit, OnModuleDestroy {
       },
       batchStarted: (event) => {
         const parent = this.attemptSpans.get(id(event.key, event.epoch));
+        // An attempt nobody records (no OpenTelemetry SDK, or sampled out) gets no batch spans:
+        // they would not be recorded either, and a span per batch costs the batch loop its CPU.
+        if (parent !== undefined && !parent.isRecording()) return;
         const span = tracer.startSpan(
           'checkpoint.batch',
           {
