@@ -12,7 +12,7 @@ import {
   type ConnectionMode,
 } from './session/connection-mode.js';
 import { openLeaseConnection } from './session/lease-connection.js';
-import { PendingAnnouncements } from './session/pending-announcements.js';
+import { PendingAnnouncements, type Announced } from './session/pending-announcements.js';
 import { sessionSql } from './session/session.sql.js';
 import { WatcherPresence } from './session/watcher-presence.js';
 import {
@@ -151,7 +151,7 @@ export class CheckpointSession {
    * Marks a key as changed; watchers everywhere hear of it within NOTIFY_INTERVAL_MS. `progress`:
    * only its progress moved (an advance), which is announced only while some process watches.
    */
-  announce(key: string, what: 'change' | 'progress' = 'change'): void {
+  announce(key: string, what: Announced = 'change'): void {
     if (this.closed) return;
     this.pending.add(key, what);
     // A change goes within the interval even while advances wait out a quiet second.

@@ -1,8 +1,6 @@
 import type { EntityManager, QueryRunner } from 'typeorm';
 import type { CheckpointSession } from '../checkpoint.session.js';
-
-/** What moved: the key's state or anything else (`change`), or its progress alone. */
-type Announced = 'change' | 'progress';
+import type { Announced } from '../session/pending-announcements.js';
 
 /**
  * Announcements that a key changed (watchers in any process read it again). A write made inside
