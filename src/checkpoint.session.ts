@@ -60,7 +60,7 @@ export class CheckpointSession {
   /** The channels this session LISTENs on (a new connection listens on none). */
   private readonly listening = { progress: false, control: false };
   /** Keys to announce, and operators' requests to record for polling processes. */
-  private readonly pending = new PendingAnnouncements();
+  private readonly pending = new PendingAnnouncements(() => void this.flush());
   /** This process in the `watcher` table while it has subscribers. */
   private readonly presence: WatcherPresence;
   /** No lease session, no LISTEN: a transaction pooler without a direct URL. */
@@ -68,9 +68,6 @@ export class CheckpointSession {
   private readonly poll?: ChangePoll;
   /** The direct URL's own pool of one connection, for the lease session. */
   private direct?: Promise<DataSource>;
-  private flushTimer?: NodeJS.Timeout;
-  /** When the flush timer fires. */
-  private flushAt = 0;
   private readonly lossListeners = new Set<(reason: string) => void>();
   private readonly restoreListeners = new Set<(identity: SessionIdentity) => void>();
   private readonly notificationListeners = new Set<(key: string) => void>();
@@ -155,7 +152,7 @@ export class CheckpointSession {
     if (this.closed) return;
     this.pending.add(key, what);
     // A change goes within the interval even while advances wait out a quiet second.
-    if (what === 'change' || this.flushTimer === undefined) this.flushWithin(NOTIFY_INTERVAL_MS);
+    if (what === 'change' || !this.pending.scheduled) this.pending.flushWithin(NOTIFY_INTERVAL_MS);
   }
 
   /**
@@ -217,7 +214,7 @@ export class CheckpointSession {
   announceControl(action: string, key: string): void {
     if (this.poll === undefined || this.closed) return;
     this.pending.addControl(`${action}:${key}`);
-    this.flushWithin(NOTIFY_INTERVAL_MS);
+    this.pending.flushWithin(NOTIFY_INTERVAL_MS);
   }
 
   /** Why the session was lost, while it is and no new one has been opened; else undefined. */
@@ -264,26 +261,16 @@ export class CheckpointSession {
     }
   }
 
-  /** Makes the next flush come within `ms`: an earlier timer stays, a later one is moved. */
-  private flushWithin(ms: number): void {
-    const at = Date.now() + ms;
-    if (this.flushTimer !== undefined && this.flushAt <= at) return;
-    clearTimeout(this.flushTimer);
-    this.flushAt = at;
-    this.flushTimer = setTimeout(() => void this.flush(), ms).unref();
-  }
-
   /**
    * Announces what is pending in one statement; advances alone wait while nobody watched at the
    * last look (see PendingAnnouncements), unless `force` (close).
    */
   private async flush(force = false): Promise<void> {
-    clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
+    this.pending.flushing();
     const batch = this.pending.take(Date.now(), this.notificationListeners.size > 0, force);
     if (batch === undefined) return;
     if ('waitMs' in batch) {
-      this.flushWithin(batch.waitMs);
+      this.pending.flushWithin(batch.waitMs);
       return;
     }
     const { keys, advanced, controls } = batch;

@@ -20,7 +20,7 @@ export const QUIET_MS = 1_000;
 /**
  * The keys a process has yet to announce, and whether to send them now. Changes (claims, ends,
  * operators' requests) always go at the next flush; advances alone wait while the last look
- * found nobody watching, unless this process watches itself.
+ * found nobody watching, unless this process watches itself. It keeps the flush's timer too.
  */
 export class PendingAnnouncements {
   private readonly changed = new Set<string>();
@@ -28,6 +28,32 @@ export class PendingAnnouncements {
   private readonly controls: string[] = [];
   /** Until when advances alone wait: the last flush found nobody watching. */
   private quietUntil = 0;
+  private timer?: NodeJS.Timeout;
+  /** When the timer fires. */
+  private timerAt = 0;
+
+  /** `flush` is called by the timer: it takes what is pending (see take). */
+  constructor(private readonly flush: () => void) {}
+
+  /** Whether a flush is scheduled. */
+  get scheduled(): boolean {
+    return this.timer !== undefined;
+  }
+
+  /** Makes the next flush come within `ms`: an earlier timer stays, a later one is moved. */
+  flushWithin(ms: number): void {
+    const at = Date.now() + ms;
+    if (this.timer !== undefined && this.timerAt <= at) return;
+    clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(this.flush, ms).unref();
+  }
+
+  /** The flush is running: no timer is pending any more. */
+  flushing(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
 
   add(key: string, what: Announced): void {
     (what === 'progress' ? this.advanced : this.changed).add(key);

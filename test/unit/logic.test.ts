@@ -226,7 +226,7 @@ describe('isConnectionFailure', () => {
 
 describe('PendingAnnouncements', () => {
   it('holds advances alone after a look found nobody watching, never drops them unsent', () => {
-    const pending = new PendingAnnouncements();
+    const pending = new PendingAnnouncements(() => undefined);
     assert.equal(pending.take(0, false), undefined);
     pending.add('a', 'progress');
     // Nothing known yet: the first flush looks.
