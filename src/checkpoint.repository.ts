@@ -1,4 +1,3 @@
-import { Logger } from '@nestjs/common';
 import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import type { CheckpointControl, CheckpointState } from './checkpoint.constants.js';
@@ -7,6 +6,11 @@ import { messages } from './checkpoint.messages.js';
 import type { CheckpointRecord } from './checkpoint.interfaces.js';
 import type { Pooling } from './checkpoint.options.js';
 import type { CheckpointSql, Query } from './checkpoint.sql.js';
+import {
+  StatementWatchdog,
+  type StatementLimits,
+  type WatchedStatement,
+} from './statement-watchdog.js';
 
 /** A row of the checkpoint table as the pg driver returns it (bigint columns arrive as strings). */
 export interface CheckpointRow {
@@ -50,12 +54,6 @@ export interface CheckpointRow {
 export interface QueryOutcome<R> {
   rows: R[];
   rowCount: number;
-}
-
-/** How long the library's statements may wait (module options statementTimeoutMs, stallWarnMs). */
-export interface StatementLimits {
-  statementTimeoutMs: number;
-  stallWarnMs: number;
 }
 
 /**
@@ -188,6 +186,67 @@ export class CheckpointRepository {
     }
   }
 
+  /**
+   * Whether commitAndBeginNext can be used: not through a transaction pooler (no statement
+   * outlives a transaction there), nor with an isolation level on the DataSource (TypeORM sets
+   * it by a statement of its own after each start).
+   */
+  get beginsWithCommit(): boolean {
+    return !this.unnamed && this.dataSource.options.isolationLevel === undefined;
+  }
+
+  /**
+   * Commits `runner`'s transaction with `statement` and begins the next one in the same message
+   * (ownership.sql.ts, advanceCommitBegin). As TypeORM sees it, the runner never left its
+   * transaction: it carries on as the next batch's. TypeORM's subscribers hear the commit and
+   * the start as they would from its own. A failure leaves the runner's transaction to be
+   * rolled back (a fenced advance aborted it; a failed COMMIT ended it already, and a
+   * ROLLBACK then only warns).
+   */
+  async commitAndBeginNext<R>(
+    operation: string,
+    key: string,
+    statement: { prepare: string; text: string },
+    runner: QueryRunner,
+  ): Promise<QueryOutcome<R>> {
+    assertUsable(operation, key, runner);
+    let client: PoolClient;
+    try {
+      client = (await runner.connect()) as PoolClient;
+    } catch (error) {
+      throw new CheckpointStoreError(operation, key, error);
+    }
+    const watched = this.watchdog.start(operation, key, client);
+    try {
+      const prepared = preparedOn.get(client) ?? new Set<string>();
+      if (!prepared.has(statement.prepare)) {
+        // Once per connection, inside the batch's transaction; an SQL PREPARE outlives it.
+        await client.query(statement.prepare);
+        preparedOn.set(client, prepared.add(statement.prepare));
+      }
+      await runner.broadcaster.broadcast('BeforeTransactionCommit');
+      this.dataSource.logger.logQuery(statement.text, [], runner);
+      const outcome = await client.query<QueryResultRow>(statement.text);
+      await runner.broadcaster.broadcast('AfterTransactionCommit');
+      await runner.broadcaster.broadcast('BeforeTransactionStart');
+      await runner.broadcaster.broadcast('AfterTransactionStart');
+      // The answers of the message's three statements: the first is the advance's.
+      const result = isResultList(outcome) ? outcome[0] : outcome;
+      return { rows: result.rows as R[], rowCount: result.rowCount ?? result.rows.length };
+    } catch (error) {
+      if (watched.cancelled) {
+        throw new CheckpointStoreError(
+          operation,
+          key,
+          new Error(messages.statementTimedOut(watched.timeoutMs), { cause: error }),
+        );
+      }
+      throw new CheckpointStoreError(operation, key, error);
+    } finally {
+      this.watchdog.stop(watched);
+    }
+  }
+
   /** Through a transaction pooler a statement goes unnamed: no server connection keeps it. */
   private asSent(query: Query): Query {
     return this.unnamed ? { text: query.text, values: query.values } : query;
@@ -219,6 +278,12 @@ function assertUsable(operation: string, key: string | undefined, runner: QueryR
     : new Error(messages.managerReleased());
   throw new CheckpointStoreError(operation, key, cause);
 }
+
+/**
+ * What each connection has prepared for commitAndBeginNext (by the PREPARE's text, which names
+ * the schema), whichever module's repository prepared it.
+ */
+const preparedOn = new WeakMap<PoolClient, Set<string>>();
 
 /** A pg client's pipeline switch (the documented `pipeline` option; absent in older pg). */
 type Pipelining = { pipeline?: unknown; readyForQuery?: unknown };
@@ -254,122 +319,6 @@ function lastResult(outcome: QueryResult | QueryResult[]): QueryResult {
 
 function isResultList(outcome: QueryResult | QueryResult[]): outcome is QueryResult[] {
   return Array.isArray(outcome);
-}
-
-/** One statement in flight, as the watchdog sees it. */
-interface WatchedStatement {
-  operation: string;
-  key: string | undefined;
-  /** The backend running it (pg's processID of the connection). */
-  pid: number | undefined;
-  started: number;
-  timeoutMs: number;
-  warned: boolean;
-  cancelled: boolean;
-}
-
-/**
- * The client-side watchdog of the library's statements: past `stallWarnMs` it logs the
- * operation, the key and the sessions blocking it; past `statementTimeoutMs` it cancels the
- * statement (pg_cancel_backend), whose caller then gets a CheckpointStoreError. It sends no
- * statement of its own until something stalls.
- *
- * One timer per process sweeps the statements in flight, a few times per `stallWarnMs`, instead
- * of two timers per statement: a statement only joins and leaves a set. The timer runs only
- * while statements are in flight.
- */
-class StatementWatchdog {
-  private readonly logger = new Logger('Checkpoint');
-  private readonly inFlight = new Set<WatchedStatement>();
-  private sweeper?: NodeJS.Timeout;
-  private readonly sweepEveryMs: number;
-
-  constructor(
-    private readonly limits: StatementLimits,
-    private readonly sql: CheckpointSql,
-    private readonly sideStatement: <R>(query: Query) => Promise<R[]>,
-    private readonly backends: { byPid: boolean },
-  ) {
-    // Late by at most a quarter of the shorter limit (and never more than a second).
-    const shorter = Math.min(limits.stallWarnMs, limits.statementTimeoutMs);
-    this.sweepEveryMs = Math.max(10, Math.min(1_000, Math.floor(shorter / 4)));
-  }
-
-  start(operation: string, key: string | undefined, client: PoolClient): WatchedStatement {
-    const statement: WatchedStatement = {
-      operation,
-      key,
-      pid: this.backends.byPid
-        ? ((client as unknown as { processID?: number | null }).processID ?? undefined)
-        : undefined,
-      started: Date.now(),
-      timeoutMs: this.limits.statementTimeoutMs,
-      warned: false,
-      cancelled: false,
-    };
-    this.inFlight.add(statement);
-    this.sweeper ??= setInterval(() => this.sweep(), this.sweepEveryMs).unref();
-    return statement;
-  }
-
-  stop(statement: WatchedStatement): void {
-    this.inFlight.delete(statement);
-  }
-
-  private sweep(): void {
-    if (this.inFlight.size === 0) {
-      clearInterval(this.sweeper);
-      this.sweeper = undefined;
-      return;
-    }
-    const now = Date.now();
-    for (const statement of this.inFlight) {
-      const waited = now - statement.started;
-      const { pid } = statement;
-      // Without its backend's pid a statement cannot be cancelled, only reported.
-      if (waited >= this.limits.statementTimeoutMs && pid !== undefined && !statement.cancelled)
-        this.cancel(statement, pid, waited);
-      else if (waited >= this.limits.stallWarnMs && !statement.warned) this.warn(statement, waited);
-    }
-  }
-
-  private describe(statement: WatchedStatement): string {
-    const { operation, key } = statement;
-    return `checkpoint ${operation}${key === undefined ? '' : ` of key "${key}"`}`;
-  }
-
-  private warn(statement: WatchedStatement, waited: number): void {
-    statement.warned = true;
-    const { pid } = statement;
-    void this.blockers(pid).then((blockers) =>
-      this.logger.warn(
-        `${this.describe(statement)} has waited ${waited} ms` +
-          (pid === undefined ? '' : ` (backend ${pid})`) +
-          (blockers.length > 0 ? `, blocked by backend ${blockers.join(', ')}` : '') +
-          `; it is cancelled after ${this.limits.statementTimeoutMs} ms (option statementTimeoutMs)`,
-      ),
-    );
-  }
-
-  private cancel(statement: WatchedStatement, pid: number, waited: number): void {
-    statement.cancelled = true;
-    this.logger.error(
-      `${this.describe(statement)} was cancelled after ${waited} ms (option statementTimeoutMs)`,
-    );
-    this.sideStatement(this.sql.cancelBackend(pid)).catch((error: Error) =>
-      this.logger.warn(`could not cancel backend ${pid}: ${error.message}`),
-    );
-  }
-
-  private async blockers(pid: number | undefined): Promise<number[]> {
-    if (pid === undefined) return [];
-    try {
-      const rows = await this.sideStatement<{ pids: number[] }>(this.sql.blockingPids(pid));
-      return rows[0]?.pids ?? [];
-    } catch {
-      return [];
-    }
-  }
 }
 
 /** Maps a row to the public record shape. */

@@ -169,7 +169,8 @@ export class CheckpointService {
 
   /**
    * The advance of a batch in the library's own transaction, sent with its COMMIT (one round
-   * trip); fenced, the batch rolls back and it throws `CheckpointFencedError`.
+   * trip); fenced, the batch rolls back and it throws `CheckpointFencedError`. With
+   * `beginNext` it may begin the next batch's transaction on `runner` too: it says if it did.
    * @internal used by the batch loop
    */
   async advanceAndCommit(
@@ -177,8 +178,9 @@ export class CheckpointService {
     epoch: number,
     progress: AdvanceProgress,
     runner: QueryRunner,
-  ): Promise<void> {
-    return this.ownership.advanceAndCommit(key, epoch, progress, runner);
+    beginNext = false,
+  ): Promise<boolean> {
+    return this.ownership.advanceAndCommit(key, epoch, progress, runner, beginNext);
   }
 
   /** Marks `key` completed with the work's return value and ends the attempt's ownership. */

@@ -7,7 +7,7 @@ import type { AttemptInterrupter, InterruptionPhase } from './attempt-interrupte
 import { abortedBy, CheckpointError, CheckpointValidationError } from '../checkpoint.errors.js';
 import type { CheckpointRunChunk } from '../checkpoint.interfaces.js';
 import { messages } from '../checkpoint.messages.js';
-import { batchInTransaction } from './batch-transaction.js';
+import { BatchTransactions } from './batch-transaction.js';
 import type { CheckpointService, ClaimedCheckpoint } from '../checkpoint.service.js';
 import type {
   CheckpointAttemptProgress,
@@ -131,6 +131,7 @@ export class AttemptContext implements CheckpointContext {
         }
         return items[index];
       },
+      (next) => next < items.length,
     );
   }
 
@@ -167,20 +168,25 @@ export class AttemptContext implements CheckpointContext {
    * The body runs while the generator is suspended at `yield`; when the consumer asks for the
    * next batch the generator resumes and commits. If the consumer leaves the loop (break or
    * throw) the generator's finally block rolls the open batch back. After a failure that a
-   * policy handles, `recovery` says what the next batch is (see call()).
+   * policy handles, `recovery` says what the next batch is (see call()). Where `hasMore` knows
+   * that items follow (an array's), a batch's commit begins the next batch's transaction too.
    */
   private async *loop<T>(
     take: (limit: number) => Promise<T[]>,
     cursorOf: ((item: T) => unknown) | undefined,
     fromLedger: (index: number, stored: unknown) => T,
+    hasMore: (next: number) => boolean = () => false,
   ): AsyncGenerator<CheckpointBatch<T>> {
     if (this.looping)
       throw new CheckpointError(
         `key "${this.key}": only one batches()/pages() loop may run at a time`,
       );
     this.looping = true;
+    const transactions = this.transactional
+      ? new BatchTransactions(this.dataSource, this.service, this.key)
+      : undefined;
     try {
-      if (this.redrivePending) yield* this.redrivePass(fromLedger);
+      if (this.redrivePending) yield* this.redrivePass(transactions, fromLedger);
       for (;;) {
         this.throwIfAborted();
         const normalSize = this.sizer.size;
@@ -207,10 +213,13 @@ export class AttemptContext implements CheckpointContext {
         this.service.observers.emit('batchStarted', event);
         let committed = false;
         try {
+          const beginNext = hasMore(this.nextIndex + items.length);
           yield* this.handOver(
+            transactions,
             { index: this.batchIndex, startIndex: this.nextIndex, items, mode },
             cursor,
-            (transaction) => this.advance(items.length, normalSize, cursor, endsBatch, transaction),
+            (transaction) =>
+              this.advance(items.length, normalSize, cursor, endsBatch, transaction, beginNext),
           );
           committed = true;
         } finally {
@@ -232,19 +241,22 @@ export class AttemptContext implements CheckpointContext {
       }
     } finally {
       this.looping = false;
+      await transactions?.close();
     }
   }
 
   /**
    * Hands one batch to the loop body, then commits `write` with it: in the batch's transaction
-   * in transactional mode, on its own otherwise. While the body runs, `open` names the batch:
-   * if the body throws, the consumer leaves the loop, the finally block rolls back, and call()
-   * finds the batch there.
+   * in transactional mode (`transactions`), on its own otherwise. While the body runs, `open`
+   * names the batch: if the body throws, the consumer leaves the loop, the finally block rolls
+   * back, and call() finds the batch there. `write` says whether it began the next batch's
+   * transaction with its commit.
    */
   private async *handOver<T>(
+    transactions: BatchTransactions | undefined,
     batch: Omit<CheckpointBatch<T>, 'manager'>,
     cursor: unknown,
-    write: (transaction: QueryRunner | undefined) => Promise<void>,
+    write: (transaction: QueryRunner | undefined) => Promise<boolean>,
   ): AsyncGenerator<CheckpointBatch<T>> {
     const open: OpenBatch = {
       startIndex: batch.startIndex,
@@ -253,11 +265,8 @@ export class AttemptContext implements CheckpointContext {
       item: batch.items[0],
       cursor,
     };
-    if (this.transactional) {
-      yield* batchInTransaction(
-        this.dataSource,
-        this.service,
-        this.key,
+    if (transactions !== undefined) {
+      yield* transactions.batch(
         batch,
         (held) => (this.open = held ? open : undefined),
         (transaction) => {
@@ -294,6 +303,7 @@ export class AttemptContext implements CheckpointContext {
    * that passed are gone, items that failed again are newer than the request and not re-run.
    */
   private async *redrivePass<T>(
+    transactions: BatchTransactions | undefined,
     fromLedger: (index: number, stored: unknown) => T,
   ): AsyncGenerator<CheckpointBatch<T>> {
     // A page at a time: a ledger of a million items is never read into memory at once.
@@ -304,10 +314,13 @@ export class AttemptContext implements CheckpointContext {
         this.throwIfAborted();
         const item = fromLedger(row.itemIndex, row.item);
         yield* this.handOver(
+          transactions,
           { index: this.batchIndex, startIndex: row.itemIndex, items: [item], mode: 'redrive' },
           undefined,
-          (transaction) =>
-            this.ledger.passed(this.key, this.epoch, row.itemIndex, transaction?.manager),
+          async (transaction) => {
+            await this.ledger.passed(this.key, this.epoch, row.itemIndex, transaction?.manager);
+            return false;
+          },
         );
         this.recovery?.committed();
         this.logFailures();
@@ -422,7 +435,8 @@ export class AttemptContext implements CheckpointContext {
     cursor: unknown,
     endsBatch: boolean,
     transaction: QueryRunner | undefined,
-  ): Promise<void> {
+    beginNext: boolean,
+  ): Promise<boolean> {
     const currentIndex = this.nextIndex + count;
     const processedBatches = this.processedBatches + (endsBatch ? 1 : 0);
     const remaining = this.totalItems === null ? null : Math.max(0, this.totalItems - currentIndex);
@@ -439,8 +453,11 @@ export class AttemptContext implements CheckpointContext {
       cursor,
       intermediateResult: this.pendingIntermediate,
     };
-    if (transaction === undefined) await this.service.advance(this.key, this.epoch, progress);
-    else await this.service.advanceAndCommit(this.key, this.epoch, progress, transaction);
+    if (transaction !== undefined) {
+      return this.service.advanceAndCommit(this.key, this.epoch, progress, transaction, beginNext);
+    }
+    await this.service.advance(this.key, this.epoch, progress);
+    return false;
   }
 
   private throwIfAborted(): void {

@@ -194,24 +194,46 @@ export class CheckpointOwnership {
   /**
    * The advance of a batch in the library's own transaction `runner`, sent together with its
    * COMMIT (one round trip): fenced, the advance fails in the database, the COMMIT rolls the
-   * batch back, and the call throws CheckpointFencedError as advance() does.
+   * batch back, and the call throws CheckpointFencedError as advance() does. With `beginNext`,
+   * where the connection allows it, the next batch's transaction begins in the same message
+   * and `runner` is left in it: the result says whether it was.
    */
   async advanceAndCommit(
     key: string,
     epoch: number,
     progress: AdvanceProgress,
     runner: QueryRunner,
-  ): Promise<void> {
+    beginNext = false,
+  ): Promise<boolean> {
     assertOwnership(key, epoch);
-    const query = this.advanceQuery(key, epoch, progress, this.repository.sql.advanceAtCommit);
+    const folded = beginNext && this.repository.beginsWithCommit;
+    // Sent apart from its COMMIT (a pg without pipelining), the advance bounds how long the
+    // transaction may then hold the row's lock idle; in one message with it, nothing is idle.
+    const idleTimeoutMs = folded ? null : this.options.leaseTtlMs;
+    const query = this.advanceQuery(
+      key,
+      epoch,
+      progress,
+      this.repository.sql.advanceAtCommit,
+      idleTimeoutMs,
+    );
+    const { advanceCommitBegin } = this.repository.sql;
     await this.write('advance', key, epoch, query, { manager: runner.manager }, async () => {
       try {
-        return await this.repository.runAndCommit('advance', key, query, runner);
+        return folded
+          ? await this.repository.commitAndBeginNext(
+              'advance',
+              key,
+              { prepare: advanceCommitBegin.prepare, text: advanceCommitBegin.text(query) },
+              runner,
+            )
+          : await this.repository.runAndCommit('advance', key, query, runner);
       } catch (error) {
         if (isFencedAdvance(error)) return { rows: [], rowCount: 0 };
         throw error;
       }
     });
+    return folded;
   }
 
   /** Validates an advance and builds its statement with `statement`. */
@@ -220,6 +242,7 @@ export class CheckpointOwnership {
     epoch: number,
     progress: AdvanceProgress,
     statement: CheckpointSql['advance'],
+    idleTimeoutMs: number | null = null,
   ): Query {
     if (typeof progress !== 'object' || progress === null) {
       throw new CheckpointValidationError(messages.notAnObject('progress', progress));
@@ -255,9 +278,7 @@ export class CheckpointOwnership {
       this.json('cursor', progress.cursor),
       this.json('intermediateResult', progress.intermediateResult),
       this.json('metadata', progress.metadata),
-      // In the library's own batch transaction, bound how long it may hold the row lock idle
-      // (without pg's pipelining the COMMIT follows one round trip later).
-      statement === this.repository.sql.advanceAtCommit ? this.options.leaseTtlMs : null,
+      idleTimeoutMs,
     );
   }
 

@@ -1,5 +1,11 @@
 import { CHECKPOINT_CONTROLS, CHECKPOINT_STATES } from '../checkpoint.constants.js';
-import { ownerAlive, ownerLockId, type StatementKit } from './statement-kit.js';
+import {
+  literal,
+  ownerAlive,
+  ownerLockId,
+  type Query,
+  type StatementKit,
+} from './statement-kit.js';
 
 /**
  * What a fenced advanceAtCommit says in its error (SQLSTATE 22P02): the statement, not a
@@ -14,11 +20,11 @@ const { running, released, paused, completed, failed, cancelled } = CHECKPOINT_S
 const { pause, cancel } = CHECKPOINT_CONTROLS;
 
 /** The attempt's statements: claim, advance, its end, and the reaper's look-ups. */
-export function ownershipSql({ table, controlChannel, q, prepared }: StatementKit) {
+export function ownershipSql({ schema, table, controlChannel, q, prepared }: StatementKit) {
   // Counts left out (null) follow from the old row (the right-hand sides read it): one more
   // batch when the position moved on, and, with a known item total, the batches done plus the
   // remaining items at this batch's size.
-  const advanceUpdate = `UPDATE ${table} SET
+  const advanceSet = `
        current_index = $3,
        current_batch_index = COALESCE($4,
          current_batch_index + CASE WHEN $3 > current_index THEN 1 ELSE 0 END),
@@ -34,10 +40,24 @@ export function ownershipSql({ table, controlChannel, q, prepared }: StatementKi
        cursor = COALESCE($8::jsonb, cursor),
        intermediate_result = COALESCE($9::jsonb, intermediate_result),
        metadata = COALESCE($10::jsonb, metadata),
-       updated_at = clock_timestamp()
-     WHERE key = $1 AND running_epoch = $2
-       AND ($11::text IS NULL
+       updated_at = clock_timestamp()`;
+  const boundIdle = `($11::text IS NULL
             OR set_config('idle_in_transaction_session_timeout', $11::text, true) IS NOT NULL)`;
+  const advanceUpdate = `UPDATE ${table} SET ${advanceSet}
+     WHERE key = $1 AND running_epoch = $2 AND ${boundIdle}`;
+  // Fenced, it fails instead of matching no row: a stale epoch fails on the row (also when a
+  // claim commits while it waits for the row's lock: PostgreSQL then checks the new version),
+  // a key gone (cleared) fails in the sub-select. The error is a cast of a text that names the
+  // row's epoch (a column: nothing the planner can fold before the row is read).
+  const advanceAtCommit = `UPDATE ${table} SET ${advanceSet}
+     WHERE key = $1
+       AND CASE WHEN running_epoch = $2 THEN true
+                ELSE format('${FENCED_ADVANCE} (key %s, epoch %s, running epoch %s)',
+                            $1, $2, running_epoch)::int > 0 END
+       AND (SELECT CASE WHEN EXISTS (SELECT FROM ${table} WHERE key = $1) THEN true
+                        ELSE format('${FENCED_ADVANCE} (key %s gone, epoch %s)', $1, $2)::int > 0
+                   END)
+       AND ${boundIdle}`;
   const advanceValues = (
     key: string,
     epoch: number,
@@ -63,6 +83,9 @@ export function ownershipSql({ table, controlChannel, q, prepared }: StatementKi
     metadata,
     idleTimeoutMs === null ? null : String(idleTimeoutMs),
   ];
+
+  // An SQL name: at most 63 bytes, which the schema's 48 leave room for.
+  const foldName = `ckpt_fold_${schema}`;
 
   return {
     // --- ownership --------------------------------------------------------------------------
@@ -146,19 +169,27 @@ export function ownershipSql({ table, controlChannel, q, prepared }: StatementKi
     /**
      * The advance of the library's own batch transaction, sent with its COMMIT right behind it
      * (CheckpointRepository.runAndCommit). A fenced advance must not let that COMMIT keep the
-     * batch's writes, so instead of matching no row it fails, naming FENCED_ADVANCE (a cast of
-     * a text built from the row count: nothing the planner can fold), and PostgreSQL answers
-     * the COMMIT that follows an error by rolling back.
+     * batch's writes, so instead of matching no row it fails, naming FENCED_ADVANCE, and
+     * PostgreSQL answers the COMMIT that follows an error by rolling back.
      */
-    advanceAtCommit: prepared(
-      'advance_at_commit',
-      `WITH advanced AS (${advanceUpdate} RETURNING 1)
-       SELECT CASE count(*) WHEN 1 THEN 1
-                ELSE format('${FENCED_ADVANCE} (key %s, epoch %s, %s rows)', $1, $2, count(*))::int
-              END AS advanced
-       FROM advanced`,
-      advanceValues,
-    ),
+    advanceAtCommit: prepared('advance_at_commit', advanceAtCommit, advanceValues),
+    /**
+     * advanceAtCommit, its COMMIT and the next batch's START TRANSACTION in one message of the
+     * simple protocol (CheckpointRepository.commitAndBeginNext): the fewest messages and
+     * answers a batch can cost, which is where the time of a statement goes here (bench
+     * section 3). The simple protocol binds nothing, so the advance is prepared once per
+     * connection (`prepare`, an SQL PREPARE, which outlives transactions) and executed with its
+     * values as literals. A failing statement skips the rest of the message: a fenced advance
+     * leaves the transaction aborted, never committed.
+     */
+    advanceCommitBegin: {
+      prepare: `PREPARE ${foldName} (text, bigint, bigint, bigint, bigint, bigint, bigint,
+                  jsonb, jsonb, jsonb, text) AS ${advanceAtCommit}`,
+      /** The message that runs `advance`, a statement of advanceAtCommit. */
+      text: (advance: Query) =>
+        `EXECUTE ${foldName} (${advance.values.map(literal).join(', ')}); ` +
+        'COMMIT; START TRANSACTION',
+    },
     // complete, fail, release and abandon end the attempt: running_epoch goes back to NULL.
     complete: prepared(
       'complete',

@@ -1,8 +1,11 @@
 // The building blocks of the statements: the schema's names, quoted once, and the two ways a
 // statement is made (a plain one, a prepared one). Nothing else builds SQL: the schema name is
-// validated against IDENTIFIER_PATTERN before it gets here, and every value is a bound parameter.
+// validated against IDENTIFIER_PATTERN before it gets here, and every value is a bound parameter
+// but in one statement, whose values go in as literals (see `literal`).
 // Times are clock_timestamp(), not now(): now() is the start of the transaction, and a batch's
 // transaction starts before its work does, so progress rates would be wrong.
+
+import { escapeLiteral } from 'pg';
 
 /** A statement and its bound values. */
 export interface Query {
@@ -96,4 +99,17 @@ export function ownerLockId(started: string): string {
  */
 export function someoneWatches(schema: string): string {
   return `EXISTS (SELECT 1 FROM "${schema}"."watcher" WHERE until > clock_timestamp())`;
+}
+
+/**
+ * A value written into a statement's text: only for the batch commit that goes out as one
+ * simple-protocol message (ownership.sql.ts, advanceCommitBegin), where nothing can be bound.
+ * Texts are quoted by pg's escapeLiteral; numbers must be safe integers (the library validated
+ * them), so no other value can reach the text.
+ */
+export function literal(value: unknown): string {
+  if (value === null) return 'NULL';
+  if (typeof value === 'string') return escapeLiteral(value);
+  if (typeof value === 'number' && Number.isSafeInteger(value)) return String(value);
+  throw new TypeError(`not a value for a statement's text: ${typeof value}`);
 }

@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Injectable, Scope, SetMetadata, type INestApplicationContext } from '@nestjs/common';
-import { InjectDataSource } from '@nestjs/typeorm';
+import { getDataSourceToken, InjectDataSource } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
 import { firstValueFrom, toArray } from 'rxjs';
 import {
@@ -31,6 +31,8 @@ interface Input {
   hold?: { batch: number; reached: () => void; release: Promise<void> };
   /** Milliseconds of simulated work per item. */
   msPerItem?: number;
+  /** Receives the backend pid of each batch's transaction. */
+  pids?: number[];
 }
 
 interface Seen {
@@ -159,6 +161,12 @@ class Jobs {
       if (input.failAt === batch.index && context.attempt === 1)
         throw new Error(`boom at batch ${batch.index}`);
       if (input.msPerItem !== undefined) await sleep(input.msPerItem * batch.items.length);
+      if (input.pids !== undefined) {
+        const [{ pid }] = await batch.manager.query<[{ pid: number }]>(
+          'SELECT pg_backend_pid() AS pid',
+        );
+        input.pids.push(pid);
+      }
       await batch.manager.query(
         `INSERT INTO "${schema}".effect (key, item, attempt) SELECT $1, unnest($2::int[]), $3`,
         [input.key, batch.items, context.attempt],
@@ -337,6 +345,51 @@ describe('@Checkpointed()', () => {
     await jobs.strict({ key: 'stale', items: range(0, 60) });
     assert.ok((await effects('stale')).every((each) => each.n === 1));
     await stale.close();
+  });
+
+  it('fences an attempt whose key was cleared under it: its batch rolls back', async () => {
+    const { hold, reached, release } = holdAt(2);
+    const running = jobs.strict({ key: 'cleared', items: range(0, 60), hold });
+    await reached;
+    await service.clearCheckpoint('cleared');
+    release();
+    await assert.rejects(running, CheckpointFencedError);
+    const rows = await effects('cleared');
+    assert.deepEqual(
+      rows.map((row) => row.item),
+      range(0, 20),
+      'batch 2, whose commit found no row, rolled back',
+    );
+    assert.equal(await service.find('cleared'), null);
+  });
+
+  it("runs a call's batches on one connection, each commit beginning the next batch", async () => {
+    let commits = 0;
+    const counter = { afterTransactionCommit: () => void (commits += 1) };
+    const dataSource = app.get<DataSource>(getDataSourceToken());
+    dataSource.subscribers.push(counter);
+    try {
+      const pids: number[] = [];
+      await jobs.strict({ key: 'one-connection', items: range(0, 50), pids });
+      assert.equal(pids.length, 5);
+      assert.equal(new Set(pids).size, 1, `batches ran on backends ${pids.join(', ')}`);
+      assert.equal(commits, 5, "TypeORM's subscribers hear each batch's commit");
+      assert.ok((await effects('one-connection')).every((row) => row.n === 1));
+      // A loop left by a throw leaves no transaction open on its connection.
+      const left: number[] = [];
+      await assert.rejects(
+        jobs.strict({ key: 'left-early', items: range(0, 50), failAt: 3, pids: left }),
+        /boom at batch 3/,
+      );
+      const [session] = await sql<{ state: string }>(
+        'SELECT state FROM pg_stat_activity WHERE pid = $1',
+        [left[0]],
+      );
+      assert.equal(session?.state, 'idle');
+      assert.equal((await effects('left-early')).length, 30, 'batches 0-2 committed');
+    } finally {
+      dataSource.subscribers.splice(dataSource.subscribers.indexOf(counter), 1);
+    }
   });
 
   it('resumes by item index when the batch size changed between attempts', async () => {
