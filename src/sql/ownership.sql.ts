@@ -1,5 +1,6 @@
 import { CHECKPOINT_CONTROLS, CHECKPOINT_STATES } from '../checkpoint.constants.js';
 import {
+  CHECKPOINT_COLUMNS,
   literal,
   ownerAlive,
   ownerLockId,
@@ -129,7 +130,8 @@ export function ownershipSql({ schema, table, controlChannel, q, prepared }: Sta
                 OR c.lease_expires_at IS NULL OR c.lease_expires_at < clock_timestamp()
                 OR NOT ${ownerAlive('c')})
            AND c.control IS NULL
-         RETURNING *, (SELECT p.state FROM ${table} p WHERE p.key = $1) AS prior_state`,
+         RETURNING ${CHECKPOINT_COLUMNS},
+                   (SELECT p.state FROM ${table} p WHERE p.key = $1) AS prior_state`,
       (
         key: string,
         owner: string,

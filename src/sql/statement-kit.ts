@@ -37,6 +37,19 @@ export interface StatementKit {
   ) => (...args: A) => Query;
 }
 
+/**
+ * The checkpoint row's columns, for a prepared statement that returns the row. Never `*` there:
+ * PostgreSQL fixes a prepared statement's result columns when the connection prepares it, and
+ * once a migration of a later version adds a column, `*` means another row type and the server
+ * refuses that statement on that connection for good ("cached plan must not change result
+ * type"). A process of this version then goes on working while the next one migrates.
+ */
+export const CHECKPOINT_COLUMNS = `key, state, epoch, owner, queue, job_id, dispatch, fingerprint,
+  current_batch_index, current_index, processed_batches, total_batches, total_items, cursor,
+  intermediate_result, metadata, result, error, attempt, attempt_started_at, attempt_start_index,
+  created_at, updated_at, running_epoch, control, run_id, skipped_items, owner_pid, owner_started,
+  lease_expires_at, run_chunk, redrive_requested_at, redrive_items, hand_backs`;
+
 /** The kit of one schema; the caller validated the name. */
 export function statementKit(schema: string): StatementKit {
   const q = (text: string, values: unknown[] = []): Query => ({ text, values });

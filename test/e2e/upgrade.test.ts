@@ -1,8 +1,10 @@
 // A live upgrade: worker processes of the previous build (PREVIOUS_COMMIT, schema up to
 // migration 7) keep working pg-boss jobs and a run's chunks while processes of this build boot
 // on the same schema and apply the newer migrations (8: run counts trigger, 9: CREATE INDEX
-// CONCURRENTLY). One old worker is SIGKILLed after the upgrade, the others go on. Every item's
-// effect lands once, every job completes, the run's counts on its row match its chunks.
+// CONCURRENTLY, 10 to 16). One old worker is SIGKILLed after the upgrade. Every item's effect
+// lands once, every job completes, the run's counts on its row match its chunks. The second test
+// shows why this build's processes, unlike the previous build's, keep working on a schema that a
+// later version migrates under them.
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
@@ -11,12 +13,14 @@ import { QUEUE } from '../fixtures/queue-job.js';
 import { createRunTables } from '../fixtures/run-job.js';
 import pg from 'pg';
 import { DataSource } from 'typeorm';
-import { DATABASE_URL, sql } from '../support/database.js';
+import { createTestApp } from '../support/app.js';
+import { DATABASE_URL, dropSchema, sql, uniqueSchema } from '../support/database.js';
 import { buildPrevious } from '../support/previous-build.js';
 import { Child } from '../support/process.js';
 import { cleanUpAfterAll, workerBed } from '../support/workers.js';
 import {
   CheckpointMigrationLockError,
+  CheckpointService,
   checkpointMigrations,
   runCheckpointMigrations,
 } from '../../src/index.js';
@@ -225,13 +229,19 @@ describe('live upgrade', () => {
     for (const wait of waits.sort((a, b) => b.ms - a.ms).slice(0, 8))
       t.diagnostic(`waited for a lock ${wait.ms} ms: ${wait.query}`);
 
-    // The old workers go on past the upgrade, the previous build starts a run on the new schema.
-    await oldGoesOn();
+    // The previous build starts a run on the new schema: a new process, whose connections prepare
+    // its statements after the change. Its workers that ran before go on where a connection had
+    // not prepared its claim yet: the claim of the previous build returns `*`, which migrations
+    // 11 and 13 changed, and PostgreSQL refuses it on a connection that prepared it before (see
+    // the next test). A refused claim fails the attempt; pg-boss retries the job, and a worker
+    // takes it again.
+    const upgradedAt = old.map((w) => w.lines.length);
     await startRun('after');
     await Promise.all(fresh.map((w) => w.waitFor((l) => l.startsWith('ready'), 120_000)));
-    // Both builds work the same queues and runs; then one old worker dies mid-job.
-    await Promise.all([Child.nextOf([...oldQueue, fresh[0]], batch), nextLine(fresh[1], batch)]);
-    const { child: victim } = await Child.nextOf(oldQueue, batch);
+    // This build works the queues and the runs; then an old queue worker is SIGKILLed, in a job
+    // or between two.
+    await Promise.all([nextLine(fresh[0], batch), nextLine(fresh[1], batch)]);
+    const victim = oldQueue[0];
     await victim.kill('SIGKILL');
     const jobs = await stopFeeding();
 
@@ -255,7 +265,13 @@ describe('live upgrade', () => {
     );
     const batches = (w: Child | undefined) => w?.lines.filter((l) => l.startsWith('batch ')).length;
     t.diagnostic(
-      `batches: old queue workers ${oldQueue.map(batches).join(' and ')} (the ${victim === oldQueue[0] ? 'first' : 'second'} SIGKILLed), old run worker ${batches(oldRuns)}, new queue worker ${batches(fresh[0])}, new run worker ${batches(fresh[1])}`,
+      `batches: old queue workers ${oldQueue.map(batches).join(' and ')} (the first SIGKILLed), old run worker ${batches(oldRuns)}, new queue worker ${batches(fresh[0])}, new run worker ${batches(fresh[1])}`,
+    );
+    const afterUpgrade = old.map(
+      (w, i) => w.lines.slice(upgradedAt[i]).filter((l) => l.startsWith('batch ')).length,
+    );
+    t.diagnostic(
+      `batches of the previous build's workers after the upgrade: ${afterUpgrade.join(', ')}`,
     );
 
     // Each item's effect exactly once.
@@ -303,5 +319,37 @@ describe('live upgrade', () => {
     t.diagnostic(
       `${jobs.length} jobs of ${JOB_ITEMS} items, runs of ${RUNS.before} and ${RUNS.after} items in chunks of ${RUN_CHUNK}: each item once`,
     );
+  });
+
+  it("a column that a later version's migration adds leaves this version's prepared statements working", async (t: TestContext) => {
+    // The previous build above claims with `RETURNING *`: once migration 11 or 13 adds a column,
+    // its connections that prepared the claim before fail it with "cached plan must not change
+    // result type" until they close. This version names its columns; a pool of two connections,
+    // used one statement at a time, prepares every statement of the path before the change.
+    const schema = uniqueSchema('upgrade_column');
+    const app = await createTestApp({ schema, poolSize: 2 });
+    t.after(async () => {
+      await app.close();
+      await dropSchema(schema);
+    });
+    const service = app.get(CheckpointService);
+    const cycle = async (key: string) => {
+      await service.saveCheckpoint(`${key}-saved`, {
+        currentBatchIndex: 1,
+        currentIndex: 10,
+        processedBatches: 1,
+        totalBatches: 2,
+      });
+      const claim = await service.claim(key);
+      await service.advance(key, claim.epoch, { currentIndex: 10, processedBatches: 1 });
+      await service.complete(key, claim.epoch, { ok: true });
+    };
+    for (let round = 0; round < 4; round++) await cycle(`before-${round}`);
+    await sql(`ALTER TABLE "${schema}".checkpoint ADD COLUMN added_by_a_later_version integer`);
+    for (let round = 0; round < 4; round++) await cycle(`after-${round}`);
+    const [row] = await sql<{ completed: number }>(
+      `SELECT count(*)::int AS completed FROM "${schema}".checkpoint WHERE state = 'completed'`,
+    );
+    assert.equal(row?.completed, 8);
   });
 });
