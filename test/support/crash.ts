@@ -75,11 +75,12 @@ export async function crashAndResume(
       child.process.kill('SIGKILL');
     }
     const exit = await child.exited;
-    assert.equal(
-      exit.signal,
-      'SIGKILL',
-      `round ${round} (${phase}) was killed; stderr: ${child.stderr}`,
-    );
+    if (exit.signal !== 'SIGKILL') {
+      assert.fail(
+        `round ${round} (${phase}) was not killed; stderr: ${child.stderr}\n` +
+          `the key's owner now: ${JSON.stringify(await ownerNow(schema, 'job'))}`,
+      );
+    }
   }
   await untilClaimable(schema, 'job');
   const last = Child.start('batch-worker', childEnv);
@@ -102,6 +103,25 @@ export async function crashAndResume(
   }
   assert.ok((resumePoints.at(-1) ?? 0) > 0, 'the job made progress between crashes');
   return schema;
+}
+
+/**
+ * What the database says of the key's recorded owner: its lease, whether its backend is there,
+ * and the advisory locks that backend holds (a failed round's message says why a claim lost).
+ */
+async function ownerNow(schema: string, key: string) {
+  return sql(
+    `SELECT c.owner_pid, c.owner_started::text, c.running_epoch, c.control,
+            c.lease_expires_at > clock_timestamp() AS lease_live,
+            (SELECT a.backend_start::text FROM pg_stat_activity a WHERE a.pid = c.owner_pid)
+              AS backend_start,
+            (SELECT a.state FROM pg_stat_activity a WHERE a.pid = c.owner_pid) AS backend_state,
+            (SELECT array_agg(l.classid || ':' || l.objid || ':' || l.objsubid)
+               FROM pg_locks l WHERE l.pid = c.owner_pid AND l.locktype = 'advisory')
+              AS advisory_locks
+       FROM "${schema}".checkpoint c WHERE c.key = $1`,
+    [key],
+  ).catch((error: unknown) => String(error));
 }
 
 /**
