@@ -113,14 +113,7 @@ export class CheckpointRepository {
       return { rows: result.rows as R[], rowCount: result.rowCount ?? result.rows.length };
     } catch (error) {
       lostConnection = isConnectionFailure(error);
-      if (watched?.cancelled === true) {
-        throw new CheckpointStoreError(
-          operation,
-          key,
-          new Error(messages.statementTimedOut(watched.timeoutMs), { cause: error }),
-        );
-      }
-      throw new CheckpointStoreError(operation, key, error);
+      throw storeError(operation, key, error, watched);
     } finally {
       if (watched !== undefined) this.watchdog.stop(watched);
       if (borrowed !== undefined) {
@@ -146,13 +139,7 @@ export class CheckpointRepository {
     query: Query,
     runner: QueryRunner,
   ): Promise<QueryOutcome<R>> {
-    assertUsable(operation, key, runner);
-    let client: PoolClient;
-    try {
-      client = (await runner.connect()) as PoolClient;
-    } catch (error) {
-      throw new CheckpointStoreError(operation, key, error);
-    }
+    const client = await clientOf(operation, key, runner);
     const watched = this.watchdog.start(operation, key, client);
     this.dataSource.logger.logQuery(query.text, query.values, runner);
     const pipelining = startPipeline(client);
@@ -167,16 +154,7 @@ export class CheckpointRepository {
         (error: unknown) => ({ error }),
       );
       const [outcome, commit] = await Promise.all([sent, committed]);
-      if ('error' in outcome) {
-        if (watched.cancelled) {
-          throw new CheckpointStoreError(
-            operation,
-            key,
-            new Error(messages.statementTimedOut(watched.timeoutMs), { cause: outcome.error }),
-          );
-        }
-        throw new CheckpointStoreError(operation, key, outcome.error);
-      }
+      if ('error' in outcome) throw storeError(operation, key, outcome.error, watched);
       if (commit !== undefined) throw new CheckpointStoreError('commit batch', key, commit.error);
       const result = outcome.result;
       return { rows: result.rows as R[], rowCount: result.rowCount ?? result.rows.length };
@@ -209,13 +187,7 @@ export class CheckpointRepository {
     statement: { prepare: string; text: string },
     runner: QueryRunner,
   ): Promise<QueryOutcome<R>> {
-    assertUsable(operation, key, runner);
-    let client: PoolClient;
-    try {
-      client = (await runner.connect()) as PoolClient;
-    } catch (error) {
-      throw new CheckpointStoreError(operation, key, error);
-    }
+    const client = await clientOf(operation, key, runner);
     const watched = this.watchdog.start(operation, key, client);
     try {
       const prepared = preparedOn.get(client) ?? new Set<string>();
@@ -234,14 +206,7 @@ export class CheckpointRepository {
       const result = isResultList(outcome) ? outcome[0] : outcome;
       return { rows: result.rows as R[], rowCount: result.rowCount ?? result.rows.length };
     } catch (error) {
-      if (watched.cancelled) {
-        throw new CheckpointStoreError(
-          operation,
-          key,
-          new Error(messages.statementTimedOut(watched.timeoutMs), { cause: error }),
-        );
-      }
-      throw new CheckpointStoreError(operation, key, error);
+      throw storeError(operation, key, error, watched);
     } finally {
       this.watchdog.stop(watched);
     }
@@ -271,6 +236,30 @@ export class CheckpointRepository {
  * open: that is the database going away (08003, which a decorated method rides out), not a
  * transaction that ended.
  */
+/** The pg client behind `runner`, checked usable; a failure to get it is a store error. */
+async function clientOf(operation: string, key: string, runner: QueryRunner): Promise<PoolClient> {
+  assertUsable(operation, key, runner);
+  try {
+    return (await runner.connect()) as PoolClient;
+  } catch (error) {
+    throw new CheckpointStoreError(operation, key, error);
+  }
+}
+
+/** What a failed statement throws: the watchdog's cancel says so, rather than pg's bare error. */
+function storeError(
+  operation: string,
+  key: string | undefined,
+  error: unknown,
+  watched: WatchedStatement | undefined,
+): CheckpointStoreError {
+  const cause =
+    watched?.cancelled === true
+      ? new Error(messages.statementTimedOut(watched.timeoutMs), { cause: error })
+      : error;
+  return new CheckpointStoreError(operation, key, cause);
+}
+
 function assertUsable(operation: string, key: string | undefined, runner: QueryRunner): void {
   if (!runner.isReleased) return;
   const cause = runner.isTransactionActive
