@@ -230,12 +230,6 @@ export class CheckpointRepository {
   }
 }
 
-/**
- * Refuses a runner that is back in the pool, maybe another caller's now: never send on it.
- * TypeORM also releases a runner whose connection failed, and leaves its transaction marked
- * open: that is the database going away (08003, which a decorated method rides out), not a
- * transaction that ended.
- */
 /** The pg client behind `runner`, checked usable; a failure to get it is a store error. */
 async function clientOf(operation: string, key: string, runner: QueryRunner): Promise<PoolClient> {
   assertUsable(operation, key, runner);
@@ -260,6 +254,12 @@ function storeError(
   return new CheckpointStoreError(operation, key, cause);
 }
 
+/**
+ * Refuses a runner that is back in the pool, maybe another caller's now: never send on it.
+ * TypeORM also releases a runner whose connection failed, and leaves its transaction marked
+ * open: that is the database going away (08003, which a decorated method rides out), not a
+ * transaction that ended.
+ */
 function assertUsable(operation: string, key: string | undefined, runner: QueryRunner): void {
   if (!runner.isReleased) return;
   const cause = runner.isTransactionActive

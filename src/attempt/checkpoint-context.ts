@@ -7,6 +7,7 @@ import type { AttemptInterrupter, InterruptionPhase } from './attempt-interrupte
 import { abortedBy, CheckpointError, CheckpointValidationError } from '../checkpoint.errors.js';
 import type { CheckpointRunChunk } from '../checkpoint.interfaces.js';
 import { messages } from '../checkpoint.messages.js';
+import { batchProgress } from './batch-progress.js';
 import { BatchTransactions } from './batch-transaction.js';
 import type { CheckpointService, ClaimedCheckpoint } from '../checkpoint.service.js';
 import type {
@@ -15,7 +16,7 @@ import type {
   CheckpointContext,
   FetchPage,
 } from '../checkpointed.interface.js';
-import type { FailedItemsService } from '../items/failed-items.service.js';
+import type { FailedItemsService, SkipAdvance } from '../items/failed-items.service.js';
 import type { ItemPolicies } from '../items/item-policy.js';
 import { ItemRecovery, type OpenBatch } from '../items/item-recovery.js';
 import { BatchFailureLog } from '../items/batch-failure-log.js';
@@ -23,6 +24,13 @@ import { CheckpointSkipLimitError, describe, summarize } from '../items/items.er
 import { itemMessages } from '../items/items.messages.js';
 
 const logger = new Logger('Checkpoint');
+/** An item kept in the ledger where it failed: the checkpoint stays. */
+const STAY: SkipAdvance = {
+  currentIndex: null,
+  currentBatchIndex: null,
+  processedBatches: null,
+  cursor: undefined,
+};
 /** Ledger items a redrive reads per statement. */
 const REDRIVE_PAGE = 500;
 
@@ -226,14 +234,7 @@ export class AttemptContext implements CheckpointContext {
           const durationMs = performance.now() - started;
           this.service.observers.emit('batchEnded', { ...event, committed, durationMs });
         }
-        this.recovery?.committed();
-        if (endsBatch) this.logFailures();
-        this.nextIndex += items.length;
-        if (endsBatch) {
-          this.batchIndex += 1;
-          this.processedBatches += 1;
-        }
-        if (cursor !== undefined) this.nextCursor = cursor;
+        this.movedOn(this.nextIndex + items.length, endsBatch, cursor);
         this.pendingIntermediate = undefined;
         if (mode === 'batch') this.sizer.record(items.length, performance.now() - started);
         // A short page is the last one of a keyset-paginated source.
@@ -371,19 +372,7 @@ export class AttemptContext implements CheckpointContext {
         );
       case 'keep':
         this.failures.keptInLedger(open, summarize(error));
-        await this.ledger.skip(
-          this.key,
-          this.epoch,
-          open.startIndex,
-          this.ledgerValue(open),
-          error,
-          {
-            currentIndex: null,
-            currentBatchIndex: null,
-            processedBatches: null,
-            cursor: undefined,
-          },
-        );
+        await this.toLedger(open, error, STAY);
         this.logFailures();
         return;
       case 'skip':
@@ -395,7 +384,7 @@ export class AttemptContext implements CheckpointContext {
   private async skip(open: OpenBatch, error: unknown): Promise<void> {
     this.failures.skipped(open, summarize(error));
     const endsBatch = open.mode === 'batch' || this.recovery?.endsScan(open.startIndex) === true;
-    await this.ledger.skip(this.key, this.epoch, open.startIndex, this.ledgerValue(open), error, {
+    await this.toLedger(open, error, {
       currentIndex: open.startIndex + 1,
       currentBatchIndex: endsBatch ? this.batchIndex + 1 : null,
       processedBatches: endsBatch ? this.processedBatches + 1 : null,
@@ -408,12 +397,17 @@ export class AttemptContext implements CheckpointContext {
       count: 1,
       endsBatch,
     });
-    this.nextIndex = open.startIndex + 1;
+    this.movedOn(open.startIndex + 1, endsBatch, open.cursor);
+  }
+
+  /** A batch (or an item replayed alone) committed: the attempt's position moves to `next`. */
+  private movedOn(next: number, endsBatch: boolean, cursor: unknown): void {
+    this.nextIndex = next;
     if (endsBatch) {
       this.batchIndex += 1;
       this.processedBatches += 1;
     }
-    if (open.cursor !== undefined) this.nextCursor = open.cursor;
+    if (cursor !== undefined) this.nextCursor = cursor;
     this.recovery?.committed();
     if (endsBatch) this.logFailures();
   }
@@ -424,9 +418,11 @@ export class AttemptContext implements CheckpointContext {
     if (line !== undefined) logger.warn(line);
   }
 
-  private ledgerValue(open: OpenBatch): unknown {
+  /** Writes the open item to the ledger, and moves the checkpoint by `advance`, in one statement. */
+  private toLedger(open: OpenBatch, error: unknown, advance: SkipAdvance): Promise<void> {
     const ledgerValue = this.policies.skip?.ledgerValue as ((item: unknown) => unknown) | undefined;
-    return ledgerValue === undefined ? open.item : ledgerValue(open.item);
+    const value = ledgerValue === undefined ? open.item : ledgerValue(open.item);
+    return this.ledger.skip(this.key, this.epoch, open.startIndex, value, error, advance);
   }
 
   private async advance(
@@ -437,22 +433,9 @@ export class AttemptContext implements CheckpointContext {
     transaction: QueryRunner | undefined,
     beginNext: boolean,
   ): Promise<boolean> {
-    const currentIndex = this.nextIndex + count;
-    const processedBatches = this.processedBatches + (endsBatch ? 1 : 0);
-    const remaining = this.totalItems === null ? null : Math.max(0, this.totalItems - currentIndex);
-    const progress = {
-      currentIndex,
-      currentBatchIndex: this.batchIndex + (endsBatch ? 1 : 0),
-      processedBatches,
-      // Inside a replayed batch the total is left as stored: one-item steps would distort it.
-      totalBatches:
-        remaining === null || !endsBatch
-          ? undefined
-          : processedBatches + Math.ceil(remaining / size),
-      totalItems: this.totalItems ?? undefined,
-      cursor,
-      intermediateResult: this.pendingIntermediate,
-    };
+    const { nextIndex, batchIndex, processedBatches, totalItems } = this;
+    const at = { nextIndex, batchIndex, processedBatches, totalItems };
+    const progress = batchProgress(at, count, size, endsBatch, cursor, this.pendingIntermediate);
     if (transaction !== undefined) {
       return this.service.advanceAndCommit(this.key, this.epoch, progress, transaction, beginNext);
     }
