@@ -232,6 +232,8 @@ describe('the dashboard as a console, in Chromium', () => {
       .waitFor();
     await runRow.click();
     await page.locator(`#run-ledger tr[data-item="${BAD_IN_CHUNK}"]`).waitFor({ timeout: 60_000 });
+    // The chunks and the ledger are two answers: the ledger's may be drawn first.
+    await page.locator('#chunks tbody tr').nth(2).waitFor();
     assert.equal(await page.locator('#chunks tbody tr').count(), 3);
     const controls = await page
       .locator(
