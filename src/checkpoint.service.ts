@@ -320,10 +320,12 @@ export class CheckpointService {
 
   /**
    * Keys that changed in any process (LISTEN/NOTIFY; changes closer together than ~100 ms are
-   * coalesced), for live views over many keys such as a dashboard's.
+   * coalesced), for live views over many keys such as a dashboard's. Listening starts with the
+   * subscription and takes a round trip: `listening` is called once every change committed from
+   * then on will be heard, so a view read after it misses nothing.
    */
-  changes(): Observable<string> {
-    return this.progress.changes();
+  changes(listening?: () => void): Observable<string> {
+    return this.progress.changes(listening);
   }
 
   /**

@@ -35,10 +35,10 @@ import {
 } from './checkpoint-http.dto.js';
 import { CheckpointHttpExceptionFilter } from './checkpoint-http.filter.js';
 import { Access, CheckpointAccessGuard } from './checkpoint-http.guard.js';
-import { CheckpointLiveFeed } from './checkpoint-http.live.js';
+import { CheckpointLiveFeed, type StreamEvent } from './checkpoint-http.live.js';
 import { httpMessages } from './checkpoint-http.messages.js';
 import { CheckpointHttpPipe } from './checkpoint-http.pipe.js';
-import { CheckpointHttpService, type LiveEvent } from './checkpoint-http.service.js';
+import { CheckpointHttpService } from './checkpoint-http.service.js';
 import type {
   KeyView,
   Page,
@@ -66,7 +66,7 @@ const CSP =
 /** The handler's own ExecutionContext, to ask the control guard about this request. */
 const RequestContext = createParamDecorator((_: unknown, context: ExecutionContext) => context);
 
-const toMessage = (event: LiveEvent): MessageEvent => ({ type: event.type, data: event });
+const toMessage = (event: StreamEvent): MessageEvent => ({ type: event.type, data: event });
 
 /**
  * The HTTP API and the dashboard. `CheckpointHttpModule.forRoot({ path })` mounts a subclass of
@@ -163,11 +163,14 @@ export class CheckpointHttpController {
     return this.http.failedItems({ key: params.key }, query.limit ?? 200, query.after);
   }
 
-  /** Server-sent events: the key's view now and at every change, from any process. 404 first. */
+  /**
+   * Server-sent events: the key's view, read once the live feed listens, then at every change,
+   * from any process. 404 first.
+   */
   @Sse('api/keys/:key/events')
   async keyEvents(@Param() params: KeyParams): Promise<Observable<MessageEvent>> {
-    const now = await this.http.key(params.key);
-    return this.live.key(params.key).pipe(startWithEvent({ type: 'key', key: now }));
+    await this.http.key(params.key);
+    return this.live.key(params.key).pipe(map(toMessage));
   }
 
   /** Runs (started with CheckpointRuns), newest first. */
@@ -208,11 +211,14 @@ export class CheckpointHttpController {
 
   @Sse('api/runs/:id/events')
   async runEvents(@Param() params: RunParams): Promise<Observable<MessageEvent>> {
-    const now = await this.http.run(params.id);
-    return this.live.run(params.id).pipe(startWithEvent({ type: 'run', run: now }));
+    await this.http.run(params.id);
+    return this.live.run(params.id).pipe(map(toMessage));
   }
 
-  /** Server-sent events: every key and run that changes. */
+  /**
+   * Server-sent events: every key and run that changes, after a `ready` event once the live feed
+   * listens; a client reads its lists again then (what changed before `ready` may be missed).
+   */
   @Sse('api/events')
   events(): Observable<MessageEvent> {
     return this.live.all().pipe(map(toMessage));
@@ -313,13 +319,4 @@ export class CheckpointHttpController {
     }
     return this.http.run(id);
   }
-}
-
-/** The stream's first event (the view read before answering), then the feed's. */
-function startWithEvent(first: LiveEvent) {
-  return (source: Observable<LiveEvent>): Observable<MessageEvent> =>
-    new Observable<MessageEvent>((subscriber) => {
-      subscriber.next(toMessage(first));
-      return source.pipe(map(toMessage)).subscribe(subscriber);
-    });
 }

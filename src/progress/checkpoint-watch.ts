@@ -110,7 +110,7 @@ export class CheckpointWatch {
   }
 
   /** See CheckpointService.changes. */
-  changes(): Observable<string> {
+  changes(listening?: () => void): Observable<string> {
     return new Observable<string>((subscriber) => {
       let closed = false;
       let stop: (() => void) | undefined;
@@ -120,6 +120,7 @@ export class CheckpointWatch {
           (unsubscribe) => {
             stop = unsubscribe;
             if (closed) unsubscribe();
+            else listening?.();
           },
           (error: unknown) => subscriber.error(error),
         );

@@ -18,8 +18,8 @@ import { createTestApp } from '../support/app.js';
 import { dropSchema, sql, uniqueSchema } from '../support/database.js';
 import { startSender } from '../support/workers.js';
 import { Child } from '../support/process.js';
+import { waitUntil } from '../support/wait.js';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const schema = uniqueSchema('control');
 const workers = new Set<Child>();
 let boss: PgBoss;
@@ -77,20 +77,6 @@ async function job(id: string) {
     [id],
   );
   return found;
-}
-
-async function waitUntil<T>(
-  check: () => Promise<T | undefined | false>,
-  timeoutMs: number,
-  what: string,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 async function effects(jobId: string) {

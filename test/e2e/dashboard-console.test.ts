@@ -30,6 +30,7 @@ import {
   SessionGuard,
   type HttpTestApp,
 } from '../support/http.js';
+import { waitUntil } from '../support/wait.js';
 
 const schema = uniqueSchema('console');
 const SCREENSHOT = fileURLToPath(new URL('../../../docs/dashboard.png', import.meta.url));
@@ -164,14 +165,6 @@ after(async () => {
 
 function range(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i);
-}
-
-async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: string) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 /** A browser context, signed in as `session` (or not at all), and the API answers it received. */

@@ -19,8 +19,8 @@ import {
   type HttpTestApp,
 } from '../support/http.js';
 import { Child } from '../support/process.js';
+import { waitUntil } from '../support/wait.js';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const schema = uniqueSchema('dash');
 const XSS = `model refused: <script>window.__xss = 'script'</script><img src=x onerror="window.__xss = 'img'; alert(1)">`;
 
@@ -62,14 +62,6 @@ async function processedOnPage(page: Page, key: string): Promise<number> {
     .locator(`tr[data-key="${key}"] .bar`)
     .getAttribute('data-processed', { timeout: 60_000 });
   return Number(value);
-}
-
-async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: string) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 describe('dashboard in Chromium', () => {

@@ -9,6 +9,7 @@ import { sql } from '../support/database.js';
 import { Child } from '../support/process.js';
 import { cleanUpAfterAll, workerBed } from '../support/workers.js';
 import { DEFAULT_LEASE_TTL_MS } from '../../src/checkpoint.constants.js';
+import { waitUntil } from '../support/wait.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 cleanUpAfterAll();
@@ -20,16 +21,6 @@ async function send(boss: PgBoss, data: ScreeningData): Promise<string> {
   const id = await boss.send(QUEUE, data);
   assert.ok(id);
   return id;
-}
-
-async function waitUntil<T>(check: () => Promise<T | undefined>, timeoutMs: number, what: string) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 async function row(schema: string, id: string) {

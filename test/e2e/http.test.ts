@@ -5,7 +5,8 @@ import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { CheckpointRuns, CheckpointService, FailedItemsService } from '../../src/index.js';
-import { dropSchema, sql, uniqueSchema } from '../support/database.js';
+import pg from 'pg';
+import { DATABASE_URL, dropSchema, sql, uniqueSchema } from '../support/database.js';
 import {
   CapturingLogger,
   createHttpApp,
@@ -17,6 +18,7 @@ import {
   SessionGuard,
   type HttpTestApp,
 } from '../support/http.js';
+import { waitUntil } from '../support/wait.js';
 
 const schema = uniqueSchema('http');
 let guarded: HttpTestApp;
@@ -192,41 +194,67 @@ describe('reading', () => {
     }
   });
 
-  it('streams a key as server-sent events: its view now, then each change', async () => {
-    const key = 'sse/1';
-    const claim = await service.claim(key, { totalItems: 100 });
-    const controller = new AbortController();
-    const response = await fetch(`${api}/keys/${enc(key)}/events`, {
-      signal: controller.signal,
-      headers: { cookie: `${SESSION_COOKIE}=${READER}` },
-    });
-    assert.equal(response.headers.get('content-type')?.split(';')[0], 'text/event-stream');
-    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-    const decoder = new TextDecoder();
-    let buffer = '';
-    const next = async (): Promise<{ key: { processedItems: number } }> => {
-      for (;;) {
-        const end = buffer.indexOf('\n\n');
-        if (end >= 0) {
-          const message = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          const data = message
-            .split('\n')
-            .find((line) => line.startsWith('data: '))
-            ?.slice(6);
-          if (data !== undefined) return JSON.parse(data) as { key: { processedItems: number } };
-          continue;
-        }
-        const chunk = await reader.read();
-        if (chunk.done) throw new Error('stream ended');
-        buffer += decoder.decode(chunk.value, { stream: true });
+  it(
+    'streams a key as server-sent events: its view once the feed listens, then each change',
+    {
+      timeout: 60_000,
+    },
+    async () => {
+      const key = 'sse/1';
+      // Another process (the open app, with its own session) owns the key and announces its changes.
+      const other = open.app.get(CheckpointService);
+      const claim = await other.claim(key, { totalItems: 100 });
+      // The stream's listening starts with this process's watcher row, held here: whatever is
+      // announced meanwhile reaches no listener of the stream's process.
+      const holder = new pg.Client({ connectionString: DATABASE_URL });
+      const heard = new pg.Client({ connectionString: DATABASE_URL });
+      await Promise.all([holder.connect(), heard.connect()]);
+      try {
+        await heard.query(`LISTEN "${schema}_checkpoint"`);
+        const announced = new Promise<void>((resolve) =>
+          heard.on('notification', (message) => {
+            if (message.payload === key) resolve();
+          }),
+        );
+        await holder.query('BEGIN');
+        await holder.query(`LOCK TABLE "${schema}".watcher IN EXCLUSIVE MODE`);
+        const stream = openEvents(`${api}/keys/${enc(key)}/events`);
+        await waitUntil(
+          async () => (await lockWaiters(`${schema}.watcher`)) > 0,
+          20_000,
+          "the stream's watcher row waiting",
+        );
+        await other.advance(key, claim.epoch, { currentIndex: 30 });
+        await other.release(key, claim.epoch);
+        await announced;
+        await holder.query('COMMIT');
+        // Read once the feed listens, the view has what was announced before; nothing is missed.
+        assert.equal((await stream.next()).key?.processedItems, 30);
+        const again = await other.claim(key, { totalItems: 100 });
+        await other.advance(key, again.epoch, { currentIndex: 60 });
+        while (((await stream.next()).key?.processedItems ?? 0) < 60);
+        stream.close();
+        await other.release(key, again.epoch);
+      } finally {
+        await holder.end();
+        await heard.end();
       }
-    };
-    assert.equal((await next()).key.processedItems, 0);
-    await service.advance(key, claim.epoch, { currentIndex: 30 });
-    assert.equal((await next()).key.processedItems, 30);
-    controller.abort();
-    await service.release(key, claim.epoch);
+    },
+  );
+
+  it('streams every change after a ready event, once the feed listens', async () => {
+    const key = 'sse/all';
+    const stream = openEvents(`${api}/events`);
+    try {
+      assert.deepEqual(await stream.next(), { type: 'ready' });
+      const claim = await service.claim(key, { totalItems: 10 });
+      let event = await stream.next();
+      while (event.key?.key !== key) event = await stream.next();
+      assert.equal(event.type, 'key');
+      await service.release(key, claim.epoch);
+    } finally {
+      stream.close();
+    }
   });
 
   it('serves the dashboard page, its style and script from the package, with a strict CSP', async () => {
@@ -476,3 +504,54 @@ describe('access', () => {
     }
   });
 });
+
+/** Backends of the cluster waiting for a lock on `relation` (schema.table). */
+async function lockWaiters(relation: string): Promise<number> {
+  const [row] = await sql<{ waiting: number }>(
+    `SELECT count(*)::int AS waiting FROM pg_locks WHERE NOT granted AND relation = $1::regclass`,
+    [relation],
+  );
+  return row?.waiting ?? 0;
+}
+
+/** What an event of the module's streams carries (the fields these tests read). */
+interface StreamData {
+  type: string;
+  key?: { key: string; processedItems: number };
+}
+
+/** A server-sent event stream read one event at a time (`next` waits for the next data). */
+function openEvents(url: string) {
+  const controller = new AbortController();
+  const body = fetch(url, {
+    signal: controller.signal,
+    headers: { cookie: `${SESSION_COOKIE}=${READER}` },
+  }).then((response) => {
+    assert.equal(response.headers.get('content-type')?.split(';')[0], 'text/event-stream');
+    return (response.body as ReadableStream<Uint8Array>).getReader();
+  });
+  const decoder = new TextDecoder();
+  let buffer = '';
+  return {
+    async next(): Promise<StreamData> {
+      const reader = await body;
+      for (;;) {
+        const end = buffer.indexOf('\n\n');
+        if (end >= 0) {
+          const message = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const data = message
+            .split('\n')
+            .find((line) => line.startsWith('data: '))
+            ?.slice(6);
+          if (data !== undefined) return JSON.parse(data) as StreamData;
+          continue;
+        }
+        const chunk = await reader.read();
+        if (chunk.done) throw new Error('stream ended');
+        buffer += decoder.decode(chunk.value, { stream: true });
+      }
+    },
+    close: () => controller.abort(),
+  };
+}

@@ -14,9 +14,9 @@ import { sql } from '../support/database.js';
 import { PgBouncer } from '../support/pgbouncer.js';
 import { Child } from '../support/process.js';
 import { cleanUpAfterAll, workerBed } from '../support/workers.js';
+import { waitUntil } from '../support/wait.js';
 
 cleanUpAfterAll();
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const LEASE_TTL_MS = 3000;
 const CONNECTION = { pooling: 'transaction' } as const;
 
@@ -73,20 +73,6 @@ async function row(key: string) {
     [key],
   );
   return found;
-}
-
-async function waitUntil<T>(
-  check: () => Promise<T | undefined | false>,
-  timeoutMs: number,
-  what: string,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 async function effects(jobId: string) {

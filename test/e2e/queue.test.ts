@@ -8,6 +8,7 @@ import { sql } from '../support/database.js';
 import { Child } from '../support/process.js';
 import { cleanUpAfterAll, workerBed } from '../support/workers.js';
 import { DEFAULT_LEASE_TTL_MS } from '../../src/checkpoint.constants.js';
+import { waitUntil } from '../support/wait.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 cleanUpAfterAll();
@@ -19,14 +20,6 @@ async function send(boss: PgBoss, data: ScreeningData): Promise<string> {
   const id = await boss.send(QUEUE, data);
   assert.ok(id);
   return id;
-}
-
-async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: string) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
 }
 
 async function completedJobs(schema: string, ids: string[]): Promise<number> {

@@ -6,16 +6,9 @@ import { describe, it, type TestContext } from 'node:test';
 import { RUN_QUEUE } from '../fixtures/run-job.js';
 import { sql } from '../support/database.js';
 import { range, runsTestBed, sleep } from '../support/runs.js';
+import { waitUntil } from '../support/wait.js';
 
 const { setUp } = runsTestBed();
-
-async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: string) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 describe('run completion', () => {
   it('the completion hook runs exactly once per run across 20 runs with crashes near the end', async (t: TestContext) => {

@@ -17,6 +17,7 @@ import { createRunTables, failOnce, RUN_QUEUE, RunJob } from '../fixtures/run-jo
 import { createTestApp } from '../support/app.js';
 import { DATABASE_URL, dropSchema, sql, uniqueSchema } from '../support/database.js';
 import { Child } from '../support/process.js';
+import { waitUntil } from '../support/wait.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -62,14 +63,6 @@ async function app(schema: string, worker: boolean, directThreshold?: number) {
   });
   cleanups.push(() => application.close());
   return { app: application, runs: application.get(CheckpointRuns) };
-}
-
-async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: string) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
 }
 
 /** What the database holds of a run: run rows, chunk rows, pg-boss jobs. */

@@ -24,6 +24,7 @@ import {
   checkpointMigrations,
   runCheckpointMigrations,
 } from '../../src/index.js';
+import { waitUntil } from '../support/wait.js';
 
 cleanUpAfterAll();
 
@@ -35,18 +36,6 @@ const RUN_CHUNK = 500;
 const WORK = { BATCH_DELAY_MS: '60' };
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitUntil(
-  check: () => Promise<boolean> | boolean,
-  timeoutMs: number,
-  what: () => string,
-) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what()}`);
-    await sleep(200);
-  }
-}
 
 /** The next line `child` prints (after what it printed so far) that matches. */
 async function nextLine(child: Child, test: (line: string) => boolean) {

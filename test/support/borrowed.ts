@@ -6,8 +6,8 @@ import { QUEUE } from '../fixtures/queue-job.js';
 import { sql } from './database.js';
 import { Child } from './process.js';
 import { workerBed } from './workers.js';
+import { waitUntil } from './wait.js';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 export { cleanUpAfterAll } from './workers.js';
 
 /** The handler the workers run: see test/fixtures/borrowed-worker.ts. */
@@ -31,14 +31,6 @@ export async function jobRow(schema: string, id: string) {
   );
   assert.ok(row, `job ${id} exists`);
   return row;
-}
-
-export async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: string) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
 }
 
 export async function effectCounts(schema: string, id: string) {

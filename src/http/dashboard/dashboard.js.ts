@@ -259,6 +259,14 @@ const DASHBOARD_LISTS_JS = `
     state.source = source;
     source.addEventListener('open', function () { el('live').textContent = 'live'; el('live').className = 'live on'; });
     source.addEventListener('error', function () { el('live').textContent = 'reconnecting…'; el('live').className = 'live'; });
+    // The stream hears every change from 'ready' on (after a reconnect too): read again what a
+    // change before it, or during a lost connection, may have left stale.
+    source.addEventListener('ready', function () {
+      loadRuns();
+      loadKeys();
+      loadCounts();
+      refreshLedgers();
+    });
     source.addEventListener('key', function (event) {
       var view = JSON.parse(event.data).key;
       var row = keyRows.get(view.key);
