@@ -12,6 +12,7 @@ export interface Counts {
   at: number;
   renewals: number;
   looks: number;
+  asks: number;
 }
 
 /** The next line of `child` that starts with `prefix`, after those it already printed. */
@@ -95,7 +96,7 @@ export async function sweepCeiling(
   return points;
 }
 
-/** The renewals and reaper looks every process has sent so far, summed. */
+/** The renewals, reaper looks and reaper questions every process has sent so far, summed. */
 export async function countAll(fleet: readonly Child[]): Promise<Counts> {
   const replies = fleet.map((child) => nextLine(child, 'counts '));
   for (const child of fleet) child.send('counts');
@@ -103,10 +104,12 @@ export async function countAll(fleet: readonly Child[]): Promise<Counts> {
   const at = performance.now();
   let renewals = 0;
   let looks = 0;
+  let asks = 0;
   for (const line of lines) {
-    const [, r, l] = line.split(' ');
+    const [, r, l, a] = line.split(' ');
     renewals += Number(r);
     looks += Number(l);
+    asks += Number(a);
   }
-  return { at, renewals, looks };
+  return { at, renewals, looks, asks };
 }

@@ -9,7 +9,7 @@
 //                                              <in slice> <CPU µs> <notify statements>`
 //   hold | free                                this process's loops stop at their next save
 //                                              (answers `held`) or run freely again (`freed`)
-//   counts                                     answers `counts <renewals> <reaper looks>`,
+//   counts                                     answers `counts <renewals> <reaper looks> <asks>`,
 //                                              the statements sent so far (TypeORM's logger)
 // Between drives the jobs run freely.
 import 'reflect-metadata';
@@ -56,12 +56,15 @@ const saved = { library: [] as number[], raw: [] as number[] };
 class CountingLogger implements TypeOrmLogger {
   renewals = 0;
   looks = 0;
+  /** The reaper's question whether it leads (every process, every tick). */
+  asks = 0;
   /** The session's progress announcements (one statement for all keys changed meanwhile). */
   notifies = 0;
   logQuery(query: string): void {
     const text = query.trim();
     if (/^UPDATE \S+"checkpoint" AS c SET owner_pid/.test(text)) this.renewals += 1;
     else if (/^WITH look AS MATERIALIZED/.test(text)) this.looks += 1;
+    else if (/^UPDATE \S+"reaper" AS r/.test(text)) this.asks += 1;
     else if (text.includes('pg_notify($1, k)')) this.notifies += 1;
   }
   logQueryError(): void {}
@@ -164,7 +167,7 @@ for await (const line of createInterface({ input: process.stdin })) {
     setTurn(command === 'hold' ? 'none' : 'library');
     say(command === 'hold' ? 'held' : 'freed');
   } else if (command === 'counts') {
-    say(`counts ${logger.renewals} ${logger.looks}`);
+    say(`counts ${logger.renewals} ${logger.looks} ${logger.asks}`);
   }
 }
 // The bench has gone (stdin closed): nothing to hand back, the schema goes with it.

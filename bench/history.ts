@@ -4,25 +4,20 @@
 // keys, 100k runs of 100 chunks, 1M failed items, 10k running keys), one with the same 10k
 // running keys and a little else (about 10,000 rows). Every operation runs on both, interleaved
 // round by round; the ratio is big ÷ small of the medians. Then section 12 purges the big
-// schema's oldest quarter (about 5M rows) while one attempt advances next to it.
+// schema's oldest quarter (about 5M rows) while one attempt advances next to it (bench/purge.ts).
 //
 // BENCH_FILL_SCALE (default 1) scales the year's keys, runs and ledger down for a quicker try
 // (0.01: 100k keys); results are reported at full size. BENCH_HISTORY_SCHEMA names a big schema
 // to keep between runs (filled once, never dropped): for working on the bench, not for results.
 import pg from 'pg';
-import {
-  CheckpointRetention,
-  CheckpointRuns,
-  CheckpointService,
-  FailedItemsService,
-} from '../src/index.js';
-import { CheckpointRepository } from '../src/checkpoint.repository.js';
+import { CheckpointRuns, CheckpointService, FailedItemsService } from '../src/index.js';
 import { checkpointSql } from '../src/checkpoint.sql.js';
 import { checkpointHttpSql } from '../src/http/checkpoint-http.sql.js';
 import { decodeCursor, encodeCursor, TIME_AND_KEY } from '../src/page-cursor.js';
 import { bootApp, type BenchApp } from './app.js';
 import type { BenchEnv } from './env.js';
 import { fillHistory, YEAR, type FillSize } from './fill.js';
+import { measurePurge } from './purge.js';
 import { interleave, samplesOf, summarize, timed, type Variant } from './harness.js';
 import { count, ms, ratio, summaryJson, target, type Json, type Section } from './report.js';
 
@@ -57,7 +52,7 @@ const SMALL: FillSize = {
   runningKeys: YEAR.runningKeys,
 };
 
-interface Side {
+export interface Side {
   label: 'big' | 'small';
   schema: string;
   app: BenchApp;
@@ -226,8 +221,9 @@ async function measureReads(env: BenchEnv, sides: Side[], size: FillSize): Promi
     { name: 'getProgress', run: (side) => running(side).getProgress('running:5000'), perRound: 3 },
     { name: 'lease renewal of 10,000 leases (one statement)', run: renewal },
     {
+      // The bench's reaper leads (it asks first, then looks): what the leading process sends.
       name: "the reaper's sweep (10,000 running keys)",
-      run: (side) => running(side).findOrphans(),
+      run: (side) => running(side).findOrphans('bench'),
     },
     { name: 'HTTP keys: first page', run: (side) => http(side, null) },
     { name: 'HTTP keys: a page 100,000 rows deep', run: (side) => http(side, side.deep.keys) },
@@ -315,135 +311,5 @@ async function measureReads(env: BenchEnv, sides: Side[], size: FillSize): Promi
         'database goes); an offset would read every row before it.',
     ],
     raw: { scale, size: { ...size }, operations: raw },
-  };
-}
-
-/**
- * Purges the oldest quarter of the big schema (about 5M rows at full size) while one attempt
- * advances beside it, and compares the advance with the same loop just before the purge.
- */
-async function measurePurge(env: BenchEnv, side: Side, size: FillSize): Promise<Section> {
-  const service = side.app.get(CheckpointService);
-  const retention = side.app.get(CheckpointRetention);
-  const s = `"${side.schema}"`;
-  // Keys and runs are spread evenly over 366 days back: older than 275 days is the oldest quarter.
-  const days = 275;
-  const { rows: old } = await side.owner.query<{ n: string }>(
-    `SELECT count(*) AS n FROM ${s}.checkpoint
-     WHERE state IN ('completed', 'cancelled') AND updated_at < now() - make_interval(days => ${days})`,
-  );
-  const oldRows = Number(old[0].n);
-  let index = 1_000_000;
-  /** The advances beside the purge and the purge's statements, as [start, end] in ms. */
-  const advances: [number, number][] = [];
-  const slices: [number, number][] = [];
-  const advance = async () => {
-    const started = performance.now();
-    await service.advance(side.key, side.epoch, { currentIndex: ++index });
-    const ended = performance.now();
-    advances.push([started, ended]);
-    return ended - started;
-  };
-  // The purge's own statements, timed here too: to tell a long slice from a stall of the
-  // whole machine, which holds the advance beside it just as long.
-  const repository = side.app.get(CheckpointRepository);
-  const run = repository.run.bind(repository);
-  repository.run = async (...args: Parameters<typeof repository.run>) => {
-    const started = performance.now();
-    try {
-      return await run(...args);
-    } finally {
-      if (args[0] === 'purge' || args[0] === 'retention') {
-        slices.push([started, performance.now()]);
-      }
-    }
-  };
-  // The loop alone, as long as a short purge would take, then beside the purge.
-  const alone: number[] = [];
-  const aloneUntil = performance.now() + env.scaled(20_000, 2000);
-  while (performance.now() < aloneUntil) alone.push(await advance());
-  advances.length = 0;
-  env.progress(`section 12: purging ${count(oldRows)} rows`);
-  const beside: number[] = [];
-  let done = false;
-  // The purge takes its cutoff when it starts, a little later than the count above: keys that
-  // grew old in between go too. What must hold: nothing older than its cutoff is left.
-  const cutoff = new Date(Date.now() - days * 86_400_000);
-  const purging = retention.purge(days).finally(() => {
-    done = true;
-  });
-  const started = performance.now();
-  while (!done) beside.push(await advance());
-  const result = await purging;
-  const { rows: left } = await side.owner.query<{ n: string }>(
-    `SELECT count(*) AS n FROM ${s}.checkpoint
-     WHERE state IN ('completed', 'cancelled') AND updated_at < $1`,
-    [cutoff],
-  );
-  const leftRows = Number(left[0].n);
-  const seconds = (performance.now() - started) / 1000;
-  repository.run = run;
-  const a = summarize(alone);
-  const b = summarize(beside);
-  const r = b.p50 / a.p50;
-  const sliceMs = summarize(slices.map(([from, to]) => to - from));
-  // Each purge statement over 100 ms, with the longest advance that overlapped it.
-  const long = slices
-    .filter(([from, to]) => to - from > 100)
-    .map(([from, to]) => ({
-      ms: to - from,
-      advanceMs: Math.max(
-        0,
-        ...advances.filter(([s0, e0]) => s0 < to && e0 > from).map(([s0, e0]) => e0 - s0),
-      ),
-    }));
-  return {
-    id: '12',
-    title: 'Retention at size',
-    about:
-      `Retention purges the keys and runs of the big database older than ${days} days ` +
-      `(${count(oldRows)} rows at this fill) in slices, while one attempt advances next to it; ` +
-      'the same advance loop ran alone just before.',
-    columns: ['advance', 'n', 'p50', 'p99', 'max'],
-    rows: [
-      ['alone', count(a.n), ms(a.p50), ms(a.p99), ms(a.max)],
-      ['beside the purge', count(b.n), ms(b.p50), ms(b.p99), ms(b.max)],
-    ],
-    targets: [
-      target(`advance beside the purge ÷ alone (p50): ${ratio(r)} (≤ 1.2x)`, r <= 1.2),
-      target(
-        `longest purge statement (rows locked that long at most): ${ms(result.longestSliceMs)} (≤ 100 ms)`,
-        result.longestSliceMs <= 100,
-      ),
-      target(
-        `the purge reports what it removed: ${count(result.keys)} keys, ${count(result.failedItems)} failed items, ${count(result.runs)} runs (${count(oldRows)} old keys counted before it started, ${count(leftRows)} older than its cutoff left after)`,
-        result.keys >= oldRows && leftRows === 0,
-      ),
-    ],
-    notes: [
-      `${count(result.slices)} statements in ${seconds.toFixed(0)} s ` +
-        `(${count(result.keys / Math.max(seconds, 0.001))} keys/s); a statement took ` +
-        `${ms(sliceMs.p50)} (p50), ${ms(sliceMs.p99)} (p99).`,
-      long.length === 0
-        ? 'No purge statement took over 100 ms.'
-        : `Purge statements over 100 ms: ${long.length}. The advance beside each took, at the ` +
-          `same time: ${long
-            .map((each) => `${ms(each.advanceMs)} (beside ${ms(each.ms)})`)
-            .join(', ')}. A purge slice locks only old finished keys no attempt owns (SKIP ` +
-          'LOCKED): an advance that took as long as a slice was not waiting for its locks, the ' +
-          'whole database stalled ' +
-          `(the loop alone, with no purge, had one of ${ms(a.max)}).`,
-    ],
-    raw: {
-      days,
-      oldRows,
-      leftRows,
-      result: { ...result },
-      slices: summaryJson(sliceMs),
-      longSlices: long,
-      alone: summaryJson(a),
-      beside: summaryJson(b),
-      size: { ...size },
-    },
   };
 }

@@ -6,9 +6,10 @@
 //   waits at its next save);
 // - lease renewals per second, counted by each process's TypeORM logger, against
 //   processes ÷ (TTL/3);
-// - the reaper's looks per second, counted the same way, with the 256 running keys of the fleet
-//   and with 10,000 more running keys (owned by a live session of the bench), and how long one
-//   look takes at each size.
+// - the reaper's statements per second, counted the same way, in two quiet windows (no slice
+//   driven): with the 256 running keys of the fleet and with 10,000 more running keys (owned by
+//   a live session of the bench); one process leads and looks, every process asks whether it
+//   leads. How long one look and one question take at each size.
 import { fileURLToPath } from 'node:url';
 import { PgBoss } from 'pg-boss';
 import { checkpointSql } from '../src/checkpoint.sql.js';
@@ -123,8 +124,14 @@ export async function measureProcesses(env: BenchEnv): Promise<Section> {
       notifies[way].push(counted.notifiesPerSecond);
     }
     const afterSlices = await countAll(fleet);
-    const looksFew = await timeLooks(env, schema);
     const sweep = await sweepCeiling(env, fleet, slices);
+    // The reaper at each size in a quiet window of the same length: while slices are driven,
+    // the fleet's timers fire late on a busy machine, and the rates would differ by the load.
+    const fewFrom = await countAll(fleet);
+    await sleep(reaperWindowMs);
+    const fewTo = await countAll(fleet);
+    const looksFew = await timeLooks(env, schema);
+    const asksFew = await timeAsks(env, schema);
 
     env.progress(`15. many processes: the reaper with ${count(MORE_RUNNING)} more running keys`);
     const owner = await holder.query<{ pid: number; started: string }>(
@@ -145,14 +152,21 @@ export async function measureProcesses(env: BenchEnv): Promise<Section> {
     await sleep(reaperWindowMs);
     const manyTo = await countAll(fleet);
     const looksMany = await timeLooks(env, schema);
+    const asksMany = await timeAsks(env, schema);
 
-    const rate = (from: Counts, to: Counts, field: 'renewals' | 'looks') =>
+    const rate = (from: Counts, to: Counts, field: 'renewals' | 'looks' | 'asks') =>
       (to[field] - from[field]) / ((to.at - from.at) / 1000);
     const renewals = rate(before, afterSlices, 'renewals');
     const expectedRenewals = processes / (LEASE_TTL_MS / 3 / 1000);
-    const looksAtFew = rate(before, afterSlices, 'looks');
+    const looksAtFew = rate(fewFrom, fewTo, 'looks');
     const looksAtMany = rate(manyFrom, manyTo, 'looks');
-    const expectedLooks = processes * (1000 / REAP_INTERVAL_MS);
+    const asksAtFew = rate(fewFrom, fewTo, 'asks');
+    const asksAtMany = rate(manyFrom, manyTo, 'asks');
+    const reaperAtFew = looksAtFew + asksAtFew;
+    const reaperAtMany = looksAtMany + asksAtMany;
+    // One leader looks; every process asks at each tick.
+    const expectedLooks = 1000 / REAP_INTERVAL_MS;
+    const expectedAsks = processes * (1000 / REAP_INTERVAL_MS);
     const perSecond = (samples: number[]) =>
       samples.reduce((sum, n) => sum + n, 0) / ((samples.length * WINDOW_MS) / 1000);
     const median = (values: number[]) => Math.round(summarize(values).p50);
@@ -168,6 +182,8 @@ export async function measureProcesses(env: BenchEnv): Promise<Section> {
     const many = few + MORE_RUNNING;
     const lookFew = summarize(looksFew);
     const lookMany = summarize(looksMany);
+    const askFew = summarize(asksFew);
+    const askMany = summarize(asksMany);
     const perProcess = connections.rows.map((row) => `${row.name} ${row.open}`).join(', ');
     const totalConnections = connections.rows.reduce((sum, row) => sum + row.open, 0);
     const raw: Record<string, Json> = {
@@ -192,9 +208,17 @@ export async function measureProcesses(env: BenchEnv): Promise<Section> {
         [`${few} running keys`]: Math.round(looksAtFew * 100) / 100,
         [`${many} running keys`]: Math.round(looksAtMany * 100) / 100,
       },
+      reaperAsksPerSecond: {
+        [`${few} running keys`]: Math.round(asksAtFew * 100) / 100,
+        [`${many} running keys`]: Math.round(asksAtMany * 100) / 100,
+      },
       reaperLookMs: {
         [`${few} running keys`]: summaryJson(lookFew, looksFew),
         [`${many} running keys`]: summaryJson(lookMany, looksMany),
+      },
+      reaperAskMs: {
+        [`${few} running keys`]: summaryJson(askFew, asksFew),
+        [`${many} running keys`]: summaryJson(askMany, asksMany),
       },
     };
     return {
@@ -209,9 +233,11 @@ export async function measureProcesses(env: BenchEnv): Promise<Section> {
         `same advance UPDATE sent by ${KEYS} loops per process on a raw pg pool of ` +
         `${POOL - 1} connection(s) in the same processes, on keys of their own; the two ways take ` +
         `turns in ${slices} slices each (ABBA), ${WARMUP_MS} ms of warm-up and a ${WINDOW_MS} ms ` +
-        'counted window, the other way waiting at its next save. Renewals and reaper looks: the ' +
-        "statements each process's TypeORM logger saw, summed over the fleet. A look's time: the " +
-        'same statement sent by the bench beside the fleet.',
+        "counted window, the other way waiting at its next save. Renewals and the reaper's " +
+        "statements: those each process's TypeORM logger saw, summed over the fleet (the reaper's " +
+        `in two quiet windows of ${reaperWindowMs / 1000} s, no slice driven). A look's and a ` +
+        "question's time: the same statement sent by the bench beside the fleet (the question " +
+        'in a transaction rolled back, so that the bench never leads).',
       columns: ['what', 'measured', 'expected or floor', 'ratio'],
       rows: [
         [
@@ -226,17 +252,28 @@ export async function measureProcesses(env: BenchEnv): Promise<Section> {
           `${expectedRenewals.toFixed(2)}/s (processes ÷ TTL/3)`,
           ratio(renewals / expectedRenewals),
         ],
+        ...[
+          [few, looksAtFew, asksAtFew],
+          [many, looksAtMany, asksAtMany],
+        ].flatMap(([keys, looks, asks]) => [
+          [
+            `reaper looks/s (the leader's), ${count(keys)} running keys`,
+            `${looks.toFixed(2)}/s`,
+            `${expectedLooks}/s (one leader × 2/s)`,
+            ratio(looks / expectedLooks),
+          ],
+          [
+            `reaper questions/s (every process's), ${count(keys)} running keys`,
+            `${asks.toFixed(1)}/s`,
+            `${expectedAsks}/s (processes × 2/s)`,
+            ratio(asks / expectedAsks),
+          ],
+        ]),
         [
-          `reaper looks/s, ${count(few)} running keys`,
-          `${looksAtFew.toFixed(1)}/s`,
-          `${expectedLooks}/s (processes × 2/s)`,
-          ratio(looksAtFew / expectedLooks),
-        ],
-        [
-          `reaper looks/s, ${count(many)} running keys`,
-          `${looksAtMany.toFixed(1)}/s`,
-          `${looksAtFew.toFixed(1)}/s (at ${count(few)})`,
-          ratio(looksAtMany / looksAtFew),
+          `reaper statements/s, ${count(many)} running keys`,
+          `${reaperAtMany.toFixed(1)}/s`,
+          `${reaperAtFew.toFixed(1)}/s (at ${count(few)})`,
+          ratio(reaperAtMany / reaperAtFew),
         ],
         [`one reaper look (p50), ${count(few)} running keys`, ms(lookFew.p50), '', ''],
         [
@@ -244,6 +281,13 @@ export async function measureProcesses(env: BenchEnv): Promise<Section> {
           ms(lookMany.p50),
           ms(lookFew.p50),
           ratio(lookMany.p50 / lookFew.p50),
+        ],
+        [`one question (p50), ${count(few)} running keys`, ms(askFew.p50), '', ''],
+        [
+          `one question (p50), ${count(many)} running keys`,
+          ms(askMany.p50),
+          ms(askFew.p50),
+          ratio(askMany.p50 / askFew.p50),
         ],
         [
           'progress announcement statements/s (median of slices)',
@@ -285,10 +329,16 @@ export async function measureProcesses(env: BenchEnv): Promise<Section> {
           Math.abs(renewals / expectedRenewals - 1) <= RENEWAL_TOLERANCE,
         ),
         target(
-          `reaper looks/s do not grow with the running keys: ${looksAtFew.toFixed(1)}/s at ` +
-            `${count(few)}, ${looksAtMany.toFixed(1)}/s at ${count(many)} (target ≤ ` +
-            `${REAPER_GROWTH_MAX}x)`,
-          looksAtMany / looksAtFew <= REAPER_GROWTH_MAX,
+          `the reaper's statements/s do not grow with the running keys: ` +
+            `${reaperAtFew.toFixed(1)}/s at ${count(few)}, ${reaperAtMany.toFixed(1)}/s at ` +
+            `${count(many)} (target ≤ ${REAPER_GROWTH_MAX}x)`,
+          reaperAtMany / reaperAtFew <= REAPER_GROWTH_MAX,
+        ),
+        target(
+          `one process looks at a time: ${looksAtFew.toFixed(2)}/s and ` +
+            `${looksAtMany.toFixed(2)}/s looks for ${processes} processes (target ≤ ` +
+            `${REAPER_GROWTH_MAX} × ${expectedLooks}/s)`,
+          Math.max(looksAtFew, looksAtMany) <= REAPER_GROWTH_MAX * expectedLooks,
         ),
       ],
       notes: [
@@ -300,9 +350,12 @@ export async function measureProcesses(env: BenchEnv): Promise<Section> {
           `that found nobody watching, a process holds its advances back for a second: about ` +
           `one statement a second per process, instead of ten.`,
         `Each look reads the running keys that record a pg-boss job and checks each owner's ` +
-          `session in pg_stat_activity: its count per second is fixed (2 per process), its ` +
-          `time grows with the running keys (${ms(lookFew.p50)} at ${count(few)}, ` +
-          `${ms(lookMany.p50)} at ${count(many)}).`,
+          `session in pg_stat_activity: its time grows with the running keys ` +
+          `(${ms(lookFew.p50)} at ${count(few)}, ${ms(lookMany.p50)} at ${count(many)}), so ` +
+          `one process looks at a time (the row of the reaper table names it). The others ask ` +
+          `at each tick, in a single-row UPDATE whose condition fails without a write, whether ` +
+          `the leader is still there (${ms(askMany.p50)}), and one leads at its next tick when ` +
+          `the leader's session is gone, or 3 s after a frozen leader's last question.`,
       ],
       raw,
     };
@@ -347,6 +400,28 @@ async function untilRunning(env: BenchEnv, schema: string, n: number): Promise<v
     }
     await sleep(200);
   }
+}
+
+/**
+ * How long the reaper's question takes for a process that does not lead (LOOK_SAMPLES times):
+ * in a transaction rolled back, so that the bench never takes the lead from the fleet.
+ */
+async function timeAsks(env: BenchEnv, schema: string): Promise<number[]> {
+  const ask = checkpointSql(schema).leadReaper('bench:asking', null, null, 3);
+  const client = await env.raw.connect();
+  const samples: number[] = [];
+  try {
+    for (let i = 0; i < LOOK_SAMPLES; i++) {
+      await client.query('BEGIN');
+      const started = performance.now();
+      await client.query(ask.text, ask.values);
+      samples.push(performance.now() - started);
+      await client.query('ROLLBACK');
+    }
+  } finally {
+    client.release();
+  }
+  return samples;
 }
 
 /** How long the reaper's look takes, sent by the bench (LOOK_SAMPLES times). */

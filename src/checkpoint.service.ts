@@ -341,12 +341,13 @@ export class CheckpointService {
 
   /**
    * Running pg-boss keys (of any queue) whose owner is dead: its lease expired or its lease
-   * session is gone. The reaper confirms a vanished session a grace period later (a live owner
-   * reconnecting re-asserts its lease meanwhile) before it calls `abandon`.
-   * @internal used by the reaper
+   * session is gone; undefined when another process's reaper leads (one looks at a time). The
+   * reaper confirms a vanished session a grace period later (a live owner reconnecting
+   * re-asserts its lease meanwhile) before it calls `abandon`.
+   * @internal used by the reaper, named `reaper` (unique per reaper)
    */
-  async findOrphans(): Promise<OrphanedJob[]> {
-    return this.orphans.findOrphans();
+  async findOrphans(reaper: string): Promise<OrphanedJob[] | undefined> {
+    return this.orphans.findOrphans(reaper);
   }
 
   /**

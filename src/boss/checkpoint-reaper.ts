@@ -1,9 +1,10 @@
 import { Logger } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { PgBoss } from 'pg-boss';
 import type { CheckpointService, OrphanedJob } from '../checkpoint.service.js';
 
-/** How often each worker process looks for jobs whose owner died. */
+/** How often the leading reaper looks for jobs whose owner died (and the others ask who leads). */
 const REAP_INTERVAL_MS = 500;
 /**
  * How long an owner's vanished lease session must stay vanished before the reaper believes it
@@ -20,7 +21,9 @@ const LOCAL_OWNER_PREFIX = `${hostname()}:`;
 /**
  * Hands the jobs of dead owners back to pg-boss at once, instead of after pg-boss's heartbeat
  * or expiry. Covers every running key that records a queue and job id, whichever process or
- * handler (decorated or hand-written) owned it.
+ * handler (decorated or hand-written) owned it. One reaper of all the processes looks at a time
+ * (the `reaper` table's leader); the others ask at each tick whether it is still there, and one
+ * of them leads at once when its session is gone.
  *
  * An owner is dead when its lease expired (frozen, partitioned: abandoned at once), or when its
  * lease session is gone from pg_stat_activity and either its process is provably gone (an owner
@@ -35,6 +38,8 @@ export class CheckpointReaper {
   private readonly logger = new Logger('Checkpoint');
   private timer?: NodeJS.Timeout;
   private running = false;
+  /** This reaper's name in the `reaper` table. */
+  private readonly id = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   /** Vanished owners seen at the previous looks: `key/epoch/pid/start` -> first seen. */
   private readonly sightings = new Map<string, number>();
   /** This process's pg-boss worker of each queue it works. */
@@ -78,7 +83,7 @@ export class CheckpointReaper {
     this.running = true;
     try {
       const now = Date.now();
-      const orphans = await this.service.findOrphans();
+      const orphans = (await this.service.findOrphans(this.id)) ?? [];
       const seen = new Set<string>();
       for (const orphan of orphans) {
         if (!orphan.expired && !ownerProcessGone(orphan.owner)) {

@@ -15,6 +15,7 @@ import { handBacks } from './000013-hand-backs.js';
 import { watchers } from './000014-watchers.js';
 import { leanAdvance } from './000015-lean-advance.js';
 import { leaseIndex } from './000016-lease-index.js';
+import { reaperLeader } from './000017-reaper-leader.js';
 import { CheckpointMigrationLockError } from '../checkpoint.errors.js';
 import { messages } from '../checkpoint.messages.js';
 import { checkpointSql } from '../checkpoint.sql.js';
@@ -37,6 +38,7 @@ export const checkpointMigrations: readonly CheckpointMigration[] = Object.freez
   watchers,
   leanAdvance,
   leaseIndex,
+  reaperLeader,
 ]);
 
 /** How often a process waiting for another's concurrent migration asks for the lock again. */

@@ -3,6 +3,13 @@ import type { CheckpointRepository } from '../checkpoint.repository.js';
 import type { CheckpointSession } from '../checkpoint.session.js';
 import { HANDED_BACK } from '../checkpoint.sql.js';
 
+/**
+ * How long a reaper leads without asking again. It asks at every look (twice a second); a
+ * leader that crashed is replaced at the next look of another process (its lease session is
+ * gone), one that froze or lost the database after this.
+ */
+const LEAD_SECONDS = 3;
+
 /** A running pg-boss key whose owner died, as the reaper saw it. */
 export interface OrphanedJob {
   key: string;
@@ -30,7 +37,14 @@ export class CheckpointOrphans {
   ) {}
 
   /** See CheckpointService.findOrphans. */
-  async findOrphans(): Promise<OrphanedJob[]> {
+  async findOrphans(reaper: string): Promise<OrphanedJob[] | undefined> {
+    const identity = await this.session.identity();
+    const lead = await this.repository.run<{ leads: boolean }>(
+      'reap',
+      undefined,
+      this.repository.sql.leadReaper(reaper, identity.pid, identity.started, LEAD_SECONDS),
+    );
+    if (lead.rows.length === 0) return undefined;
     const { rows } = await this.repository.run<{
       key: string;
       epoch: string;
