@@ -3,6 +3,7 @@
 import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
 import type { Query } from '../checkpoint.sql.js';
 import { assertSchemaName } from '../checkpoint.validation.js';
+import { ASYNC_COMMIT } from '../sql/statement-kit.js';
 
 const { completed, cancelled } = CHECKPOINT_STATES;
 
@@ -25,7 +26,7 @@ export function retentionSql(schema: string) {
                WHERE state IN ('${completed}', '${cancelled}') AND updated_at < $1
                ORDER BY updated_at LIMIT $2
                FOR UPDATE SKIP LOCKED))
-             RETURNING id`,
+             RETURNING id, ${ASYNC_COMMIT}`,
       values: [before, limit],
     }),
   };

@@ -1,5 +1,5 @@
 import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
-import type { StatementKit } from './statement-kit.js';
+import { ASYNC_COMMIT, type StatementKit } from './statement-kit.js';
 
 const { running, completed, failed, cancelled } = CHECKPOINT_STATES;
 
@@ -105,7 +105,7 @@ export function keysSql({ schema, table, q, prepared }: StatementKit) {
          )
          SELECT (SELECT count(*) FROM keys)::int AS keys,
                 (SELECT count(*) FROM items)::int AS items,
-                d.created_at::text AS at, d.key
+                d.created_at::text AS at, d.key, ${ASYNC_COMMIT}
          FROM doomed d ORDER BY d.created_at DESC, d.key DESC LIMIT 1`,
         [state, before, after?.[0] ?? null, after?.[1] ?? null, limit],
       ),

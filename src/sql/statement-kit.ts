@@ -126,3 +126,10 @@ export function literal(value: unknown): string {
   if (typeof value === 'number' && Number.isSafeInteger(value)) return String(value);
   throw new TypeError(`not a value for a statement's text: ${typeof value}`);
 }
+
+/**
+ * Set in a purge statement: its commit does not wait for the WAL flush while it still holds the
+ * rows it deleted (synchronous_commit off for its own transaction). A purge lost to a crash is
+ * purged again.
+ */
+export const ASYNC_COMMIT = `set_config('synchronous_commit', 'off', true) AS async_commit`;

@@ -4,8 +4,11 @@ import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { INestApplicationContext } from '@nestjs/common';
+import pg from 'pg';
 import { PgBoss } from 'pg-boss';
 import { CheckpointConfigError, CheckpointRetention, CheckpointService } from '../../src/index.js';
+import { checkpointSql } from '../../src/checkpoint.sql.js';
+import { retentionSql } from '../../src/retention/retention.sql.js';
 import { createTestApp } from '../support/app.js';
 import { DATABASE_URL, dropSchema, sql, uniqueSchema } from '../support/database.js';
 
@@ -127,5 +130,31 @@ describe('retention', () => {
       (error: unknown) =>
         error instanceof CheckpointConfigError && /retention\.days/.test(error.message),
     );
+  });
+
+  it('commits each purge statement without waiting for the WAL flush, while it holds its rows', async () => {
+    await seedKey('async/old', 'completed', 30);
+    await seedRun('async-run-old', 'completed', 30);
+    const before = new Date(Date.now() - 7 * 86_400_000);
+    const client = new pg.Client({ connectionString: DATABASE_URL });
+    await client.connect();
+    try {
+      for (const query of [
+        retentionSql(schema).purgeRuns(before, 10),
+        checkpointSql(schema).purgeSlice('completed', before, null, 10),
+      ]) {
+        // In a transaction rolled back, to read the setting its commit would have used.
+        await client.query('BEGIN');
+        const { rowCount } = await client.query(query.text, query.values);
+        assert.ok((rowCount ?? 0) > 0, 'the statement removed something');
+        const { rows } = await client.query<{ synchronous_commit: string }>(
+          'SHOW synchronous_commit',
+        );
+        assert.equal(rows[0].synchronous_commit, 'off');
+        await client.query('ROLLBACK');
+      }
+    } finally {
+      await client.end();
+    }
   });
 });
