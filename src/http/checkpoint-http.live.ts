@@ -69,9 +69,15 @@ export class CheckpointLiveFeed implements OnModuleInit {
     );
   }
 
-  /** Every change; first `ready`, once the feed listens: what the client read before, it reads again. */
+  /**
+   * Every change, after `ready` once the feed listens: what the client read before `ready`, it
+   * reads again.
+   */
   all(): Observable<StreamEvent> {
-    return this.following(() => true, () => Promise.resolve({ type: 'ready' }));
+    return this.following(
+      () => true,
+      () => Promise.resolve({ type: 'ready' }),
+    );
   }
 
   /** The key's view once the feed listens, then its changes. */

@@ -242,16 +242,22 @@ export function ownershipSql({ schema, table, controlChannel, q, prepared }: Sta
      * time ran out (frozen, cut off) or its lease session is gone (crashed). No row when another
      * process leads: the condition fails on the one row without locking it. Two processes that
      * both find the leader gone queue on the row, and the second then sees the first's lead.
+     * Prepared: every process sends it twice a second.
      */
-    leadReaper: (process: string, pid: number | null, started: string | null, seconds: number) =>
-      q(
-        `UPDATE "${schema}"."reaper" AS r
-            SET process = $1, owner_pid = $2, owner_started = $3::timestamptz,
-                until = clock_timestamp() + make_interval(secs => $4)
-          WHERE r.process = $1 OR r.until < clock_timestamp() OR NOT ${ownerAlive('r')}
-         RETURNING true AS leads`,
-        [process, pid, started, seconds],
-      ),
+    leadReaper: prepared(
+      'lead_reaper',
+      `UPDATE "${schema}"."reaper" AS r
+          SET process = $1, owner_pid = $2, owner_started = $3::timestamptz,
+              until = clock_timestamp() + make_interval(secs => $4)
+        WHERE r.process = $1 OR r.until < clock_timestamp() OR NOT ${ownerAlive('r')}
+       RETURNING true AS leads`,
+      (process: string, pid: number | null, started: string | null, seconds: number) => [
+        process,
+        pid,
+        started,
+        seconds,
+      ],
+    ),
     /**
      * Running keys of pg-boss jobs whose owner is dead: its lease expired, or its lease session is
      * gone from pg_stat_activity. Any queue: hand-written handlers record theirs too.
