@@ -10,6 +10,7 @@ import { DATABASE_URL, dropSchema, sql, uniqueSchema } from '../support/database
 import {
   CapturingLogger,
   createHttpApp,
+  EventData,
   OPERATOR,
   OperatorGuard,
   READER,
@@ -530,27 +531,17 @@ function openEvents(url: string) {
     assert.equal(response.headers.get('content-type')?.split(';')[0], 'text/event-stream');
     return (response.body as ReadableStream<Uint8Array>).getReader();
   });
-  const decoder = new TextDecoder();
-  let buffer = '';
+  const events = new EventData();
+  const waiting: string[] = [];
   return {
     async next(): Promise<StreamData> {
       const reader = await body;
-      for (;;) {
-        const end = buffer.indexOf('\n\n');
-        if (end >= 0) {
-          const message = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          const data = message
-            .split('\n')
-            .find((line) => line.startsWith('data: '))
-            ?.slice(6);
-          if (data !== undefined) return JSON.parse(data) as StreamData;
-          continue;
-        }
+      while (waiting.length === 0) {
         const chunk = await reader.read();
         if (chunk.done) throw new Error('stream ended');
-        buffer += decoder.decode(chunk.value, { stream: true });
+        waiting.push(...events.push(chunk.value));
       }
+      return JSON.parse(waiting.shift() as string) as StreamData;
     },
     close: () => controller.abort(),
   };

@@ -33,6 +33,18 @@ async function lead(schema: string): Promise<Lead | undefined> {
 const ledBy = (row: Lead | undefined, child: Child) =>
   row !== undefined && row.process.split(':')[1] === String(child.process.pid);
 
+/** Waits until `child` leads; its lead then. */
+function ledAt(schema: string, child: Child): Promise<Lead> {
+  return waitUntil(
+    async () => {
+      const row = await lead(schema);
+      return ledBy(row, child) ? row : undefined;
+    },
+    30_000,
+    `${child.process.pid} leading`,
+  );
+}
+
 /**
  * Over four renewals of `child`'s lead after `from` (two seconds: the other process asks four
  * times meanwhile), the lead never moves.
@@ -59,11 +71,7 @@ describe('the reaper leader', () => {
     const { schema, boss, startWorker } = await workerBed('reaperlead', 'queue-worker');
     const first = startWorker();
     await first.waitFor((line) => line.startsWith('ready'));
-    await waitUntil(
-      async () => ledBy(await lead(schema), first),
-      30_000,
-      'the first worker leading',
-    );
+    await ledAt(schema, first);
     const id = await boss.send(QUEUE, { count: ITEMS, batchDelayMs: 30 });
     assert.ok(id);
     await first.waitFor((line) => line.startsWith(`batch ${id}`));
@@ -76,14 +84,7 @@ describe('the reaper leader', () => {
     await first.kill('SIGKILL');
     // The first cannot renew any more: this is its last lead, unless the second took over already.
     const last = await lead(schema);
-    const taken = await waitUntil(
-      async () => {
-        const row = await lead(schema);
-        return ledBy(row, second) ? row : undefined;
-      },
-      30_000,
-      'the second worker leading',
-    );
+    const taken = await ledAt(schema, second);
     if (last !== undefined && ledBy(last, first)) {
       const takenAt = taken.until.getTime() - LEAD_MS;
       t.diagnostic(
@@ -105,23 +106,12 @@ describe('the reaper leader', () => {
     const { schema, startWorker } = await workerBed('reaperfreeze', 'queue-worker');
     const first = startWorker();
     await first.waitFor((line) => line.startsWith('ready'));
-    await waitUntil(
-      async () => ledBy(await lead(schema), first),
-      30_000,
-      'the first worker leading',
-    );
+    await ledAt(schema, first);
     const second = startWorker();
     await second.waitFor((line) => line.startsWith('ready'));
     first.process.kill('SIGSTOP');
     const frozenLead = await lead(schema);
-    const taken = await waitUntil(
-      async () => {
-        const row = await lead(schema);
-        return ledBy(row, second) ? row : undefined;
-      },
-      30_000,
-      'the second worker leading',
-    );
+    const taken = await ledAt(schema, second);
     // Its session lived on: the lead passed by its time only.
     assert.ok(frozenLead !== undefined && ledBy(frozenLead, first));
     assert.ok(taken.until.getTime() - LEAD_MS >= frozenLead.until.getTime(), 'taken by expiry');

@@ -135,6 +135,28 @@ export async function request(
   return { status: response.status, body, headers: response.headers };
 }
 
+/** Splits a server-sent event stream into its events' data, chunk by chunk. */
+export class EventData {
+  private readonly decoder = new TextDecoder();
+  private buffer = '';
+
+  /** The data of every event the chunk completed, in order (events without data are skipped). */
+  push(chunk: Uint8Array): string[] {
+    this.buffer += this.decoder.decode(chunk, { stream: true });
+    const found: string[] = [];
+    for (let end = this.buffer.indexOf('\n\n'); end >= 0; end = this.buffer.indexOf('\n\n')) {
+      const message = this.buffer.slice(0, end);
+      this.buffer = this.buffer.slice(end + 2);
+      const data = message
+        .split('\n')
+        .find((line) => line.startsWith('data: '))
+        ?.slice(6);
+      if (data !== undefined) found.push(data);
+    }
+    return found;
+  }
+}
+
 /** A client of a server-sent-events endpoint that keeps the last progress it saw of one key. */
 export class SseClient {
   /** Processed items of the watched key in the last event that named it (-1: none yet). */
@@ -170,19 +192,10 @@ export class SseClient {
       headers: { cookie: `${SESSION_COOKIE}=${session}`, accept: 'text/event-stream' },
     });
     if (response.status !== 200) throw new Error(`${url} answered ${response.status}`);
-    const decoder = new TextDecoder();
-    let buffer = '';
+    const events = new EventData();
     for await (const chunk of response.body as ReadableStream<Uint8Array>) {
-      buffer += decoder.decode(chunk, { stream: true });
-      for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
-        const message = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const data = message
-          .split('\n')
-          .find((line) => line.startsWith('data: '))
-          ?.slice(6);
-        if (data !== undefined)
-          this.take(JSON.parse(data) as { key?: { key: string; processedItems: number } });
+      for (const data of events.push(chunk)) {
+        this.take(JSON.parse(data) as { key?: { key: string; processedItems: number } });
       }
     }
   }
