@@ -52,7 +52,7 @@ const SMALL: FillSize = {
   runningKeys: YEAR.runningKeys,
 };
 
-export interface Side {
+interface Side {
   label: 'big' | 'small';
   schema: string;
   app: BenchApp;

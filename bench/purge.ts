@@ -2,10 +2,11 @@
 // with one attempt advancing beside it (bench/history.ts fills the database and calls this).
 import { CheckpointRetention, CheckpointService } from '../src/index.js';
 import { CheckpointRepository } from '../src/checkpoint.repository.js';
+import type pg from 'pg';
+import type { BenchApp } from './app.js';
 import type { BenchEnv } from './env.js';
 import type { FillSize } from './fill.js';
 import { summarize } from './harness.js';
-import type { Side } from './history.js';
 import { watchLockWaits } from './lock-waits.js';
 import { count, ms, ratio, summaryJson, target, type Section } from './report.js';
 
@@ -13,7 +14,20 @@ import { count, ms, ratio, summaryJson, target, type Section } from './report.js
  * Purges the oldest quarter of the big schema (about 5M rows at full size) while one attempt
  * advances beside it, and compares the advance with the same loop just before the purge.
  */
-export async function measurePurge(env: BenchEnv, side: Side, size: FillSize): Promise<Section> {
+/** The big database as section 11 left it: its app, a connection of the bench's, a running key. */
+export interface PurgeSide {
+  schema: string;
+  app: BenchApp;
+  owner: pg.Client;
+  key: string;
+  epoch: number;
+}
+
+export async function measurePurge(
+  env: BenchEnv,
+  side: PurgeSide,
+  size: FillSize,
+): Promise<Section> {
   const service = side.app.get(CheckpointService);
   const retention = side.app.get(CheckpointRetention);
   const s = `"${side.schema}"`;
