@@ -81,17 +81,34 @@ export async function query<R extends pg.QueryResultRow = pg.QueryResultRow>(
   client.on('error', () => undefined);
   await client.connect();
   try {
-    await client.query('BEGIN');
-    let rows: R[] = [];
-    for (const statement of statements) {
-      rows = (await client.query<R>(statement.text, statement.values)).rows;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await client.query('BEGIN');
+        let rows: R[] = [];
+        for (const statement of statements) {
+          rows = (await client.query<R>(statement.text, statement.values)).rows;
+        }
+        await client.query('COMMIT');
+        return rows;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        // A restore empties every table at once, while the application's own transactions
+        // and the library's timers take the same tables in their own order: when PostgreSQL
+        // picks this transaction to break a deadlock, nothing of it was applied; again.
+        if ((error as { code?: string }).code !== DEADLOCK || attempt >= DEADLOCK_TRIES) {
+          throw error;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+      }
     }
-    await client.query('COMMIT');
-    return rows;
   } finally {
     await client.end();
   }
 }
+
+/** SQLSTATE deadlock_detected, and how often query() tries its transaction when it is the victim. */
+const DEADLOCK = '40P01';
+const DEADLOCK_TRIES = 5;
 
 /** A schema name no other testing module uses. */
 export function testSchemaName(): string {
