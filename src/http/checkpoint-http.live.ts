@@ -111,14 +111,18 @@ export class CheckpointLiveFeed implements OnModuleInit {
         next: (event) => (started ? subscriber.next(event) : held.push(event)),
         error: (error: unknown) => subscriber.error(error),
       });
-      this.listening.then(first).then(
-        (event) => {
-          subscriber.next(event);
-          started = true;
-          for (const waiting of held.splice(0)) subscriber.next(waiting);
-        },
-        (error: unknown) => subscriber.error(error),
-      );
+      // A client gone before the feed listened needs no first read.
+      this.listening
+        .then(() => (subscriber.closed ? undefined : first()))
+        .then(
+          (event) => {
+            if (event === undefined) return;
+            subscriber.next(event);
+            started = true;
+            for (const waiting of held.splice(0)) subscriber.next(waiting);
+          },
+          (error: unknown) => subscriber.error(error),
+        );
       return subscription;
     });
   }

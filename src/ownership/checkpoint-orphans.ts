@@ -8,7 +8,7 @@ import { HANDED_BACK } from '../checkpoint.sql.js';
  * leader that crashed is replaced at the next look of another process (its lease session is
  * gone), one that froze or lost the database after this.
  */
-const LEAD_SECONDS = 3;
+export const LEAD_SECONDS = 3;
 
 /** A running pg-boss key whose owner died, as the reaper saw it. */
 export interface OrphanedJob {

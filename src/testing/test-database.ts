@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
+import { setTimeout as wait } from 'node:timers/promises';
 import { join } from 'node:path';
 import pg from 'pg';
 import { CheckpointConfigError } from '../checkpoint.errors.js';
@@ -98,7 +99,7 @@ export async function query<R extends pg.QueryResultRow = pg.QueryResultRow>(
         if ((error as { code?: string }).code !== DEADLOCK || attempt >= DEADLOCK_TRIES) {
           throw error;
         }
-        await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+        await wait(50 * attempt);
       }
     }
   } finally {

@@ -5,6 +5,7 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
+import { LEAD_SECONDS } from '../../src/ownership/checkpoint-orphans.js';
 import { QUEUE } from '../fixtures/queue-job.js';
 import { effectCounts } from '../support/borrowed.js';
 import { sql } from '../support/database.js';
@@ -14,8 +15,8 @@ import { cleanUpAfterAll, workerBed } from '../support/workers.js';
 
 cleanUpAfterAll();
 
-/** How long a lead lasts without being asked again (LEAD_SECONDS of checkpoint-orphans.ts). */
-const LEAD_MS = 3_000;
+/** How long a lead lasts without being asked again. */
+const LEAD_MS = LEAD_SECONDS * 1000;
 /** A job of 20,000 items in batches of 50, 30 ms each: 12 s, longer than the test takes to kill. */
 const ITEMS = 20_000;
 
