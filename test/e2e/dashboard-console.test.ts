@@ -4,9 +4,12 @@
 // control (no Retry on a failed key); an operator opens a run's detail (chunks, ledger, throughput
 // chart) and redrives a ledger item from it (its effect once, the ledger row gone), and retries a
 // failed key (it runs again and completes); search finds a key by its pg-boss job id. The
-// screenshot in docs/dashboard.png comes from here.
+// screenshot in docs/dashboard.png comes from here (UPDATE_SCREENSHOT=1).
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { Injectable } from '@nestjs/common';
@@ -33,7 +36,11 @@ import {
 import { waitUntil } from '../support/wait.js';
 
 const schema = uniqueSchema('console');
-const SCREENSHOT = fileURLToPath(new URL('../../../docs/dashboard.png', import.meta.url));
+/** docs/dashboard.png when asked for (UPDATE_SCREENSHOT=1); a test run leaves the tree clean. */
+const SCREENSHOT =
+  process.env.UPDATE_SCREENSHOT === '1'
+    ? fileURLToPath(new URL('../../../docs/dashboard.png', import.meta.url))
+    : join(tmpdir(), `${schema}-dashboard.png`);
 const QUEUE = 'screening';
 const RUN = 'screening-2026-12';
 const ITEMS = 60;
@@ -161,6 +168,7 @@ after(async () => {
   await http?.app.close();
   await dropSchema(schema);
   await dropSchema(`${schema}_boss`);
+  if (process.env.UPDATE_SCREENSHOT !== '1') await rm(SCREENSHOT, { force: true });
 });
 
 function range(n: number): number[] {
