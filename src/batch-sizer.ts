@@ -1,4 +1,11 @@
-import type { AdaptiveBatchSize } from './checkpointed.interface.js';
+/** A batch size that adapts so that one batch takes about `targetMs`. */
+export interface AdaptiveBatchSize {
+  targetMs: number;
+  /** Smallest batch (default 1). */
+  min?: number;
+  /** Largest batch (default 10 000). */
+  max?: number;
+}
 
 export const DEFAULT_BATCH_SIZE = 100;
 

@@ -59,3 +59,22 @@ export type CheckpointControl = (typeof CHECKPOINT_CONTROLS)[keyof typeof CHECKP
 
 /** The state of a key's row: one of CHECKPOINT_STATES. */
 export type CheckpointState = (typeof CHECKPOINT_STATES)[keyof typeof CHECKPOINT_STATES];
+
+/** The states of a run. */
+export const RUN_STATES = Object.freeze({
+  /** Started: its chunk jobs are queued, none has been claimed yet. */
+  created: 'created',
+  /** At least one chunk has started. (Derived when read: the run row is not written per chunk.) */
+  running: 'running',
+  /** Every chunk completed; the completion hook runs once. */
+  completed: 'completed',
+  /** A direct run whose inline attempt threw, or a queued run with a failed chunk and nothing else left to run. */
+  failed: 'failed',
+  /** Cancelled: its chunks stopped at their next batch boundary and will not run again. */
+  cancelled: 'cancelled',
+} as const);
+
+export type RunState = (typeof RUN_STATES)[keyof typeof RUN_STATES];
+
+/** A run's own changes are announced on the checkpoint channel as `run:<id>`. */
+export const RUN_NOTIFY_PREFIX = 'run:';

@@ -11,7 +11,7 @@ import { assertKey } from './checkpoint.validation.js';
 import type { CheckpointedOptions } from './checkpointed.interface.js';
 import { bossJobOf } from './boss/boss-job.js';
 import { CheckpointQueues } from './boss/checkpoint-queues.js';
-import { itemPolicyProblems, mergePolicies } from './items/item-policy.js';
+import { itemPolicyProblems, mergePolicies } from './item-policy.js';
 import { CHECKPOINT_OPTIONS } from './checkpoint.constants.js';
 import type { ResolvedCheckpointOptions } from './checkpoint.options.js';
 

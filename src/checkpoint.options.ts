@@ -22,7 +22,7 @@ import {
 } from './checkpoint.constants.js';
 import { CheckpointConfigError } from './checkpoint.errors.js';
 import { messages } from './checkpoint.messages.js';
-import { itemPolicyProblems, type QueueItemPolicies } from './items/item-policy.js';
+import { itemPolicyProblems, type QueueItemPolicies } from './item-policy.js';
 
 const wholeNumber = (min: number) => ({
   message: `$property must be a whole number >= ${min} (got $value)`,

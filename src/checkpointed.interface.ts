@@ -1,6 +1,7 @@
 import type { QueueOptions, WorkOptions } from 'pg-boss';
 import type { EntityManager } from 'typeorm';
-import type { RetryPolicy, SkipPolicy } from './items/item-policy.js';
+import type { AdaptiveBatchSize } from './batch-sizer.js';
+import type { RetryPolicy, SkipPolicy } from './item-policy.js';
 import type { BatchMode } from './items/item-recovery.js';
 import type { CheckpointRunChunk } from './checkpoint.interfaces.js';
 
@@ -8,15 +9,6 @@ import type { CheckpointRunChunk } from './checkpoint.interfaces.js';
 export type OnCompleted = 'return' | 'rerun';
 /** What a resume does when the input's fingerprint differs from the stored one. */
 export type OnInputChange = 'fail' | 'restart' | 'resume';
-
-/** A batch size that adapts so that one batch takes about `targetMs`. */
-export interface AdaptiveBatchSize {
-  targetMs: number;
-  /** Smallest batch (default 1). */
-  min?: number;
-  /** Largest batch (default 10 000). */
-  max?: number;
-}
 
 /** pg-boss queue options the decorator passes to `createQueue`, under pg-boss's own names. */
 export type CheckpointQueueOptions = Pick<

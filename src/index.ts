@@ -11,7 +11,7 @@ export { CheckpointService, type ClaimedCheckpoint } from './checkpoint.service.
 export { CheckpointQueues } from './boss/checkpoint-queues.js';
 export { CheckpointRuns, chunkJobId } from './runs/runs.service.js';
 export { OnRunCompleted } from './runs/on-run-completed.decorator.js';
-export { RUN_STATES, type RunState } from './runs/runs.constants.js';
+export { RUN_STATES, type RunState } from './checkpoint.constants.js';
 export { CheckpointRunConflictError, CheckpointRunNotFoundError } from './runs/runs.errors.js';
 export type {
   ListRunsOptions,
@@ -67,8 +67,8 @@ export type {
   RewindOptions,
   WriteOptions,
 } from './checkpoint.interfaces.js';
+export type { AdaptiveBatchSize } from './batch-sizer.js';
 export type {
-  AdaptiveBatchSize,
   CheckpointAttemptProgress,
   CheckpointBatch,
   CheckpointContext,
@@ -95,7 +95,7 @@ export type {
   RetryPolicy,
   SkipLimit,
   SkipPolicy,
-} from './items/item-policy.js';
+} from './item-policy.js';
 export type { BatchMode } from './items/item-recovery.js';
 export type { CheckpointPage } from './page-cursor.js';
 export type { PurgeCounts } from './checkpoint.purge.js';

@@ -17,7 +17,7 @@ import type {
   FetchPage,
 } from '../checkpointed.interface.js';
 import type { FailedItemsService, SkipAdvance } from '../items/failed-items.service.js';
-import type { ItemPolicies } from '../items/item-policy.js';
+import type { ItemPolicies } from '../item-policy.js';
 import { ItemRecovery, type OpenBatch } from '../items/item-recovery.js';
 import { BatchFailureLog } from '../items/batch-failure-log.js';
 import { CheckpointSkipLimitError, describe, summarize } from '../items/items.errors.js';

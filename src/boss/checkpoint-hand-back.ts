@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
-import type { Db, PgBoss } from 'pg-boss';
+import type { PgBoss } from 'pg-boss';
 import type { DataSource, EntityManager } from 'typeorm';
+import { bossDb } from '../boss-db.js';
 
 /** The pg-boss fields of an active job that a hand-back needs. */
 export interface ActiveJob {
@@ -55,18 +56,6 @@ export async function handBackJob(
     );
     await boss.fail(queue, attempt, { handedBack: reason });
   }
-}
-
-/** pg-boss's database adapter over a TypeORM transaction: its statements join the transaction. */
-export function bossDb(manager: EntityManager): Db {
-  return {
-    executeSql: async (text: string, values?: unknown[]) => {
-      const runner = manager.queryRunner;
-      if (runner === undefined) throw new Error('bossDb needs a transactional EntityManager');
-      const result = await runner.query(text, values, true);
-      return { rows: (result.records ?? []) as never[] };
-    },
-  };
 }
 
 /** The rows a pg-boss command changed (its responses carry `affected`). */

@@ -20,16 +20,14 @@ import { messages } from '../checkpoint.messages.js';
 import type { ResolvedCheckpointOptions } from '../checkpoint.options.js';
 import type { AttemptHooks, CheckpointedMethod } from '../attempt/attempt.interfaces.js';
 import { CheckpointRunner } from '../attempt/checkpoint.runner.js';
+import { bossDb } from '../boss-db.js';
 import { CheckpointRepository } from '../checkpoint.repository.js';
 import { CheckpointService } from '../checkpoint.service.js';
 import { CHECKPOINT_BOSS_HANDLE, guardStop, type BossHandle } from './checkpoint-boss.js';
-import { bossDb, handBackJob } from './checkpoint-hand-back.js';
+import { handBackJob } from './checkpoint-hand-back.js';
 import { CheckpointReaper } from './checkpoint-reaper.js';
 import { JobControl } from './job-control.js';
 import { defined, ensureQueue } from './queue-setup.js';
-
-/** @internal the runs room joins pg-boss statements to its transactions with it. */
-export { bossDb };
 
 interface QueueRegistration {
   queue: string;

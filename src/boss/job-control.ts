@@ -5,7 +5,8 @@ import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
 import { CheckpointPausedError, type CheckpointCancelledError } from '../checkpoint.errors.js';
 import type { ControlAction } from '../checkpoint.interfaces.js';
 import type { CheckpointService } from '../checkpoint.service.js';
-import { affected, bossDb } from './checkpoint-hand-back.js';
+import { bossDb } from '../boss-db.js';
+import { affected } from './checkpoint-hand-back.js';
 
 /**
  * The jobs of keys an operator paused, resumed or cancelled: a paused or cancelled job leaves

@@ -1,13 +1,12 @@
 // What each command does, through the library's own services (CheckpointService, CheckpointRuns,
 // FailedItemsService): the same checks, the same statements and the same messages as in an
 // application. Each returns what it prints: a value for --json and the lines for a person.
-import { CHECKPOINT_STATES, type CheckpointState } from '../checkpoint.constants.js';
+import { CHECKPOINT_STATES, type CheckpointState, type RunState } from '../checkpoint.constants.js';
 import type { ControlAction } from '../checkpoint.interfaces.js';
 import type { CheckpointService } from '../checkpoint.service.js';
 import type { RedriveRequest } from '../items/failed-item.interface.js';
 import type { FailedItemsService } from '../items/failed-items.service.js';
 import { httpMessages } from '../http/checkpoint-http.messages.js';
-import type { RunState } from '../runs/runs.constants.js';
 import type { CheckpointRuns } from '../runs/runs.service.js';
 import type { CliArgs } from './cli.args.js';
 import { cliMessages } from './cli.messages.js';

@@ -1,8 +1,7 @@
 import type { CheckpointPage } from '../page-cursor.js';
-import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
+import { CHECKPOINT_STATES, RUN_STATES, type RunState } from '../checkpoint.constants.js';
 import type { CheckpointRow } from '../checkpoint.repository.js';
 import { toProgress } from '../progress/checkpoint-reads.js';
-import { RUN_STATES, type RunState } from '../runs/runs.constants.js';
 import type { Run } from '../runs/runs.interfaces.js';
 
 /** One key as the HTTP API and the dashboard show it. */

@@ -8,7 +8,7 @@ import {
   matches,
   skipAllowance,
   type ItemPolicies,
-} from './item-policy.js';
+} from '../item-policy.js';
 
 /**
  * How a batch was handed to the loop body: `batch` a normal one; `scan` one item of a failed

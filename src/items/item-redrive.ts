@@ -2,12 +2,11 @@
 // transaction. FailedItemsService.redrive and redriveRun hand over to it.
 import type { JobInsert, JobWithMetadata, PgBoss } from 'pg-boss';
 import type { DataSource, EntityManager } from 'typeorm';
-import { bossDb } from '../boss/checkpoint-hand-back.js';
-import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
+import { bossDb } from '../boss-db.js';
+import { CHECKPOINT_STATES, RUN_NOTIFY_PREFIX } from '../checkpoint.constants.js';
 import { CheckpointError, CheckpointStoreError } from '../checkpoint.errors.js';
 import { CheckpointRepository } from '../checkpoint.repository.js';
 import { CheckpointSession } from '../checkpoint.session.js';
-import { RUN_NOTIFY_PREFIX } from '../runs/runs.constants.js';
 import type { RedriveRequest } from './failed-item.interface.js';
 import { CheckpointRedriveError } from './items.errors.js';
 import { itemMessages } from './items.messages.js';

@@ -2,10 +2,9 @@
 // validated and quoted, every value is a bound parameter. Each write is one statement that
 // also updates the key's checkpoint row, fenced by the attempt's epoch: a stale attempt's write
 // changes nothing (rowCount 0), neither in the ledger nor in the checkpoint.
-import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
+import { CHECKPOINT_STATES, RUN_STATES } from '../checkpoint.constants.js';
 import type { Query } from '../checkpoint.sql.js';
 import { assertSchemaName } from '../checkpoint.validation.js';
-import { RUN_STATES } from '../runs/runs.constants.js';
 import type { ErrorDetail } from './items.errors.js';
 
 const { completed, released, running } = CHECKPOINT_STATES;

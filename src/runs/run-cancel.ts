@@ -1,14 +1,14 @@
 // Cancelling runs: the chunks' control, the run row and the chunk jobs in one transaction.
 import type { PgBoss } from 'pg-boss';
 import type { DataSource } from 'typeorm';
-import { bossDb } from '../boss/checkpoint-queues.js';
+import { bossDb } from '../boss-db.js';
+import { RUN_NOTIFY_PREFIX } from '../checkpoint.constants.js';
 import { CheckpointConfigError, CheckpointStoreError } from '../checkpoint.errors.js';
 import { CheckpointRepository } from '../checkpoint.repository.js';
 import { CheckpointService } from '../checkpoint.service.js';
 import { CheckpointSession } from '../checkpoint.session.js';
 import { assertRunId } from './run-ids.js';
 import type { RunReads } from './run-reads.js';
-import { RUN_NOTIFY_PREFIX } from './runs.constants.js';
 import { CheckpointRunNotFoundError } from './runs.errors.js';
 import type { Run } from './runs.interfaces.js';
 import { runMessages } from './runs.messages.js';

@@ -6,10 +6,11 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { DataSource, EntityManager } from 'typeorm';
 import { CheckpointQueues } from '../boss/checkpoint-queues.js';
+import { RUN_NOTIFY_PREFIX } from '../checkpoint.constants.js';
 import { CheckpointRepository } from '../checkpoint.repository.js';
 import { CheckpointSession } from '../checkpoint.session.js';
 import type { RunReads } from './run-reads.js';
-import { RUN_NOTIFY_PREFIX, SWEEP_INTERVAL_MS, WORKER_BEAT_MS } from './runs.constants.js';
+import { SWEEP_INTERVAL_MS, WORKER_BEAT_MS } from './runs.constants.js';
 import type { Run } from './runs.interfaces.js';
 import type { RunsSql } from './runs.sql.js';
 

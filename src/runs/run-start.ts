@@ -3,7 +3,9 @@
 import { createHash } from 'node:crypto';
 import type { PgBoss } from 'pg-boss';
 import type { DataSource, EntityManager } from 'typeorm';
-import { bossDb, CheckpointQueues } from '../boss/checkpoint-queues.js';
+import { bossDb } from '../boss-db.js';
+import { CheckpointQueues } from '../boss/checkpoint-queues.js';
+import { RUN_NOTIFY_PREFIX, RUN_STATES } from '../checkpoint.constants.js';
 import {
   CheckpointConfigError,
   CheckpointStoreError,
@@ -21,7 +23,7 @@ import {
   isPositiveInteger,
 } from './run-ids.js';
 import type { RunReads } from './run-reads.js';
-import { RUN_NOTIFY_PREFIX, RUN_STATES, WORKER_ALIVE_SECONDS } from './runs.constants.js';
+import { WORKER_ALIVE_SECONDS } from './runs.constants.js';
 import type {
   PlanRunOptions,
   RunChunkData,

@@ -1,19 +1,3 @@
-/** The states of a run. */
-export const RUN_STATES = Object.freeze({
-  /** Started: its chunk jobs are queued, none has been claimed yet. */
-  created: 'created',
-  /** At least one chunk has started. (Derived when read: the run row is not written per chunk.) */
-  running: 'running',
-  /** Every chunk completed; the completion hook runs once. */
-  completed: 'completed',
-  /** A direct run whose inline attempt threw, or a queued run with a failed chunk and nothing else left to run. */
-  failed: 'failed',
-  /** Cancelled: its chunks stopped at their next batch boundary and will not run again. */
-  cancelled: 'cancelled',
-} as const);
-
-export type RunState = (typeof RUN_STATES)[keyof typeof RUN_STATES];
-
 /** Metadata key written by `@OnRunCompleted()`. */
 export const ON_RUN_COMPLETED_METADATA = 'checkpoint:on-run-completed';
 
@@ -26,5 +10,3 @@ export const WORKER_ALIVE_SECONDS = 6;
 export const SWEEP_INTERVAL_MS = 1_000;
 /** How often a watcher reads the run even without a notification (a missed NOTIFY costs this). */
 export const WATCH_POLL_MS = 2_000;
-/** A run's own changes are announced on the checkpoint channel as `run:<id>`. */
-export const RUN_NOTIFY_PREFIX = 'run:';

@@ -3,8 +3,8 @@
 // - chunk: a slice of the run's items; one pg-boss job and one checkpoint row each. The chunk
 //   handler is an ordinary `@Checkpointed({ queue })` method.
 // - direct run: a run of at most `directThreshold` items, worked inline in the caller as one chunk.
-import type { RunState } from './runs.constants.js';
 import type { ChunkPlan } from './runs.plan.js';
+import type { RunState } from '../checkpoint.constants.js';
 
 /** Options of `CheckpointRuns.start()`. */
 export interface StartRunOptions<T = unknown, D = unknown> {

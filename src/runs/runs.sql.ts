@@ -1,9 +1,8 @@
 // Every SQL statement of runs. Same rules as checkpoint.sql.ts: the schema is validated and
 // quoted, values are bound parameters, times are clock_timestamp().
-import { CHECKPOINT_STATES } from '../checkpoint.constants.js';
+import { CHECKPOINT_STATES, RUN_STATES, type RunState } from '../checkpoint.constants.js';
 import type { Query } from '../checkpoint.sql.js';
 import { assertSchemaName } from '../checkpoint.validation.js';
-import { RUN_STATES, type RunState } from './runs.constants.js';
 
 const { pending, completed, cancelled, failed } = CHECKPOINT_STATES;
 /** The states a run row holds while its chunks may still move. */

@@ -2,12 +2,7 @@
 // loop takes after a failure. No database needed.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  backoffDelay,
-  itemPolicyProblems,
-  matches,
-  skipAllowance,
-} from '../../src/items/item-policy.js';
+import { backoffDelay, itemPolicyProblems, matches, skipAllowance } from '../../src/item-policy.js';
 import { ItemRecovery, type OpenBatch } from '../../src/items/item-recovery.js';
 
 class Transient extends Error {}
