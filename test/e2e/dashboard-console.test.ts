@@ -37,10 +37,10 @@ import { waitUntil } from '../support/wait.js';
 
 const schema = uniqueSchema('console');
 /** docs/dashboard.png when asked for (UPDATE_SCREENSHOT=1); a test run leaves the tree clean. */
-const SCREENSHOT =
-  process.env.UPDATE_SCREENSHOT === '1'
-    ? fileURLToPath(new URL('../../../docs/dashboard.png', import.meta.url))
-    : join(tmpdir(), `${schema}-dashboard.png`);
+const UPDATE_SCREENSHOT = process.env.UPDATE_SCREENSHOT === '1';
+const SCREENSHOT = UPDATE_SCREENSHOT
+  ? fileURLToPath(new URL('../../../docs/dashboard.png', import.meta.url))
+  : join(tmpdir(), `${schema}-dashboard.png`);
 const QUEUE = 'screening';
 const RUN = 'screening-2026-12';
 const ITEMS = 60;
@@ -168,7 +168,7 @@ after(async () => {
   await http?.app.close();
   await dropSchema(schema);
   await dropSchema(`${schema}_boss`);
-  if (process.env.UPDATE_SCREENSHOT !== '1') await rm(SCREENSHOT, { force: true });
+  if (!UPDATE_SCREENSHOT) await rm(SCREENSHOT, { force: true });
 });
 
 function range(n: number): number[] {
